@@ -1,0 +1,129 @@
+"""Distances and accuracies exactly as the literature computes them."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from geographiclib.geodesic import Geodesic
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geomtl_core.geodesy import EARTH_RADIUS_KM, InvalidCoordinatesError, haversine_km, validate_coordinates
+from geomtl_core.metrics import (
+    THRESHOLDS_KM,
+    accuracy_at,
+    bootstrap_accuracy_ci,
+    geoscore,
+    summarize_errors,
+    summarize_predictions,
+)
+from geomtl_core.predictions import read_predictions
+
+lats = st.floats(-90, 90, allow_nan=False)
+lons = st.floats(-180, 180, allow_nan=False)
+SPHERE = Geodesic(EARTH_RADIUS_KM * 1000.0, 0.0)  # geodesic on a sphere: an independent formula
+
+
+@given(lats, lons, lats, lons)
+def test_distance_is_symmetric(a, b, c, d):
+    """d(p, q) == d(q, p)."""
+    assert haversine_km(a, b, c, d) == pytest.approx(haversine_km(c, d, a, b), rel=1e-12, abs=1e-9)
+
+
+@given(lats, lons)
+def test_distance_zero_on_identical_points(a, b):
+    """d(p, p) == 0."""
+    assert haversine_km(a, b, a, b) == 0.0
+
+
+@given(lats, lons)
+def test_antipodes_are_half_circumference(a, b):
+    """The antipode is pi * R away (~20015 km)."""
+    lon2 = b - 180 if b > 0 else b + 180
+    d = float(haversine_km(a, b, -a, lon2))
+    assert d == pytest.approx(math.pi * EARTH_RADIUS_KM, rel=1e-6)
+    assert d == pytest.approx(20015.1, abs=0.1)
+
+
+@settings(max_examples=300)
+@given(lats, lons, lats, lons)
+def test_agrees_with_geodesic_on_a_sphere(a, b, c, d):
+    """Haversine equals Karney's geodesic on a sphere of the same radius within 1e-6 relative."""
+    ref = SPHERE.Inverse(a, b, c, d)["s12"] / 1000.0
+    assert float(haversine_km(a, b, c, d)) == pytest.approx(ref, rel=1e-6, abs=1e-6)
+
+
+def test_distance_is_vectorised_and_broadcasts():
+    """Arrays against a scalar point give one distance per row."""
+    d = haversine_km(np.array([0.0, 0.0, 10.0]), np.array([0.0, 1.0, 0.0]), 0.0, 0.0)
+    assert d.shape == (3,)
+    assert d[0] == 0.0 and d[1] == pytest.approx(111.195, abs=1e-3)
+
+
+@pytest.mark.parametrize("lat, lon", [(float("nan"), 0.0), (90.5, 0.0), (0.0, -180.01), (0.0, float("inf"))])
+def test_invalid_coordinates_name_the_rows(lat, lon):
+    """A bad coordinate is an error that names its row, never a number."""
+    with pytest.raises(InvalidCoordinatesError, match=r"rows: 2") as info:
+        validate_coordinates([0.0, 10.0, lat], [0.0, 10.0, lon])
+    assert info.value.rows.tolist() == [2]
+    with pytest.raises(InvalidCoordinatesError):
+        haversine_km([0.0, lat], [0.0, lon], 0.0, 0.0)
+
+
+def test_invalid_rows_use_labels():
+    """Labels (image ids) replace indices in the message."""
+    with pytest.raises(InvalidCoordinatesError, match="img_b"):
+        summarize_predictions([0, 95], [0, 0], [0, 0], [0, 0], labels=["img_a", "img_b"])
+
+
+def test_accuracy_counts_threshold_inclusive():
+    """An error equal to a threshold counts as within it."""
+    acc = accuracy_at([1.0, 25.0, 200.0, 750.0, 2500.0, 2500.1])
+    assert acc.tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+
+
+def test_geoscore_decays_with_distance():
+    """5000 at 0 km, 5000/e at 1492.7 km."""
+    assert geoscore([0.0, 1492.7]) == pytest.approx((5000 + 5000 / math.e) / 2)
+
+
+def test_bootstrap_ci_contains_estimate_and_shrinks_with_n():
+    """The 95% interval brackets the point estimate and narrows with more images."""
+    rng = np.random.default_rng(1)
+    small = rng.exponential(800, size=200)
+    large = rng.exponential(800, size=5000)
+    ci_s = bootstrap_accuracy_ci(small, seed=0)
+    ci_l = bootstrap_accuracy_ci(large, seed=0)
+    acc_s = accuracy_at(small)
+    assert np.all(ci_s[:, 0] <= acc_s + 1e-12) and np.all(acc_s <= ci_s[:, 1] + 1e-12)
+    assert np.all((ci_l[:, 1] - ci_l[:, 0])[1:] < (ci_s[:, 1] - ci_s[:, 0])[1:])
+
+
+def test_empty_errors_are_refused():
+    """An empty prediction set is an error, not NaN."""
+    with pytest.raises(ValueError, match="empty"):
+        summarize_errors([])
+
+
+def _published_summary(path):
+    """The accuracy row after the blank line of a GeoEstimation result file."""
+    rows = list(csv.reader(path.open()))
+    blank = next(i for i, r in enumerate(rows) if not r)
+    header, values = rows[blank + 1], rows[blank + 2]
+    assert header[0].startswith("street acc (1km)")
+    return [float(v) for v in values[:5]], float(values[5])
+
+
+def test_reproduces_every_published_im2gps_summary(shared):
+    """Our accuracies from the per-image rows equal GeoEstimation's summary rows to 6 decimals."""
+    files = sorted((shared / "geoestimation/results/im2gps").glob("*.csv"))
+    assert len(files) == 6
+    for path in files:
+        expected, mean_dev = _published_summary(path)
+        preds = read_predictions(path)
+        assert len(preds.img_id) == 237
+        s = summarize_errors(preds.errors_km)
+        got = [round(s.accuracy[t], 6) for t in THRESHOLDS_KM]
+        assert got == pytest.approx(expected, abs=5e-7), path.name
+        assert s.mean_km == pytest.approx(mean_dev, abs=0.01), path.name

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from geomtl_core.geodesy import InvalidCoordinatesError
 from geomtl_core.metrics import summarize_errors
+from geomtl_core.partitioning import CellsFileError
 from geomtl_core.predictions import PredictionFileError, read_predictions
 
 Handler = Callable[[argparse.Namespace], int]
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geomtl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_score(sub)
+    from geomtl_core import cli_partition
+
+    cli_partition.add_subcommands(sub)
     return parser
 
 
@@ -48,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (PredictionFileError, InvalidCoordinatesError, ValueError, FileNotFoundError) as exc:
+    except (PredictionFileError, InvalidCoordinatesError, CellsFileError, ValueError, FileNotFoundError) as exc:
         print(f"geomtl {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

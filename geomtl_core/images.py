@@ -1,0 +1,109 @@
+"""Image decoding with guards, and the train / eval transforms (torchvision v2 on uint8 tensors).
+
+JPEGs decode with simplejpeg (libjpeg-turbo), asking for DCT-domain downscaling to the
+smallest size that still covers the crop; other formats fall back to Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import simplejpeg
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms import v2
+
+MAX_PIXELS = 64_000_000
+"""Refuse images above 64 megapixels (decompression bombs); MP-16 photos are ~0.1-1 MP."""
+
+
+class ImageDecodeError(ValueError):
+    """An image that cannot be decoded or is refused; carries the reason."""
+
+
+def decode_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 array (H, W, 3) of encoded bytes; raises :class:`ImageDecodeError`.
+
+    ``min_side``: decode JPEGs at the smallest DCT scale whose shorter side is ``>= min_side``.
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    if simplejpeg.is_jpeg(data):
+        try:
+            h, w, _cs, _sub = simplejpeg.decode_jpeg_header(data)
+        except ValueError as exc:
+            raise ImageDecodeError(f"corrupt JPEG header: {exc}") from exc
+        if h * w > max_pixels:
+            raise ImageDecodeError(f"image of {w}x{h} px exceeds the {max_pixels:,}-pixel limit")
+        kwargs = {}
+        if min_side:
+            scale = min(h, w) / min_side
+            kwargs = {"min_height": int(np.ceil(h / scale)), "min_width": int(np.ceil(w / scale))} if scale > 1 else {}
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, **kwargs)
+        except ValueError as exc:
+            raise ImageDecodeError(f"corrupt or truncated JPEG: {exc}") from exc
+    return _decode_pillow(data, max_pixels)
+
+
+def _decode_pillow(data: bytes, max_pixels: int) -> np.ndarray:
+    """Non-JPEG formats: EXIF orientation applied, alpha dropped, any mode to 8-bit RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels:
+                raise ImageDecodeError(f"image of {im.width}x{im.height} px exceeds the {max_pixels:,}-pixel limit")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                arr = (255 * arr / max(arr.max(), 1)).astype(np.uint8)
+                im = Image.fromarray(arr)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGB", im.size, (255, 255, 255))
+                bg.paste(im, mask=im.getchannel("A"))
+                im = bg
+            return np.asarray(im.convert("RGB"))
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"not a decodable image: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """Input size and augmentation (GeoEstimation: RandomResizedCrop 0.66-1, flip; eval: resize+centre crop)."""
+
+    size: int = 64
+    crop_scale: tuple[float, float] = (0.66, 1.0)
+    flip: bool = True
+    jitter: float = 0.2
+    resize_ratio: float = 256 / 224
+
+
+def train_transform(cfg: TransformConfig) -> v2.Compose:
+    """Random crop of 66-100% of the area, horizontal flip, colour jitter; uint8 CHW in and out."""
+    steps: list = [v2.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, antialias=True)]
+    if cfg.flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if cfg.jitter:
+        steps.append(v2.ColorJitter(cfg.jitter, cfg.jitter, cfg.jitter))
+    return v2.Compose(steps)
+
+
+def eval_transform(cfg: TransformConfig, five_crop: bool = False):
+    """Resize the shorter side to size*256/224 then centre crop (or five crops, stacked)."""
+    resize = v2.Resize(round(cfg.size * cfg.resize_ratio), antialias=True)
+    if not five_crop:
+        return v2.Compose([resize, v2.CenterCrop(cfg.size)])
+
+    def five(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack(v2.functional.five_crop(resize(x), cfg.size))
+
+    return five
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC uint8 numpy -> CHW uint8 tensor (no copy of pixel data beyond the permute view)."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)

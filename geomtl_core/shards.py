@@ -4,9 +4,11 @@ layout) and folders of image files, with an offset index for random access."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import msgpack
 import numpy as np
@@ -82,12 +84,33 @@ class ShardIndex:
         return len(self.ids)
 
     def read(self, k: int) -> tuple[str, bytes]:
-        """Random access to record ``k`` (one seek + one unpack)."""
-        with self.files[int(self.file_idx[k])].open("rb") as fh:
-            fh.seek(int(self.offsets[k]))
-            unpacker = msgpack.Unpacker(fh, raw=False, max_buffer_size=1 << 30)
-            rec = next(unpacker)
+        """Random access to record ``k``: one seek + one unpack on a per-process open handle."""
+        fi = int(self.file_idx[k])
+        handles = self._handles()
+        if fi not in handles:
+            handles[fi] = self.files[fi].open("rb")
+        fh = handles[fi]
+        fh.seek(int(self.offsets[k]))
+        end = int(self.offsets[k + 1]) if k + 1 < len(self.offsets) and self.file_idx[k + 1] == fi else None
+        data = fh.read(end - int(self.offsets[k])) if end is not None else fh.read()
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
+        unpacker.feed(data)
+        rec = next(unpacker)
         return str(rec["id"]), rec["image"]
+
+    def _handles(self) -> dict[int, BinaryIO]:
+        """Open files of this process (forked workers open their own)."""
+        pid = os.getpid()
+        if getattr(self, "_pid", None) != pid:
+            self._pid = pid
+            self._open: dict[int, BinaryIO] = {}
+        return self._open
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_open", None)
+        state.pop("_pid", None)
+        return state
 
 
 def shard_files(root: str | Path) -> list[Path]:

@@ -186,3 +186,16 @@ def test_msgpack_record_without_image_is_skipped(tmp_path, caplog):
         fh.write(msgpack.packb({"id": "c", "image": _jpeg(1)}, use_bin_type=True))
     assert index_shards(tmp_path, cache=False).ids.tolist() == ["a", "c"]
     assert "skipped" in caplog.text
+
+
+def test_color_jitter_is_identity_at_zero_and_bounded():
+    """Strength 0 leaves pixels unchanged; otherwise output stays uint8 and differs."""
+    import torch
+
+    from geomtl_core.images import ColorJitter
+
+    x = torch.from_numpy(decode_image(_jpeg(3))).permute(2, 0, 1).contiguous()
+    assert torch.equal(ColorJitter(0.0)(x), x)
+    torch.manual_seed(0)
+    y = ColorJitter(0.4)(x)
+    assert y.dtype == torch.uint8 and y.shape == x.shape and not torch.equal(x, y)

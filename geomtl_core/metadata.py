@@ -93,6 +93,9 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     for src, dst in {**SCENE_COLUMNS, **PROB_COLUMNS}.items():
         if src in df.columns:
             out[dst] = df[src]
+    for src in df.columns:  # further label columns, e.g. KG_Label -> kg (auxiliary tasks)
+        if src.endswith("_Label") and src not in SCENE_COLUMNS:
+            out[src[: -len("_Label")].lower()] = df[src]
     from geomtl_core.geodesy import InvalidCoordinatesError, validate_coordinates
 
     try:
@@ -103,7 +106,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     if dup.any():
         ids = out.loc[dup, "img_id"].unique()[:5].tolist()
         raise MetadataError(f"{path}: {int(dup.sum())} rows share duplicate image ids, e.g. {ids}")
-    for col in ("s3", "s16", "s365"):
+    for col in [c for c in out.columns if c not in CANONICAL and not c.startswith("p_")]:
         if col in out and out[col].isna().any():
             missing = out.loc[out[col].isna(), "img_id"].tolist()[:5]
             raise MetadataError(f"{path}: missing {col} labels for ids {missing}")

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     from geomtl_core import cli_partition
 
     cli_partition.add_subcommands(sub)
+    from geomtl_core import cli_model
+
+    cli_model.add_subcommands(sub)
     return parser
 
 
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (PredictionFileError, InvalidCoordinatesError, CellsFileError, ValueError, FileNotFoundError) as exc:
+    except (PredictionFileError, InvalidCoordinatesError, CellsFileError, ValueError, FileNotFoundError,
+            FileExistsError) as exc:
         print(f"geomtl {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

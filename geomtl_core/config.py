@@ -1,0 +1,136 @@
+"""The typed experiment configuration: one object read by training, evaluation and notebooks.
+
+A YAML file (or a notebook's parameters) overrides the defaults with nested keys, e.g.
+``{"model": {"backbone": "small_cnn"}, "train": {"epochs": 3}}``; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where the images and metadata are, and the input transform."""
+
+    root: str = "data/proxy"
+    train: str = "train"
+    val: str = "val"
+    test: str = "test"
+    image_size: int = 64
+    train_fraction: float = 1.0
+    scene_tasks: list[str] = field(default_factory=lambda: ["s3"])
+    workers: int = 2
+    five_crop: bool = False
+
+
+@dataclass
+class PartitionConfig:
+    """Adaptive S2 partitionings built from the training coordinates (or read from files)."""
+
+    tau_min: int = 50
+    tau_max: list[int] = field(default_factory=lambda: [5000, 2000, 1000])
+    cells_files: list[str] = field(default_factory=list)
+    hierarchical: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, shared neck and heads; loss weighting fixed or learned (Kendall et al. 2018)."""
+
+    backbone: str = "small_cnn"
+    width: float = 1.0
+    pretrained: bool = False
+    freeze_backbone: bool = False
+    neck_units: int = 256
+    dropout: float = 0.2
+    loss_weighting: str = "fixed"
+    scene_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser and schedule (GeoEstimation: SGD lr 0.01, momentum 0.9, wd 1e-4, step decay)."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    step_every: int = 4
+    step_gamma: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one training run."""
+
+    name: str = "geomtl"
+    data: DataConfig = field(default_factory=DataConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None) -> ExperimentConfig:
+        return merge(cls(), data or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+
+def merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
+    """A copy of dataclass ``obj`` with nested ``overrides`` applied; unknown keys raise."""
+    known = {f.name: f for f in fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"unknown key {where}.{key}; valid keys: {', '.join(known)}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} must be a mapping")
+            changes[key] = merge(current, value, f"{where}.{key}")
+        else:
+            changes[key] = _coerce(value, current, f"{where}.{key}")
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true/false, got {value!r}")
+        return value
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+        return value
+    if isinstance(current, float):
+        if not isinstance(value, int | float):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(current, list) and not isinstance(value, list):
+        raise ValueError(f"{where} must be a list, got {value!r}")
+    return value

@@ -1,0 +1,177 @@
+"""The multi-task network: backbone -> shared neck -> one softmax head per partitioning and per
+scene level, with fixed or learned (homoscedastic uncertainty) loss weights. Keras 3, torch backend."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras
+from keras import layers, ops
+
+BACKBONES = ("small_cnn", "mobilenetv3small", "efficientnet_lite0", "efficientnetb0", "resnet50")
+
+
+@keras.saving.register_keras_serializable(package="geomtl")
+class SmallCNN(keras.layers.Layer):
+    """Four strided conv blocks (32·w … 256·w channels): the fast backbone for tests and ablations."""
+
+    def __init__(self, width: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if width <= 0:
+            raise ValueError(f"width must be > 0, received: width={width}")
+        self.width = width
+        self.blocks = []
+        for k, ch in enumerate((32, 64, 128, 256)):
+            self.blocks += [
+                layers.Conv2D(max(8, int(ch * width)), 3, strides=2, padding="same", use_bias=False, name=f"conv{k}"),
+                layers.BatchNormalization(momentum=0.9, name=f"bn{k}"),
+                layers.ReLU(name=f"relu{k}"),
+            ]
+
+    def call(self, x, training=False):
+        for layer in self.blocks:
+            x = layer(x, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: bool = False):
+    """A feature extractor (image float in [0, 255] -> feature map) and its input normaliser."""
+    shape = (input_size, input_size, 3)
+    if name == "small_cnn":
+        return SmallCNN(width, name="backbone"), layers.Rescaling(1 / 255.0, name="normalise")
+    if name == "mobilenetv3small":
+        net = keras.applications.MobileNetV3Small(
+            input_shape=shape, alpha=width, include_top=False, weights=None, include_preprocessing=False,
+        )
+        return net, layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")
+    if name == "efficientnet_lite0":
+        from geomtl_core.backbones_effnet import EFFNET_LITE0_PREPROCESS, efficientnet_lite0
+
+        mean, std = EFFNET_LITE0_PREPROCESS["mean"], EFFNET_LITE0_PREPROCESS["std"]
+        norm = layers.Normalization(mean=mean, variance=[s * s for s in std], name="normalise")
+        return efficientnet_lite0(shape, pretrained=pretrained), norm
+    if name in ("efficientnetb0", "resnet50"):
+        cls = keras.applications.EfficientNetB0 if name == "efficientnetb0" else keras.applications.ResNet50
+        if pretrained:
+            raise ValueError(
+                f"pretrained {name} needs ImageNet weights from the internet; use efficientnet_lite0 "
+                "(weights ship with the install) or load your own weights file"
+            )
+        net = cls(input_shape=shape, include_top=False, weights=None)
+        return net, layers.Identity(name="normalise")
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+@keras.saving.register_keras_serializable(package="geomtl")
+class GeoMTLModel(keras.Model):
+    """Images (uint8 or float 0-255, channels last) -> dict of logits keyed by task name.
+
+    ``geo_heads`` and ``scene_heads`` map task names to class counts. With
+    ``loss_weighting="learned"`` each task i has a trainable log-variance s_i and the loss is
+    sum_i exp(-s_i) L_i + s_i (Kendall et al. 2018); with ``"fixed"`` it is sum_i w_i L_i.
+    """
+
+    def __init__(
+        self,
+        geo_heads: dict[str, int],
+        scene_heads: dict[str, int] | None = None,
+        backbone: str = "small_cnn",
+        input_size: int = 64,
+        width: float = 1.0,
+        pretrained: bool = False,
+        freeze_backbone: bool = False,
+        neck_units: int = 256,
+        dropout: float = 0.2,
+        loss_weighting: str = "fixed",
+        task_weights: dict[str, float] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not geo_heads:
+            raise ValueError("at least one geolocation head is required, received: geo_heads={}")
+        if loss_weighting not in ("fixed", "learned"):
+            raise ValueError(f"loss_weighting must be 'fixed' or 'learned', received: {loss_weighting!r}")
+        self.geo_heads = dict(geo_heads)
+        self.scene_heads = dict(scene_heads or {})
+        self.backbone_name = backbone
+        self.input_size = input_size
+        self.width = width
+        self.pretrained = pretrained
+        self.freeze_backbone = freeze_backbone
+        self.neck_units = neck_units
+        self.dropout_rate = dropout
+        self.loss_weighting = loss_weighting
+        self.task_weights = {t: float((task_weights or {}).get(t, 1.0)) for t in self.task_names}
+        self.backbone, self.normalise = build_backbone(backbone, input_size, width, pretrained)
+        self.backbone.trainable = not freeze_backbone
+        self.pool = layers.GlobalAveragePooling2D(name="pool")
+        self.neck = layers.Dense(neck_units, use_bias=False, name="neck")
+        self.neck_bn = layers.BatchNormalization(momentum=0.9, name="neck_bn")
+        self.neck_act = layers.ReLU(name="neck_relu")
+        self.drop = layers.Dropout(dropout, name="dropout")
+        self.heads = {t: layers.Dense(n, name=f"head_{t}") for t, n in {**self.geo_heads, **self.scene_heads}.items()}
+        self.log_vars = None
+        if loss_weighting == "learned":
+            self.log_vars = self.add_weight(shape=(len(self.task_names),), initializer="zeros", name="log_vars")
+        self.task_loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in self.task_names}
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.geo_heads) + list(self.scene_heads)
+
+    def features(self, images, training=False):
+        """Neck embedding of a batch (before the heads)."""
+        x = self.normalise(ops.cast(images, "float32"))
+        x = self.pool(self.backbone(x, training=training and not self.freeze_backbone))
+        x = self.neck_act(self.neck_bn(self.neck(x), training=training))
+        return self.drop(x, training=training)
+
+    def call(self, images, training=False):
+        f = self.features(images, training=training)
+        return {t: self.heads[t](f) for t in self.task_names}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Weighted sum of the per-task sparse cross-entropies (tasks absent from ``y`` are skipped)."""
+        total = 0.0
+        for k, task in enumerate(self.task_names):
+            if task not in y:
+                continue
+            ce = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(ops.cast(y[task], "int32"), y_pred[task], from_logits=True)
+            )
+            self.task_loss_trackers[task].update_state(ce)
+            if self.log_vars is not None:
+                total = total + ops.exp(-self.log_vars[k]) * ce + self.log_vars[k]
+            else:
+                total = total + self.task_weights[task] * ce
+        return total
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "geo_heads": self.geo_heads,
+            "scene_heads": self.scene_heads,
+            "backbone": self.backbone_name,
+            "input_size": self.input_size,
+            "width": self.width,
+            "pretrained": False,  # weights come from the saved file, never from a download
+            "freeze_backbone": self.freeze_backbone,
+            "neck_units": self.neck_units,
+            "dropout": self.dropout_rate,
+            "loss_weighting": self.loss_weighting,
+            "task_weights": self.task_weights,
+        }
+
+
+def compile_model(model: GeoMTLModel, optimizer: keras.optimizers.Optimizer) -> GeoMTLModel:
+    """Compile with top-1 accuracy per task (the loss comes from ``compute_loss``)."""
+    model.compile(
+        optimizer=optimizer,
+        metrics={t: [keras.metrics.SparseCategoricalAccuracy(name="acc")] for t in model.task_names},
+    )
+    return model

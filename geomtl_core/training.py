@@ -1,0 +1,145 @@
+"""Training with ``keras.Model.fit``: SGD + step decay or AdamW + cosine, a checkpoint every
+epoch, and ``resume`` that continues a killed run exactly (weights, optimizer, schedule,
+data order and RNG)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
+from geomtl_core.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.dataset import FaultLog
+from geomtl_core.evaluation import evaluate_split
+from geomtl_core.experiment_data import load_meta, make_partitionings, make_split, scene_classes, subsample
+from geomtl_core.model import GeoMTLModel, compile_model
+from geomtl_core.partitioning import relate
+
+
+def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """SGD with step decay (GeoEstimation) or AdamW with cosine decay, schedules in optimizer steps."""
+    t = cfg.train
+    if t.schedule == "step":
+        every = max(1, t.step_every) * steps_per_epoch
+        n = max(1, t.epochs // max(1, t.step_every))
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [every * k for k in range(1, n + 1)], [t.lr * t.step_gamma**k for k in range(n + 1)]
+        )
+    elif t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.lr, decay_steps=max(1, t.epochs * steps_per_epoch))
+    elif t.schedule == "constant":
+        lr = t.lr
+    else:
+        raise ValueError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    raise ValueError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
+
+
+class EpochSetup(keras.callbacks.Callback):
+    """Before each epoch: data order and all RNGs become a function of (seed, epoch) alone."""
+
+    def __init__(self, loader, seed: int, faults: FaultLog):
+        super().__init__()
+        self.loader, self.seed, self.faults = loader, seed, faults
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loader.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(self.seed * 7919 + epoch)
+        keras.utils.set_random_seed(self.seed * 7919 + epoch)
+        self.faults.epoch = epoch
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Atomically save model + optimizer and the epoch reached; report skipped images."""
+
+    def __init__(self, out: Path, faults: FaultLog):
+        super().__init__()
+        self.out, self.faults = out, faults
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = self.faults.entries(epoch)
+        if logs is not None:
+            logs["skipped_images"] = len(bad)
+        if bad:
+            print(f"\nepoch {epoch + 1}: skipped {len(bad)} unreadable images (see {self.faults.path})")
+        save_model_atomic(self.model, self.out / "checkpoints" / "last.keras")
+        write_json_atomic({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}},
+                          self.out / "checkpoints" / "state.json")
+
+
+def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verbose: int | str = "auto") -> dict:
+    """Train (or resume) into a bundle folder; returns the final metrics (also in metrics.json)."""
+    out = Path(out_dir)
+    state_path = out / "checkpoints" / "state.json"
+    if resume and not state_path.exists():
+        raise FileNotFoundError(f"nothing to resume: {state_path} not found")
+    if not resume and state_path.exists():
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    keras.utils.set_random_seed(cfg.train.seed)
+    train_meta = subsample(load_meta(cfg, "train"), cfg.data.train_fraction, cfg.train.seed)
+    val_meta = load_meta(cfg, "val")
+    if resume:
+        cfg = ExperimentConfig.load(out / "config.yaml")
+        parts = read_partitionings(out)
+        scene = json.loads((out / "labels.json").read_text())["scene_tasks"]
+    else:
+        parts = make_partitionings(cfg, train_meta)
+        scene = scene_classes(cfg, [train_meta, val_meta])
+        save_bundle_metadata(out, cfg, parts, scene)
+    faults = FaultLog(out / "faults.tsv")
+    train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
+    steps = len(train_split.loader)
+    if resume:
+        model = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True)
+        initial_epoch = json.loads(state_path.read_text())["epoch"]
+    else:
+        m = cfg.model
+        weights = {s: m.scene_weight for s in scene}
+        model = GeoMTLModel(
+            {p.name: len(p) for p in parts}, scene, backbone=m.backbone, input_size=cfg.data.image_size,
+            width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
+            dropout=m.dropout, loss_weighting=m.loss_weighting, task_weights=weights,
+        )
+        compile_model(model, make_optimizer(cfg, steps))
+        initial_epoch = 0
+    callbacks = [
+        EpochSetup(train_split.loader, cfg.train.seed, faults),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        Checkpoint(out, faults),
+    ]
+    start = time.perf_counter()
+    if initial_epoch < cfg.train.epochs:
+        model.fit(train_split.loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=verbose, shuffle=False)
+    train_time = time.perf_counter() - start
+    save_model_atomic(model, out / "model.keras")
+    metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
+               "data_report": train_split.labels.report, "params": int(model.count_params())}
+    hierarchy = relate(parts) if cfg.partition.hierarchical else None
+    val_split = make_split(cfg, "val", val_meta, parts, train=False)
+    metrics["val"] = evaluate_split(model, val_split, parts, hierarchy, out / "predictions_val.csv",
+                                    progress=verbose not in (0, "0"))
+    write_json_atomic(metrics, out / "metrics.json")
+    return metrics
+
+
+def final_logs(out: str | Path) -> dict[str, float]:
+    """Last row of the training log (for comparing resumed and uninterrupted runs)."""
+    import csv
+
+    rows = list(csv.DictReader((Path(out) / "history.csv").open()))
+    last = {k: float(v) for k, v in rows[-1].items() if k != "epoch" and v not in ("", "NA")}
+    return last | {"epochs_logged": float(len(rows))}
+
+
+def weights_digest(model) -> float:
+    """A scalar fingerprint of all weights (sum of absolute values)."""
+    return float(sum(np.abs(np.asarray(w)).sum() for w in model.get_weights()))

@@ -1,0 +1,149 @@
+"""The multi-task model: learns, saves, resumes exactly, and predicts hierarchically."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import geomtl_core  # noqa: F401
+from geomtl_core.baselines import oracle_baseline, prior_baseline, random_baseline
+from geomtl_core.bundle import load_bundle
+from geomtl_core.cli import main
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.geolocate import geolocate, top_k
+from geomtl_core.metadata import read_metadata
+from geomtl_core.model import GeoMTLModel, compile_model
+from geomtl_core.partitioning import Hierarchy, Partitioning
+from geomtl_core.training import final_logs, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toydata import make_toy_dataset
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = make_toy_dataset(tmp_path_factory.mktemp("toy"))
+    (root / "test.csv").write_text((root / "val.csv").read_text())
+    os.symlink(root / "val", root / "test")
+    return root
+
+
+def _cfg(root, **train):
+    return ExperimentConfig.from_dict({
+        "data": {"root": str(root), "image_size": 32, "workers": 1},
+        "partition": {"tau_min": 5, "tau_max": [200, 60]},
+        "model": {"neck_units": 64},
+        "train": {"epochs": 3, "batch_size": 32, **train},
+    })
+
+
+@pytest.mark.slow
+def test_tiny_run_learns_beyond_the_prior(toy, tmp_path):
+    """Small CNN, 600 images, 3 epochs: accuracy at 2500 km beats always guessing the biggest cell."""
+    metrics = train(_cfg(toy), tmp_path / "b", verbose=0)
+    val = read_metadata(toy / "val.csv")
+    bundle = load_bundle(tmp_path / "b")
+    prior = prior_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
+    got = metrics["val"]["methods"]["hierarchy"]["acc_2500km"]
+    assert got > prior.accuracy[2500] + 0.2, (got, prior.accuracy[2500])
+    oracle = oracle_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
+    rnd = random_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
+    assert oracle.accuracy[2500] >= got and oracle.accuracy[25] >= rnd.accuracy[25]
+    # the bundle is self-contained: evaluate + score from the command line
+    assert main(["evaluate", str(tmp_path / "b"), "--data", str(toy), "--json", "--workers", "0"]) == 0
+    assert main(["score", str(tmp_path / "b" / "predictions_test.csv"), "--json"]) == 0
+
+
+def _train_cli(out, root, resume=False):
+    args = [sys.executable, "-m", "geomtl_core.cli", "train", "--out", str(out),
+            "--set", f"data.root={root}", "--set", "data.image_size=32", "--set", "data.workers=1",
+            "--set", "partition.tau_min=5", "--set", "partition.tau_max=[200, 60]",
+            "--set", "model.neck_units=64", "--set", "train.epochs=3", "--set", "train.batch_size=32"]
+    return args + (["--resume"] if resume else [])
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_equals_uninterrupted(toy, tmp_path):
+    """SIGKILL after the first epoch's checkpoint, resume: same final losses and metrics as one run."""
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cli(ref, toy), check=True, capture_output=True)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cli(run, toy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert killed_at < 3, "the run finished before it could be killed"
+    subprocess.run(_train_cli(run, toy, resume=True), check=True, capture_output=True)
+    a, b = final_logs(ref), final_logs(run)
+    assert b["epochs_logged"] >= 3
+    for key in ("loss", "cells_5_60_loss", "cells_5_60_acc", "s3_loss"):
+        assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
+    ma = json.loads((ref / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
+    mb = json.loads((run / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
+    assert mb["acc_2500km"] == pytest.approx(ma["acc_2500km"]) and mb["median_km"] == pytest.approx(ma["median_km"])
+
+
+def test_second_run_into_same_folder_is_refused(toy, tmp_path):
+    """Nothing is overwritten: an existing run needs --resume."""
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "b" / "checkpoints" / "state.json").write_text('{"epoch": 1}')
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(toy), tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_cfg(toy), tmp_path / "c", resume=True)
+
+
+@pytest.mark.parametrize("weighting", ["fixed", "learned"])
+def test_model_config_round_trip_and_keras_file(tmp_path, weighting):
+    """get_config -> from_config -> get_config is identical; .keras reloads with safe_mode and same outputs."""
+    m = GeoMTLModel({"coarse": 4, "fine": 9}, {"s3": 3}, input_size=32, neck_units=16, loss_weighting=weighting)
+    compile_model(m, keras.optimizers.SGD(0.01))
+    x = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3)).astype("uint8")
+    y1 = m(x)
+    cfg = m.get_config()
+    assert GeoMTLModel.from_config(cfg).get_config() == cfg
+    m.save(tmp_path / "m.keras")
+    m2 = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    y2 = m2(x)
+    for t in ("coarse", "fine", "s3"):
+        np.testing.assert_allclose(np.asarray(y1[t].detach()), np.asarray(y2[t].detach()), atol=1e-6)
+    assert (m.log_vars is not None) == (weighting == "learned")
+
+
+def test_bad_model_arguments_are_explained():
+    """Errors say what was received."""
+    with pytest.raises(ValueError, match="loss_weighting"):
+        GeoMTLModel({"a": 2}, loss_weighting="magic")
+    with pytest.raises(ValueError, match="unknown backbone"):
+        GeoMTLModel({"a": 2}, backbone="vgg99")
+    with pytest.raises(ValueError, match=r"unknown key config\.train\.epoch"):
+        ExperimentConfig.from_dict({"train": {"epoch": 3}})
+
+
+def test_geolocate_hierarchical_hand_example():
+    """Three partitionings: the f* choice differs from the fine argmax and maps to its class mean."""
+    z = np.zeros
+    parts = [Partitioning(np.array([0x1000000000000000], np.uint64), np.array([9]), z(1), z(1), name="c"),
+             Partitioning(np.array([0x0400000000000000, 0x0c00000000000000], np.uint64), np.array([5, 4]),
+                          np.array([1.0, 2.0]), np.array([1.0, 2.0]), name="m"),
+             Partitioning(np.array([0x0100000000000000, 0x0300000000000000, 0x0d00000000000000], np.uint64),
+                          np.array([2, 3, 4]), np.array([10.0, 20.0, 30.0]), np.array([11.0, 21.0, 31.0]), name="f")]
+    hier = Hierarchy(np.array([[0, 0, 0], [0, 0, 1], [0, 1, 2]]), {})
+    probs = {"c": np.array([[1.0]]), "m": np.array([[0.9, 0.1]]), "f": np.array([[0.2, 0.35, 0.45]])}
+    g = geolocate(probs, parts, hier)
+    assert g["f"].fine_class[0] == 2  # fine alone: class 2
+    assert g["hierarchy"].fine_class[0] == 1  # 0.9*0.35=0.315 > 0.1*0.45=0.045
+    assert (g["hierarchy"].lat[0], g["hierarchy"].lon[0]) == (20.0, 21.0)
+    idx, p = top_k(probs["f"], 2)
+    assert idx.tolist() == [[2, 1]] and p.tolist() == [[0.45, 0.35]]

@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m geomtl_core.assets
 	@! $(BIN)/python -m pip show tensorflow >/dev/null 2>&1 || (echo "tensorflow must never be installed" && exit 1)
 	@touch $(STAMP)
 

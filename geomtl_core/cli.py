@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     from geomtl_core import cli_partition
 
     cli_partition.add_subcommands(sub)
+    from geomtl_core import cli_data
+
+    cli_data.add_subcommands(sub)
     from geomtl_core import cli_model
 
     cli_model.add_subcommands(sub)

@@ -1,0 +1,203 @@
+"""The embedded default (proxy) dataset: crops match the world image, are unstretched and wrap; labels
+match the rasters; export reads back through the MP-16 readers; splits are disjoint and seeded."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import simplejpeg
+from PIL import Image
+
+from geomtl_core.assets import asset_path
+from geomtl_core.geodesy import InvalidCoordinatesError, haversine_km
+from geomtl_core.metadata import read_metadata
+from geomtl_core.proxy import ProxyConfig, assign_splits, export_proxy, labelled_locations, load_locations
+from geomtl_core.proxy_labels import IGBP_TO_GROUP, igbp_at, koppen_at, labels_at
+from geomtl_core.proxy_rasters import trusted_large_images
+from geomtl_core.proxy_world import cut, destinations, load_world, offsets_km
+from geomtl_core.shards import open_source
+
+
+@pytest.fixture(scope="module")
+def world():
+    return load_world()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("proxy")
+    cfg = ProxyConfig(n=400, seed=3, fov_km=250.0, size=32, per_shard=100)
+    return out, cfg, export_proxy(out, cfg, progress=False)
+
+
+def _manual_bilinear(img: np.ndarray, lat: float, lon: float) -> np.ndarray:
+    """Independent bilinear lookup: pixel centres at half steps, longitude wraps."""
+    h, w = img.shape[:2]
+    x, y = (lon + 180) / 360 * w - 0.5, (90 - lat) / 180 * h - 0.5
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    px = lambda r, c: img[r, c % w].astype(float)  # noqa: E731
+    top = px(y0, x0) * (1 - fx) + px(y0, x0 + 1) * fx
+    bot = px(y0 + 1, x0) * (1 - fx) + px(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bot * fy
+
+
+def test_centre_pixel_is_the_world_image_at_the_location(world):
+    img = np.asarray(Image.open(asset_path("bmng")).convert("RGB"))
+    for lat, lon in [(48.8566, 2.3522), (-33.87, 151.21), (35.68, 139.69), (64.1, -21.9), (-0.5, 179.97)]:
+        crop = cut(world, lat, lon, fov_km=100, size=9)[0]
+        np.testing.assert_allclose(crop[4, 4], _manual_bilinear(img, lat, lon), atol=1)
+
+
+def test_nile_delta_is_greener_and_darker_than_the_sahara(world):
+    nile, sahara = cut(world, [31.0, 23.0], [31.0, 25.0], fov_km=60, size=16).astype(float)
+    assert nile.mean() < sahara.mean()
+    green = lambda a: a[..., 1].mean() / a.mean(axis=-1).mean()  # noqa: E731
+    assert green(nile) > green(sahara)
+
+
+def test_crops_wrap_across_the_antimeridian(world):
+    a = cut(world, -17.0, 180.0, 300, 64)[0]
+    b = cut(world, -17.0, -180.0, 300, 64)[0]
+    np.testing.assert_array_equal(a, b)
+    c, d = cut(world, [-17.0, -17.0], [179.995, -179.995], 300, 64).astype(float)
+    far = cut(world, -17.0, 0.0, 300, 64)[0].astype(float)
+    assert np.abs(c - d).mean() < 0.2 * np.abs(c - far).mean()
+    _lat, lon = destinations([-17.0], [179.9], *offsets_km(300, 64))
+    assert (lon > 179).any() and (lon < -179).any()
+
+
+@pytest.mark.parametrize("lat", [0.0, 70.0, 89.5])
+def test_crops_are_not_stretched_at_high_latitude(lat):
+    fov, size = 300.0, 64
+    la, lo = destinations([lat], [20.0], *offsets_km(fov, size))
+    la, lo = la[0], lo[0]
+    c = size // 2
+    ew = haversine_km(la[c, c], lo[c, c], la[c, c + 1], lo[c, c + 1])
+    ns = haversine_km(la[c, c], lo[c, c], la[c + 1, c], lo[c + 1, c])
+    np.testing.assert_allclose([ew, ns], fov / size, rtol=1e-6)
+    corner = haversine_km(lat, 20.0, la[0, 0], lo[0, 0])
+    np.testing.assert_allclose(corner, np.hypot(1, 1) * (size - 1) / 2 * fov / size, rtol=1e-6)
+
+
+def test_rotation_turns_the_crop(world):
+    a = cut(world, 40.0, -100.0, 300, 33)[0]
+    b = cut(world, 40.0, -100.0, 300, 33, rotation_deg=90.0)[0]
+    np.testing.assert_allclose(np.rot90(b, k=-1).astype(float), a.astype(float), atol=1)  # up = east
+
+
+def test_labels_spot_checks():
+    lab = labels_at([23.0, -5.0, 0.0, 48.85, -80.0], [25.0, -65.0, -140.0, 2.35, 0.0])
+    assert lab.igbp.tolist() == [16, 2, 0, 13, 15]  # barren Sahara, Amazon forest, ocean, Paris urban, ice
+    assert lab.group.tolist() == [0, 1, 0, 2, 0]
+    assert lab.koppen.tolist() == [1, 0, 5, 2, 4]  # B, A, open water, C, E
+
+
+def test_labels_match_the_rasters_read_whole_by_pillow():
+    locs = load_locations().sample(2000, random_state=0)
+    lat, lon = locs["lat"].to_numpy(), locs["lon"].to_numpy()
+    modis = np.asarray(Image.open(asset_path("modis_landcover")))
+    row, col = np.floor((90 - lat) / 0.05).astype(int).clip(0, 3599), np.floor((lon + 180) / 0.05).astype(int) % 7200
+    np.testing.assert_array_equal(igbp_at(lat, lon), modis[row, col])
+    with trusted_large_images(), Image.open(asset_path("koppen_geiger")) as im:
+        band = np.asarray(im.crop((0, 4000, 43200, 4600)))  # rows 4000..4599: 56.7 N .. 51.7 N
+    r, c = np.floor((90 - lat) * 120).astype(int), np.floor((lon + 180) * 120).astype(int) % 43200
+    sel = (r >= 4000) & (r < 4600) & (band[(r - 4000).clip(0, 599), c] > 0)
+    assert sel.sum() > 50
+    kg, filled = koppen_at(lat[sel], lon[sel])
+    np.testing.assert_array_equal(kg, band[r[sel] - 4000, c[sel]] - 1)
+    assert not filled.any()
+
+
+def test_export_reads_back_through_the_mp16_readers(exported):
+    out, cfg, _info = exported
+    expected = labelled_locations(cfg)
+    seen = []
+    for split in ("train", "val", "test"):
+        meta = read_metadata(out / f"{split}.csv")
+        src = open_source(out / split)
+        assert sorted(src.ids.tolist()) == sorted(meta["img_id"].tolist())
+        ref = expected.set_index("img_id").loc[meta["img_id"]]
+        np.testing.assert_allclose(meta[["lat", "lon"]].to_numpy(), ref[["lat", "lon"]].to_numpy(), atol=1e-9)
+        assert (meta["s16"].to_numpy() == ref["igbp"].to_numpy()).all()
+        assert (meta["s365"] == meta["s16"]).all() and (meta["s3"].to_numpy() == IGBP_TO_GROUP[meta["s16"]]).all()
+        assert (meta["kg"].to_numpy() == ref["koppen"].to_numpy()).all()
+        onehot = meta[["p_indoor", "p_natural", "p_urban"]].to_numpy()
+        assert (onehot.argmax(1) == meta["s3"].to_numpy()).all() and (onehot.sum(1) == 1).all()
+        k = 0
+        img_id, data = src.read(k)
+        row = meta.set_index("img_id").loc[img_id]
+        crop = cut(load_world(), row["lat"], row["lon"], cfg.fov_km, cfg.size)[0]
+        decoded = simplejpeg.decode_jpeg(data)
+        assert decoded.shape == (32, 32, 3) and np.abs(decoded.astype(float) - crop).mean() < 6
+        seen += meta["img_id"].tolist()
+    assert len(seen) == len(set(seen)) == 400
+    stored = json.loads((out / "proxy.json").read_text())
+    assert stored["counts"]["splits"] == {s: int((expected["split"] == s).sum()) for s in ("train", "val", "test")}
+    assert set(stored["assets"]) >= {"bmng", "koppen_geiger"} and stored["config"]["seed"] == 3
+
+
+def test_splits_disjoint_by_coordinates_and_seeded():
+    locs = load_locations()
+    lat, lon = locs["lat"].to_numpy(), locs["lon"].to_numpy()
+    s = assign_splits(lat, lon, seed=0)
+    frac = np.bincount(s, minlength=3) / len(s)
+    np.testing.assert_allclose(frac, [0.8, 0.1, 0.1], atol=0.01)
+    per_coord = pd.DataFrame({"lat": lat, "lon": lon, "s": s})
+    assert (per_coord.groupby(["lat", "lon"])["s"].nunique() == 1).all()
+    assert per_coord.duplicated(["lat", "lon"]).sum() > 1000  # the gallery does hold duplicates
+    np.testing.assert_array_equal(s, assign_splits(lat, lon, seed=0))
+    perm = np.random.default_rng(1).permutation(len(lat))[:5000]
+    np.testing.assert_array_equal(s[perm], assign_splits(lat[perm], lon[perm], seed=0))  # order/subset free
+    assert (s != assign_splits(lat, lon, seed=1)).mean() > 0.1
+
+
+def test_bad_inputs_raise_clear_errors(world):
+    with pytest.raises(ValueError, match="fov_km"):
+        cut(world, 0.0, 0.0, fov_km=0, size=64)
+    with pytest.raises(ValueError, match="size"):
+        cut(world, 0.0, 0.0, fov_km=100, size=4)
+    with pytest.raises(InvalidCoordinatesError):
+        cut(world, 95.0, 0.0)
+    with pytest.raises(InvalidCoordinatesError):
+        cut(world, [0.0, np.nan], [0.0, 0.0])
+    with pytest.raises(ValueError, match="fractions"):
+        assign_splits(np.zeros(2), np.zeros(2), fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="fov_km"):
+        export_proxy("unused", ProxyConfig(n=5, fov_km=-1), progress=False)
+
+
+def test_on_the_fly_dataset_matches_the_loader_structure(exported, world):
+    import torch
+
+    from geomtl_core.dataset import build_labels
+    from geomtl_core.proxy_dataset import ProxyOnTheFlyDataset
+
+    out, cfg, _ = exported
+    meta = read_metadata(out / "val.csv")
+    table = build_labels(meta["img_id"].to_numpy(), meta, [], scene_columns=["s3", "s16", "kg"])
+    train = ProxyOnTheFlyDataset(table, fov_km=cfg.fov_km, size=cfg.size, train=True, seed=1, world=world)
+    x, y = train[0]
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (32, 32, 3)
+    assert set(y) == {"s3", "s16", "kg"} and int(y["kg"]) == int(meta["kg"].iloc[0])
+    assert torch.equal(train[0][0], x)  # deterministic per (seed, epoch, index)
+    train.set_epoch(1)
+    assert not torch.equal(train[0][0], x)
+    ev = ProxyOnTheFlyDataset(table, fov_km=cfg.fov_km, size=cfg.size, train=False, world=world)
+    ref = cut(world, meta["lat"].iloc[0], meta["lon"].iloc[0], cfg.fov_km, cfg.size)[0]
+    assert np.array_equal(ev[0][0].numpy(), ref)
+
+
+def test_figures_and_cli(exported, tmp_path, world):
+    from geomtl_core.cli import main
+    from geomtl_core.proxy_plots import plot_samples, plot_split_map
+
+    out, cfg, _ = exported
+    meta = read_metadata(out / "test.csv").head(6)
+    imgs = cut(world, meta["lat"], meta["lon"], cfg.fov_km, cfg.size)
+    assert len(plot_samples(imgs, meta).axes) == 6
+    assert plot_split_map(labelled_locations(cfg)).axes
+    assert main(["data", "proxy", "--out", str(tmp_path / "p"), "--n", "20", "--size", "16", "--quiet"]) == 0
+    assert (tmp_path / "p" / "proxy.json").exists()
+    assert main(["data", "proxy", "--out", str(tmp_path / "q"), "--n", "20", "--size", "4", "--quiet"]) == 2

@@ -27,6 +27,7 @@ class DataConfig:
     scene_tasks: list[str] = field(default_factory=lambda: ["s3"])
     workers: int = 2
     five_crop: bool = False
+    cache_dir: str = "data/cache"
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainConfig:
     step_every: int = 4
     step_gamma: float = 0.5
     seed: int = 0
+    cache_features: bool = True  # with model.freeze_backbone: train neck + heads on cached features
 
 
 @dataclass

@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras
 from keras import layers, ops
 
-BACKBONES = ("small_cnn", "mobilenetv3small", "efficientnet_lite0", "efficientnetb0", "resnet50")
+BACKBONES = ("small_cnn", "mobilenetv3small", "efficientnet_lite0", "efficientnetb0", "resnet50", "features")
 
 
 @keras.saving.register_keras_serializable(package="geomtl")
@@ -42,6 +42,8 @@ class SmallCNN(keras.layers.Layer):
 def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: bool = False):
     """A feature extractor (image float in [0, 255] -> feature map) and its input normaliser."""
     shape = (input_size, input_size, 3)
+    if name == "features":  # inputs are already pooled backbone features (see geomtl_core.features)
+        return layers.Identity(name="backbone"), layers.Identity(name="normalise")
     if name == "small_cnn":
         return SmallCNN(width, name="backbone"), layers.Rescaling(1 / 255.0, name="normalise")
     if name == "mobilenetv3small":
@@ -124,10 +126,16 @@ class GeoMTLModel(keras.Model):
     def task_names(self) -> list[str]:
         return list(self.geo_heads) + list(self.scene_heads)
 
+    def backbone_features(self, images):
+        """Pooled backbone features in inference mode (what the feature cache stores)."""
+        x = self.normalise(ops.cast(images, "float32"))
+        return x if self.backbone_name == "features" else self.pool(self.backbone(x, training=False))
+
     def features(self, images, training=False):
         """Neck embedding of a batch (before the heads)."""
         x = self.normalise(ops.cast(images, "float32"))
-        x = self.pool(self.backbone(x, training=training and not self.freeze_backbone))
+        if self.backbone_name != "features":
+            x = self.pool(self.backbone(x, training=training and not self.freeze_backbone))
         x = self.neck_act(self.neck_bn(self.neck(x), training=training))
         return self.drop(x, training=training)
 

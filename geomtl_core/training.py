@@ -4,12 +4,14 @@ data order and RNG)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+import torch
 
 import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
 from geomtl_core.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
@@ -75,6 +77,46 @@ class Checkpoint(keras.callbacks.Callback):
                           self.out / "checkpoints" / "state.json")
 
 
+def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: str | None = None) -> GeoMTLModel:
+    m = cfg.model
+    return GeoMTLModel(
+        {p.name: len(p) for p in parts}, scene, backbone=backbone or m.backbone, input_size=cfg.data.image_size,
+        width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
+        dropout=m.dropout, loss_weighting=m.loss_weighting, task_weights={s: m.scene_weight for s in scene},
+    )
+
+
+def uses_cached_features(cfg: ExperimentConfig) -> bool:
+    """Frozen backbone + cache_features: train neck and heads on features extracted once."""
+    return cfg.model.freeze_backbone and cfg.train.cache_features and cfg.model.backbone != "features"
+
+
+def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
+    """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
+    from torch.utils.data import DataLoader
+
+    from geomtl_core.dataset import GeoImageDataset
+    from geomtl_core.experiment_data import EpochSampler
+    from geomtl_core.features import FeatureDataset, cache_key, extract_features
+    from geomtl_core.images import TransformConfig
+
+    plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
+                            train=False)
+    def path(ds, split: str) -> Path:
+        key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, ds.labels.img_id, f"{cfg.data.root}:{split}")
+        return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{key}.npy"
+
+    kw = {"workers": cfg.data.workers, "progress": progress}
+    f_train = extract_features(full, plain, path(plain, "train"), **kw)
+    f_val = extract_features(full, val_split.dataset, path(val_split.dataset, "val"), **kw)
+    ds = FeatureDataset(f_train, train_split.labels.targets)
+    bs = cfg.train.batch_size
+    loader = DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), cfg.train.seed), num_workers=0,
+                        drop_last=len(ds) >= bs, generator=torch.Generator().manual_seed(cfg.train.seed))
+    val_loader = DataLoader(FeatureDataset(f_val, val_split.labels.targets), batch_size=256, shuffle=False)
+    return loader, val_loader
+
+
 def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verbose: int | str = "auto") -> dict:
     """Train (or resume) into a bundle folder; returns the final metrics (also in metrics.json)."""
     out = Path(out_dir)
@@ -83,11 +125,13 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
         raise FileNotFoundError(f"nothing to resume: {state_path} not found")
     if not resume and state_path.exists():
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    if resume:
+        cfg = ExperimentConfig.load(out / "config.yaml")
     keras.utils.set_random_seed(cfg.train.seed)
+    progress = verbose not in (0, "0")
     train_meta = subsample(load_meta(cfg, "train"), cfg.data.train_fraction, cfg.train.seed)
     val_meta = load_meta(cfg, "val")
     if resume:
-        cfg = ExperimentConfig.load(out / "config.yaml")
         parts = read_partitionings(out)
         scene = json.loads((out / "labels.json").read_text())["scene_tasks"]
     else:
@@ -96,37 +140,45 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
         save_bundle_metadata(out, cfg, parts, scene)
     faults = FaultLog(out / "faults.tsv")
     train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
-    steps = len(train_split.loader)
+    val_split = make_split(cfg, "val", val_meta, parts, train=False)
+    cached = uses_cached_features(cfg)
+    if cached:  # the final image model, built first (seeded), provides the frozen backbone
+        keras.utils.set_random_seed(cfg.train.seed)
+        full = _build_model(cfg, parts, scene)
+        full(np.zeros((1, cfg.data.image_size, cfg.data.image_size, 3), "uint8"))
+        loader, val_loader = _feature_inputs(cfg, full, train_split, val_split, progress)
+    else:
+        loader, val_loader = train_split.loader, val_split.loader
     if resume:
         model = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True)
         initial_epoch = json.loads(state_path.read_text())["epoch"]
     else:
-        m = cfg.model
-        weights = {s: m.scene_weight for s in scene}
-        model = GeoMTLModel(
-            {p.name: len(p) for p in parts}, scene, backbone=m.backbone, input_size=cfg.data.image_size,
-            width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
-            dropout=m.dropout, loss_weighting=m.loss_weighting, task_weights=weights,
-        )
-        compile_model(model, make_optimizer(cfg, steps))
+        model = _build_model(cfg, parts, scene, backbone="features" if cached else None)
+        compile_model(model, make_optimizer(cfg, len(loader)))
         initial_epoch = 0
     callbacks = [
-        EpochSetup(train_split.loader, cfg.train.seed, faults),
+        EpochSetup(loader, cfg.train.seed, faults),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
         Checkpoint(out, faults),
     ]
     start = time.perf_counter()
     if initial_epoch < cfg.train.epochs:
-        model.fit(train_split.loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+        model.fit(loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   verbose=verbose, shuffle=False)
     train_time = time.perf_counter() - start
-    save_model_atomic(model, out / "model.keras")
     metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
-               "data_report": train_split.labels.report, "params": int(model.count_params())}
+               "data_report": train_split.labels.report, "cached_features": cached}
     hierarchy = relate(parts) if cfg.partition.hierarchical else None
-    val_split = make_split(cfg, "val", val_meta, parts, train=False)
-    metrics["val"] = evaluate_split(model, val_split, parts, hierarchy, out / "predictions_val.csv",
-                                    progress=verbose not in (0, "0"))
+    eval_split = dataclasses.replace(val_split, loader=val_loader)
+    metrics["val"] = evaluate_split(model, eval_split, parts, hierarchy, out / "predictions_val.csv",
+                                    progress=progress)
+    if cached:  # the bundle holds an ordinary image model: frozen backbone + the trained neck and heads
+        from geomtl_core.features import transfer_head_weights
+
+        transfer_head_weights(model, full)
+        model = full
+    metrics["params"] = int(model.count_params())
+    save_model_atomic(model, out / "model.keras")
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
 

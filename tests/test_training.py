@@ -147,3 +147,20 @@ def test_geolocate_hierarchical_hand_example():
     assert (g["hierarchy"].lat[0], g["hierarchy"].lon[0]) == (20.0, 21.0)
     idx, p = top_k(probs["f"], 2)
     assert idx.tolist() == [[2, 1]] and p.tolist() == [[0.45, 0.35]]
+
+
+@pytest.mark.slow
+def test_cached_feature_training_gives_an_ordinary_bundle(toy, tmp_path):
+    """Frozen backbone + cached features: the saved image model reproduces the training-time predictions."""
+    import pandas as pd
+
+    cfg = ExperimentConfig.from_dict({**_cfg(toy).to_dict(), "model": {"neck_units": 64, "freeze_backbone": True},
+                                      "data": {**_cfg(toy).to_dict()["data"], "cache_dir": str(tmp_path / "cache")}})
+    metrics = train(cfg, tmp_path / "b", verbose=0)
+    assert metrics["cached_features"] and list((tmp_path / "cache").glob("features_small_cnn_32_*.npy"))
+    assert main(["evaluate", str(tmp_path / "b"), "--data", str(toy), "--split", "val", "--workers", "0",
+                 "--out", str(tmp_path / "ev.csv"), "--json"]) == 0
+    a = pd.read_csv(tmp_path / "b" / "predictions_val.csv")
+    b = pd.read_csv(tmp_path / "ev.csv")
+    assert (a.fine_class == b.fine_class).all()
+    np.testing.assert_allclose(a.score, b.score, atol=1e-4)

@@ -22,6 +22,7 @@ def evaluate_split(
     predictions_csv: str | Path | None = None,
     with_ci: bool = True,
     progress: bool = True,
+    from_features: bool = False,
 ) -> dict:
     """Summaries (JSON-ready) for every partitioning, ``hierarchy`` when given, and scene tasks.
 
@@ -29,7 +30,7 @@ def evaluate_split(
     """
     tasks = [p.name for p in parts] + [t for t in split.labels.targets if t not in {p.name for p in parts}]
     tasks = [t for t in tasks if t in model.task_names]
-    probs = predict_probabilities(model, split.loader, tasks, progress=progress)
+    probs = predict_probabilities(model, split.loader, tasks, progress=progress, from_features=from_features)
     labels = split.labels
     locs = geolocate(probs, parts, hierarchy)
     out: dict = {"n": len(labels.img_id), "methods": {}}

@@ -18,23 +18,41 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 
-def cache_key(model_cfg, image_size: int, seed: int, split_ids: np.ndarray, source: str) -> str:
-    """Hash of what the features depend on: backbone (and its seed if random), size, image ids, source."""
-    h = hashlib.sha256()
+def cache_key(model_cfg, image_size: int, seed: int, source: str) -> str:
+    """Hash of what features depend on: backbone (and its seed if random), input size, image source."""
     init = "pretrained" if model_cfg.pretrained else f"seed{seed}"
-    h.update(json.dumps([model_cfg.backbone, model_cfg.width, init, image_size, source]).encode())
-    h.update("\n".join(map(str, split_ids)).encode())
-    return h.hexdigest()[:16]
+    blob = json.dumps([model_cfg.backbone, model_cfg.width, init, image_size, source]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def extract_features(
     model, dataset: Dataset, path: Path, batch_size: int = 128, workers: int = 2, progress: bool = True,
 ) -> np.ndarray:
-    """Pooled features (N, D) of ``model.backbone_features`` over an eval-mode dataset, cached at ``path``."""
+    """Pooled features (N, D) of ``model.backbone_features`` over an eval-mode dataset.
+
+    ``path`` (.npz) caches features by image id: any subset of images already extracted (e.g. a
+    10% training subset) is served from it; missing images are extracted and added.
+    """
+    ids = np.asarray(dataset.labels.img_id).astype(str)
+    cached_ids, cached = np.empty(0, dtype=str), None
     if path.exists():
-        feats = np.load(path)
-        if len(feats) == len(dataset):
-            return feats.astype(np.float32)
+        z = np.load(path)
+        cached_ids, cached = z["ids"].astype(str), z["feats"]
+    pos = {k: i for i, k in enumerate(cached_ids)}
+    missing = np.array([k for k, i in enumerate(ids) if i not in pos], dtype=np.int64)
+    if len(missing):
+        new = _run(model, torch.utils.data.Subset(dataset, missing.tolist()), batch_size, workers, progress)
+        cached_ids = np.concatenate([cached_ids, ids[missing]])
+        cached = new if cached is None else np.concatenate([cached, new])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, ids=cached_ids, feats=cached)
+        tmp.replace(path)
+        pos = {k: i for i, k in enumerate(cached_ids)}
+    return cached[[pos[i] for i in ids]].astype(np.float32)
+
+
+def _run(model, dataset: Dataset, batch_size: int, workers: int, progress: bool) -> np.ndarray:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         multiprocessing_context="fork" if workers else None)
     out = []
@@ -46,12 +64,7 @@ def extract_features(
                 out.append(np.asarray(f.detach().cpu()).reshape(b, c, -1).mean(axis=1))
             else:
                 out.append(np.asarray(model.backbone_features(x).detach().cpu()))
-    feats = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    tmp.replace(path)
-    return feats
+    return np.concatenate(out).astype(np.float32)
 
 
 class FeatureDataset(Dataset):

@@ -18,14 +18,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_probabilities(model, loader, tasks: list[str], progress: bool = True) -> dict[str, np.ndarray]:
-    """Softmax probabilities of every task over a loader (five-crop batches averaged over crops)."""
+def predict_probabilities(
+    model, loader, tasks: list[str], progress: bool = True, from_features: bool = False
+) -> dict[str, np.ndarray]:
+    """Softmax probabilities of every task over a loader (five-crop batches averaged over crops).
+
+    ``from_features``: the loader yields pooled backbone features (see geomtl_core.features).
+    """
     out: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     for x, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        crops = x.shape[1] if x.ndim == 5 else 1
+        crops = x.shape[1] if x.ndim == 5 and not from_features else 1
         flat = x.reshape(-1, *x.shape[-3:]) if crops > 1 else x
         with torch.no_grad():
-            logits = model(flat, training=False)
+            logits = model.heads_from_features(flat) if from_features else model(flat, training=False)
         for t in tasks:
             p = softmax(np.asarray(logits[t].detach().cpu().numpy(), dtype=np.float64))
             out[t].append(p.reshape(len(x), crops, -1).mean(axis=1) if crops > 1 else p)

@@ -143,6 +143,11 @@ class GeoMTLModel(keras.Model):
         f = self.features(images, training=training)
         return {t: self.heads[t](f) for t in self.task_names}
 
+    def heads_from_features(self, pooled):
+        """Logits from pooled backbone features (inference), e.g. from the feature cache."""
+        x = self.neck_act(self.neck_bn(self.neck(ops.cast(pooled, "float32")), training=False))
+        return {t: self.heads[t](x) for t in self.task_names}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Weighted sum of the per-task sparse cross-entropies (tasks absent from ``y`` are skipped)."""
         total = 0.0

@@ -70,6 +70,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def check_figures(executed: Path) -> int:
+    """Every cell tagged ``figure`` must have produced an image; returns the number of images."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    images = 0
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        has = any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+        images += has
+        if "figure" in cell.metadata.get("tags", []) and not has:
+            raise RuntimeError(f"{executed.name}: cell {k} should show a figure but produced none")
+    return images
+
+
 def run_all(scale: str, notebooks_dir: Path, out_dir: Path, force: bool = False) -> list[dict]:
     """Execute each notebook in order; return one record per notebook (ran or skipped)."""
     import papermill as pm
@@ -94,6 +110,7 @@ def run_all(scale: str, notebooks_dir: Path, out_dir: Path, force: bool = False)
         pm.execute_notebook(
             str(nb), str(executed), parameters=params, cwd=str(ROOT), kernel_name="python3", progress_bar=False
         )
+        check_figures(executed)
         record = {
             "notebook": nb.name,
             "parameters": params,

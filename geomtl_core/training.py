@@ -86,6 +86,14 @@ def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: 
     )
 
 
+def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
+    """Where the frozen backbone's features of a split are cached (shared by all runs that can)."""
+    from geomtl_core.features import cache_key
+
+    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{Path(cfg.data.root).resolve()}:{split}")
+    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{split}_{key}.npz"
+
+
 def uses_cached_features(cfg: ExperimentConfig) -> bool:
     """Frozen backbone + cache_features: train neck and heads on features extracted once."""
     return cfg.model.freeze_backbone and cfg.train.cache_features and cfg.model.backbone != "features"
@@ -97,14 +105,13 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
 
     from geomtl_core.dataset import GeoImageDataset
     from geomtl_core.experiment_data import EpochSampler
-    from geomtl_core.features import FeatureDataset, cache_key, extract_features
+    from geomtl_core.features import FeatureDataset, extract_features
     from geomtl_core.images import TransformConfig
 
     plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
                             train=False)
     def path(ds, split: str) -> Path:
-        key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, ds.labels.img_id, f"{cfg.data.root}:{split}")
-        return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{key}.npy"
+        return feature_cache_path(cfg, split)
 
     kw = {"workers": cfg.data.workers, "progress": progress}
     f_train = extract_features(full, plain, path(plain, "train"), **kw)

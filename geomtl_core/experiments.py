@@ -1,0 +1,171 @@
+"""What the notebooks call: named scales, the proxy data per scale, cached training runs, and
+test-set results written to ``results/<scale>/<name>.json`` (the book's summary reads them).
+
+A run is keyed by its resolved config: rerunning a notebook with unchanged parameters reuses
+the trained bundle; a changed config retrains from scratch into the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.runner import ROOT, git_commit, package_versions
+
+SCALES: dict[str, dict] = {
+    # CI: a few thousand locations, a small random frozen CNN, two epochs: checks that everything runs.
+    "smoke": {"n": 3000, "size": 64, "fov_km": 300.0, "backbone": "small_cnn", "pretrained": False,
+              "tau_min": 5, "tau_max": [600, 250, 100], "epochs": 2, "batch": 128, "scratch_epochs": 1,
+              "fractions": [0.3, 1.0], "workers": 2},
+    # A laptop CPU, under an hour: all 100K locations, ImageNet EfficientNet-Lite0 features, 64 px.
+    "default": {"n": None, "size": 64, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
+                "tau_min": 20, "tau_max": [2000, 800, 300], "epochs": 12, "batch": 256, "scratch_epochs": 3,
+                "fractions": [0.1, 0.3, 1.0], "workers": 2},
+    # A GPU: larger inputs and end-to-end fine-tuning budgets.
+    "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
+             "tau_min": 20, "tau_max": [2000, 800, 300], "epochs": 30, "batch": 256, "scratch_epochs": 15,
+             "fractions": [0.1, 0.3, 1.0], "workers": 8},
+}
+
+
+def scale_params(scale: str) -> dict:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    return dict(SCALES[scale])
+
+
+def data_dir(scale: str, root: Path = ROOT) -> Path:
+    p = scale_params(scale)
+    return root / "data" / f"proxy_{p['n'] or 'all'}_{p['size']}px_{int(p['fov_km'])}km"
+
+
+def ensure_proxy(scale: str, root: Path = ROOT, progress: bool = True) -> Path:
+    """The proxy export of a scale (built once, reused while its proxy.json matches)."""
+    from dataclasses import asdict
+
+    from geomtl_core.proxy import ProxyConfig, export_proxy
+
+    p = scale_params(scale)
+    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])
+    out = data_dir(scale, root)
+    info = out / "proxy.json"
+    if info.exists() and json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(cfg))):
+        return out
+    export_proxy(out, cfg, progress=progress)
+    return out
+
+
+def experiment_config(scale: str, overrides: dict | None = None, root: Path = ROOT) -> ExperimentConfig:
+    """The scale's base config (frozen pretrained backbone on cached features, 3 partitionings,
+    no scene task) with nested ``overrides`` applied."""
+    p = scale_params(scale)
+    base = {
+        "name": "base",
+        "data": {"root": str(data_dir(scale, root)), "image_size": p["size"], "scene_tasks": [],
+                 "workers": p["workers"], "cache_dir": str(root / "data" / "cache")},
+        "partition": {"tau_min": p["tau_min"], "tau_max": p["tau_max"]},
+        "model": {"backbone": p["backbone"], "pretrained": p["pretrained"], "freeze_backbone": True,
+                  "neck_units": 512, "dropout": 0.3},
+        "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": 1e-3,
+                  "weight_decay": 1e-4, "schedule": "cosine", "seed": 0},
+    }
+    return ExperimentConfig.from_dict(_deep_merge(base, overrides or {}))
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return out
+
+
+def run_key(cfg: ExperimentConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(name: str, scale: str, overrides: dict | None = None, root: Path = ROOT, verbose: int = 2) -> dict:
+    """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``."""
+    from geomtl_core.training import train
+
+    cfg = experiment_config(scale, {"name": name, **(overrides or {})}, root)
+    out = root / "runs" / scale / name
+    result_path = root / "results" / scale / f"{name}.json"
+    key = run_key(cfg)
+    if result_path.exists() and (out / "model.keras").exists():
+        old = json.loads(result_path.read_text())
+        if old.get("run_key") == key:
+            return old
+    if out.exists():
+        shutil.rmtree(out)  # a different config: never mix runs in one folder
+    start = time.perf_counter()
+    metrics = train(cfg, out, verbose=verbose)
+    test = evaluate_run(out, cfg, "test")
+    result = {
+        "name": name, "scale": scale, "run_key": key, "config": cfg.to_dict(),
+        "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
+        "train_images": metrics["train_images"], "params": metrics["params"], "val": metrics["val"], "test": test,
+        "git_commit": git_commit(root), "versions": package_versions(),
+    }
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
+    """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
+    from torch.utils.data import DataLoader
+
+    from geomtl_core.bundle import load_bundle
+    from geomtl_core.evaluation import evaluate_split
+    from geomtl_core.experiment_data import load_meta, make_split
+    from geomtl_core.features import FeatureDataset, extract_features
+    from geomtl_core.training import feature_cache_path, uses_cached_features
+
+    bundle = load_bundle(out)
+    data = make_split(cfg, split, load_meta(cfg, split), bundle.parts, train=False)
+    hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
+    csv = out / f"predictions_{split}.csv"
+    if not uses_cached_features(cfg):
+        return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False)
+    feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
+                             progress=False)
+    loader = DataLoader(FeatureDataset(feats, data.labels.targets), batch_size=512, shuffle=False)
+    from dataclasses import replace
+
+    return evaluate_split(bundle.model, replace(data, loader=loader), bundle.parts, hierarchy, csv,
+                          progress=False, from_features=True)
+
+
+def load_results(scale: str, root: Path = ROOT) -> dict[str, dict]:
+    """Every result JSON of a scale, by experiment name."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "results" / scale).glob("*.json"))}
+
+
+def results_table(results: dict[str, dict], method: str | None = None, split: str = "test"):
+    """One row per experiment: accuracy at the five thresholds with 95% CIs, median km, GeoScore."""
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        res = r[split]
+        m = res["methods"][method or res["best"]]
+        row = {"experiment": name}
+        for t in (1, 25, 200, 750, 2500):
+            lo, hi = m[f"acc_{t}km_ci95"]
+            row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        row["median km"] = round(m["median_km"], 0)
+        row["GeoScore"] = round(m["geoscore"], 0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def accuracy_matrix(results: dict[str, dict], split: str = "test") -> np.ndarray:
+    """(experiments, 5) accuracies of each experiment's best method, for plotting."""
+    return np.array([[r[split]["methods"][r[split]["best"]][f"acc_{t}km"] for t in (1, 25, 200, 750, 2500)]
+                     for r in results.values()])

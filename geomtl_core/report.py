@@ -1,0 +1,88 @@
+"""Tables and statements for the notebooks: samples, partitionings against tau, baselines, and
+paired comparisons of two runs on the same test images (bootstrap CI of the difference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geomtl_core.baselines import oracle_baseline, prior_baseline, random_baseline
+from geomtl_core.images import decode_image
+from geomtl_core.metadata import read_metadata
+from geomtl_core.metrics import THRESHOLDS_KM
+from geomtl_core.partitioning import Partitioning, build_partitionings
+from geomtl_core.predictions import read_predictions
+from geomtl_core.shards import open_source
+
+
+def load_samples(root: Path, split: str = "test", n: int = 18, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """``n`` random decoded images of a split with their metadata rows."""
+    meta = read_metadata(root / f"{split}.csv")
+    src = open_source(root / split)
+    pos = pd.Series(np.arange(len(src)), index=src.ids)
+    rows = meta.sample(n=min(n, len(meta)), random_state=seed)
+    images = np.stack([decode_image(src.read(int(pos[i]))[1]) for i in rows["img_id"]])
+    return images, rows
+
+
+def partition_table(lat: np.ndarray, lon: np.ndarray, tau_min: int, tau_max: list[int]) -> pd.DataFrame:
+    """Classes, points kept and cell sizes for each tau_max (same points, same tau_min)."""
+    parts = build_partitionings(lat, lon, tau_max, tau_min)
+    rows = []
+    for t, p in zip(tau_max, parts, strict=True):
+        rows.append({"tau_max": t, "classes": len(p), "points_in_cells": p.num_images,
+                     "share_kept": round(p.num_images / len(lat), 4), "min_level": int(p.levels.min()),
+                     "max_level": int(p.levels.max()), "median_images_per_cell": float(np.median(p.counts))})
+    return pd.DataFrame(rows)
+
+
+def baseline_table(parts: list[Partitioning], lat: np.ndarray, lon: np.ndarray) -> pd.DataFrame:
+    """Prior, random and oracle accuracies (%) at the five thresholds for each partitioning."""
+    rows = []
+    for p in parts:
+        for name, fn in (("prior", prior_baseline), ("random", random_baseline), ("oracle", oracle_baseline)):
+            s = fn(p, lat, lon)
+            rows.append({"partitioning": p.name, "classes": len(p), "baseline": name,
+                         **{f"{t} km": round(100 * s.accuracy[t], 2) for t in THRESHOLDS_KM},
+                         "median km": round(s.median_km, 0)})
+    return pd.DataFrame(rows).set_index(["partitioning", "baseline"])
+
+
+def paired_difference(pred_a: str | Path, pred_b: str | Path, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy of B minus A (percentage points) at each threshold with a paired bootstrap 95% CI.
+
+    Both files must cover the same images; resampling images keeps each image's pair together.
+    """
+    a, b = read_predictions(pred_a), read_predictions(pred_b)
+    ia = pd.Series(np.arange(len(a.img_id)), index=a.img_id.astype(str))
+    if set(ia.index) != set(map(str, b.img_id)):
+        raise ValueError(f"{pred_a} and {pred_b} do not cover the same images")
+    ea = a.errors_km[ia[b.img_id.astype(str)].to_numpy()]
+    eb = b.errors_km
+    thr = np.array(THRESHOLDS_KM, dtype=float)
+    diff = (eb[:, None] <= thr).astype(float) - (ea[:, None] <= thr).astype(float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), (n_boot, len(diff)))
+    boots = np.stack([diff[i].mean(0) for i in idx])
+    lo, hi = np.quantile(boots, [0.025, 0.975], axis=0)
+    est = diff.mean(0)
+    return pd.DataFrame({"threshold": [f"{t} km" for t in THRESHOLDS_KM], "difference (points)": 100 * est,
+                         "ci95 low": 100 * lo, "ci95 high": 100 * hi,
+                         "significant": (lo > 0) | (hi < 0)}).set_index("threshold").round(2)
+
+
+def describe_difference(table: pd.DataFrame, a: str, b: str) -> str:
+    """A plain sentence for the book: where B beats A, where it loses, where it is a null result."""
+    better = [t for t, r in table.iterrows() if r["significant"] and r["difference (points)"] > 0]
+    worse = [t for t, r in table.iterrows() if r["significant"] and r["difference (points)"] < 0]
+    null = [t for t, r in table.iterrows() if not r["significant"]]
+    parts = []
+    if better:
+        parts.append(f"{b} is better than {a} at {', '.join(better)}")
+    if worse:
+        parts.append(f"{b} is worse than {a} at {', '.join(worse)}")
+    if null:
+        parts.append(f"no significant difference (95% paired bootstrap CI includes 0) at {', '.join(null)}")
+    return "; ".join(parts) + "."

@@ -37,6 +37,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     cfg = ExperimentConfig.from_dict(_deep_update(data or {}, _parse_set(args.set)))
     metrics = train(cfg, args.out, resume=args.resume)
+    if not metrics:  # a non-zero rank of a data-parallel run: rank 0 reports
+        return 0
     best = metrics["val"]["methods"][metrics["val"]["best"]]
     print(json.dumps({"bundle": str(args.out), "val": best, "train_time_s": metrics["train_time_s"]}))
     return 0

@@ -49,6 +49,7 @@ class ModelConfig:
     pretrained: bool = False
     freeze_backbone: bool = False
     neck_units: int = 256
+    neck_norm: str = "batch"
     dropout: float = 0.2
     loss_weighting: str = "fixed"
     scene_weight: float = 1.0

@@ -75,23 +75,39 @@ def scene_classes(cfg: ExperimentConfig, metas: list[pd.DataFrame]) -> dict[str,
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), so a resumed run replays the same order."""
+    """A permutation that depends only on (seed, epoch), so a resumed run replays the same order.
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+    With ``world > 1`` (data-parallel training) rank ``r`` takes positions ``r, r + world, …`` of the
+    permutation truncated to whole global batches (``batch * world``): the ranks' shares are disjoint,
+    together they are exactly what one process with a ``world`` times larger batch would read.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, batch: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.rank, self.world, self.batch = rank, world, batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 100_003 + self.epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+        else:
+            perm = list(range(self.n))
+        if self.world == 1:
+            return perm
+        usable = (self.n // (self.batch * self.world)) * self.batch * self.world
+        return perm[:usable][self.rank :: self.world]
+
     def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(self.indices())
 
     def __len__(self) -> int:
-        return self.n
+        if self.world == 1:
+            return self.n
+        return (self.n // (self.batch * self.world)) * self.batch
 
 
 @dataclass
@@ -124,8 +140,11 @@ def make_split(
     loader = make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed, workers=cfg.data.workers,
                          drop_last=train and len(ds) >= cfg.train.batch_size)
     if train:
+        from geomtl_core.distributed import rank, world_size
+
+        sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
         loader = DataLoader(
-            ds, batch_size=cfg.train.batch_size, sampler=EpochSampler(len(ds), cfg.train.seed),
+            ds, batch_size=cfg.train.batch_size, sampler=sampler,
             num_workers=cfg.data.workers, drop_last=len(ds) >= cfg.train.batch_size,
             generator=torch.Generator().manual_seed(cfg.train.seed),
             multiprocessing_context="fork" if cfg.data.workers else None,

@@ -91,11 +91,14 @@ class GeoMTLModel(keras.Model):
         dropout: float = 0.2,
         loss_weighting: str = "fixed",
         task_weights: dict[str, float] | None = None,
+        neck_norm: str = "batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not geo_heads:
             raise ValueError("at least one geolocation head is required, received: geo_heads={}")
+        if neck_norm not in ("batch", "layer"):
+            raise ValueError(f"neck_norm must be 'batch' or 'layer', received: {neck_norm!r}")
         if loss_weighting not in ("fixed", "learned"):
             raise ValueError(f"loss_weighting must be 'fixed' or 'learned', received: {loss_weighting!r}")
         self.geo_heads = dict(geo_heads)
@@ -113,7 +116,9 @@ class GeoMTLModel(keras.Model):
         self.backbone.trainable = not freeze_backbone
         self.pool = layers.GlobalAveragePooling2D(name="pool")
         self.neck = layers.Dense(neck_units, use_bias=False, name="neck")
-        self.neck_bn = layers.BatchNormalization(momentum=0.9, name="neck_bn")
+        self.neck_norm = neck_norm
+        self.neck_bn = (layers.BatchNormalization(momentum=0.9, name="neck_bn") if neck_norm == "batch"
+                        else layers.LayerNormalization(name="neck_bn"))
         self.neck_act = layers.ReLU(name="neck_relu")
         self.drop = layers.Dropout(dropout, name="dropout")
         self.heads = {t: layers.Dense(n, name=f"head_{t}") for t, n in {**self.geo_heads, **self.scene_heads}.items()}
@@ -164,6 +169,27 @@ class GeoMTLModel(keras.Model):
                 total = total + self.task_weights[task] * ce
         return total
 
+    def train_step(self, data):
+        """Keras' step, plus one gradient all-reduce across processes when training data-parallel."""
+        from geomtl_core.distributed import average_gradients, is_distributed
+
+        if not is_distributed():
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=True)
+        self.zero_grad()
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        self._loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
+        loss.backward()
+        weights = self.trainable_weights[:]
+        grads = [v.value.grad for v in weights]
+        average_gradients(grads)
+        import torch
+
+        with torch.no_grad():
+            self.optimizer.apply(grads, weights)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -178,6 +204,7 @@ class GeoMTLModel(keras.Model):
             "dropout": self.dropout_rate,
             "loss_weighting": self.loss_weighting,
             "task_weights": self.task_weights,
+            "neck_norm": self.neck_norm,
         }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
+from geomtl_core import distributed as dist
 from geomtl_core.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.dataset import FaultLog
@@ -82,7 +83,8 @@ def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: 
     return GeoMTLModel(
         {p.name: len(p) for p in parts}, scene, backbone=backbone or m.backbone, input_size=cfg.data.image_size,
         width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
-        dropout=m.dropout, loss_weighting=m.loss_weighting, task_weights={s: m.scene_weight for s in scene},
+        neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
+        task_weights={s: m.scene_weight for s in scene},
     )
 
 
@@ -114,11 +116,15 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
         return feature_cache_path(cfg, split)
 
     kw = {"workers": cfg.data.workers, "progress": progress}
-    f_train = extract_features(full, plain, path(plain, "train"), **kw)
-    f_val = extract_features(full, val_split.dataset, path(val_split.dataset, "val"), **kw)
+    for turn in ("first", "others"):  # rank 0 fills the cache; the other processes then read it
+        if (turn == "first") == (dist.rank() == 0):
+            f_train = extract_features(full, plain, path(plain, "train"), **kw)
+            f_val = extract_features(full, val_split.dataset, path(val_split.dataset, "val"), **kw)
+        dist.barrier()
     ds = FeatureDataset(f_train, train_split.labels.targets)
     bs = cfg.train.batch_size
-    loader = DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), cfg.train.seed), num_workers=0,
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs)
+    loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=0,
                         drop_last=len(ds) >= bs, generator=torch.Generator().manual_seed(cfg.train.seed))
     val_loader = DataLoader(FeatureDataset(f_val, val_split.labels.targets), batch_size=256, shuffle=False)
     return loader, val_loader
@@ -134,6 +140,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
     if resume:
         cfg = ExperimentConfig.load(out / "config.yaml")
+    dist.init_from_env()
+    lead = dist.rank() == 0
+    verbose = verbose if lead else 0
     keras.utils.set_random_seed(cfg.train.seed)
     progress = verbose not in (0, "0")
     train_meta = subsample(load_meta(cfg, "train"), cfg.data.train_fraction, cfg.train.seed)
@@ -144,7 +153,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
     else:
         parts = make_partitionings(cfg, train_meta)
         scene = scene_classes(cfg, [train_meta, val_meta])
-        save_bundle_metadata(out, cfg, parts, scene)
+        if lead:
+            save_bundle_metadata(out, cfg, parts, scene)
+        dist.barrier()
     faults = FaultLog(out / "faults.tsv")
     train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
     val_split = make_split(cfg, "val", val_meta, parts, train=False)
@@ -163,16 +174,18 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
         model = _build_model(cfg, parts, scene, backbone="features" if cached else None)
         compile_model(model, make_optimizer(cfg, len(loader)))
         initial_epoch = 0
-    callbacks = [
-        EpochSetup(loader, cfg.train.seed, faults),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        Checkpoint(out, faults),
-    ]
+    dist.broadcast_weights(model)
+    callbacks = [EpochSetup(loader, cfg.train.seed, faults), dist.ReduceLogs()]
+    if lead:  # one writer: logs and checkpoints come from rank 0 only
+        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume), Checkpoint(out, faults)]
     start = time.perf_counter()
     if initial_epoch < cfg.train.epochs:
         model.fit(loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   verbose=verbose, shuffle=False)
     train_time = time.perf_counter() - start
+    if not lead:
+        dist.barrier()
+        return {}
     metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
                "data_report": train_split.labels.report, "cached_features": cached}
     hierarchy = relate(parts) if cfg.partition.hierarchical else None
@@ -187,6 +200,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
     metrics["params"] = int(model.count_params())
     save_model_atomic(model, out / "model.keras")
     write_json_atomic(metrics, out / "metrics.json")
+    dist.barrier()
     return metrics
 
 

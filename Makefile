@@ -26,6 +26,7 @@ test: lint
 
 book: $(STAMP)
 	$(BIN)/python -m geomtl_core.runner --scale $(SCALE)
+	$(BIN)/python -m geomtl_core.experiments --scale $(SCALE) --publish mtl_s3
 	$(BIN)/jupyter-book build book/ -W --keep-going
 
 clean-book:

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from geomtl_core.backbones_effnet import efficientnet_lite0  # also selects Keras' torch backend
+
 import numpy as np
 import torch
-
-from geomtl_core.backbones_effnet import efficientnet_lite0  # also selects Keras' torch backend
 
 if TYPE_CHECKING:
     import keras

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from geomtl_core import s2
 from geomtl_core.partitioning import build_partitionings, read_cells_csv
+
+import numpy as np
 
 N = 4_723_695
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "geoestimation" / "geo-cells"

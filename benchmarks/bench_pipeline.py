@@ -13,15 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import simplejpeg
-
 from geomtl_core.dataset import GeoImageDataset, build_labels, make_loader
 from geomtl_core.images import TransformConfig, decode_image
 from geomtl_core.metadata import read_metadata
 from geomtl_core.partitioning import build_partitionings
 from geomtl_core.shards import index_shards, write_shards
+
+import numpy as np
+import pandas as pd
+import simplejpeg
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "photos" / "landmarks"
 N = 2000

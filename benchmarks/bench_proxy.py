@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 
-import simplejpeg
-
 from geomtl_core.proxy import ProxyConfig, load_locations
 from geomtl_core.proxy_labels import labels_at
 from geomtl_core.proxy_world import cut, load_world
+
+import simplejpeg
 
 N = 10_240
 

@@ -3,11 +3,11 @@ oracle (the true cell's mean coordinate: the best a partitioning allows)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from geomtl_core.geodesy import haversine_km
 from geomtl_core.metrics import GeoSummary, summarize_errors
 from geomtl_core.partitioning import Partitioning
+
+import numpy as np
 
 
 def prior_baseline(part: Partitioning, lat: np.ndarray, lon: np.ndarray, with_ci: bool = False) -> GeoSummary:

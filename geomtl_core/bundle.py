@@ -54,9 +54,9 @@ def read_partitionings(out: Path) -> list[Partitioning]:
 
 def load_bundle(path: str | Path, model_file: str = "model.keras") -> Bundle:
     """Load a bundle folder; clear errors for anything missing."""
-    import keras
-
     import geomtl_core.model  # noqa: F401 - registers the custom classes for deserialisation
+
+    import keras
 
     path = Path(path)
     for f in ("labels.json", "config.yaml", model_file):

@@ -7,10 +7,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
 from geomtl_core.metadata import read_coordinates_csv
 from geomtl_core.partitioning import build_partitionings, read_cells_csv, relate, write_cells_csv
+
+import numpy as np
 
 
 def _line_labels(n: int) -> np.ndarray:

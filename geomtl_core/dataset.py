@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset
-
 from geomtl_core.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
 from geomtl_core.images import train_transform as make_train_transform
 from geomtl_core.partitioning import Partitioning
 from geomtl_core.shards import FolderSource, ShardIndex
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 

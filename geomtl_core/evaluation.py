@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from geomtl_core.geodesy import haversine_km
 from geomtl_core.geolocate import geolocate, predict_probabilities
 from geomtl_core.metrics import summarize_errors
 from geomtl_core.partitioning import Hierarchy, Partitioning
 from geomtl_core.predictions import write_predictions
+
+import numpy as np
 
 
 def evaluate_split(

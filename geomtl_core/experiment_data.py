@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Sampler
-
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.dataset import FaultLog, GeoImageDataset, LabelTable, build_labels, make_loader
 from geomtl_core.images import TransformConfig
 from geomtl_core.metadata import read_metadata
 from geomtl_core.partitioning import Partitioning, build_partitionings, read_cells_csv
 from geomtl_core.shards import open_source
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 KNOWN_SCENE_CLASSES = {"s3": 3, "s16": 16, "s365": 365}
 

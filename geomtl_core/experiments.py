@@ -13,10 +13,10 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.runner import ROOT, git_commit, package_versions
+
+import numpy as np
 
 SCALES: dict[str, dict] = {
     # CI: a few thousand locations, a small random frozen CNN, two epochs: checks that everything runs.
@@ -119,13 +119,13 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path = ROOT,
 
 def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
     """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
-    from torch.utils.data import DataLoader
-
     from geomtl_core.bundle import load_bundle
     from geomtl_core.evaluation import evaluate_split
     from geomtl_core.experiment_data import load_meta, make_split
     from geomtl_core.features import FeatureDataset, extract_features
     from geomtl_core.training import feature_cache_path, uses_cached_features
+
+    from torch.utils.data import DataLoader
 
     bundle = load_bundle(out)
     data = make_split(cfg, split, load_meta(cfg, split), bundle.parts, train=False)
@@ -169,3 +169,31 @@ def accuracy_matrix(results: dict[str, dict], split: str = "test") -> np.ndarray
     """(experiments, 5) accuracies of each experiment's best method, for plotting."""
     return np.array([[r[split]["methods"][r[split]["best"]][f"acc_{t}km"] for t in (1, 25, 200, 750, 2500)]
                      for r in results.values()])
+
+
+def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path = ROOT) -> Path:
+    """Copy a trained run (without its checkpoints) to ``models/default`` for ``geomtl predict``."""
+    src = root / "runs" / scale / name
+    if not (src / "model.keras").exists():
+        raise FileNotFoundError(f"run {name!r} at scale {scale!r} has no model at {src}; run `make book` first")
+    dest = dest or root / "models" / "default"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*"))
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m geomtl_core.experiments --publish NAME --scale SCALE`` (used by ``make book``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="publish a trained experiment as the default model bundle")
+    p.add_argument("--scale", default="default", choices=list(SCALES))
+    p.add_argument("--publish", default="mtl_s3", help="experiment name (default: mtl_s3)")
+    args = p.parse_args(argv)
+    print(f"default bundle: {publish_bundle(args.scale, args.publish)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geomtl_core.partitioning import Hierarchy, Partitioning
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-
-from geomtl_core.partitioning import Hierarchy, Partitioning
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -77,12 +77,12 @@ def world_axes(fig=None, projection=None, subplot: int | tuple = 111):
 
 def plot_partitioning(part, ax=None, cmap: str = "viridis", title: str | None = None):
     """Map of a partitioning's cells coloured by images per cell (log scale)."""
+    from geomtl_core.s2 import cell_polygons
+
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
     import shapely
     from matplotlib.colors import LogNorm
-
-    from geomtl_core.s2 import cell_polygons
 
     fig, ax = world_axes() if ax is None else (ax.figure, ax)
     outlines = cell_polygons(part.cell_ids)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geomtl_core.geodesy import haversine_km, validate_coordinates
+
 import numpy as np
 from numpy.typing import ArrayLike
-
-from geomtl_core.geodesy import haversine_km, validate_coordinates
 
 THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
 """Street, city, region, country and continent scales (Hays & Efros 2008)."""

@@ -55,7 +55,11 @@ def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: b
         from geomtl_core.backbones_effnet import EFFNET_LITE0_PREPROCESS, efficientnet_lite0
 
         mean, std = EFFNET_LITE0_PREPROCESS["mean"], EFFNET_LITE0_PREPROCESS["std"]
-        norm = layers.Normalization(mean=mean, variance=[s * s for s in std], name="normalise")
+        if len(set(mean)) != 1 or len(set(std)) != 1:
+            raise ValueError("efficientnet_lite0 expects one mean and std for all channels")
+        # Rescaling, not Normalization: a Normalization given constants and first built inside the
+        # model's symbolic build keeps them on torch's "meta" device and then outputs NaN.
+        norm = layers.Rescaling(1.0 / std[0], offset=-mean[0] / std[0], name="normalise")
         return efficientnet_lite0(shape, pretrained=pretrained), norm
     if name in ("efficientnetb0", "resnet50"):
         cls = keras.applications.EfficientNetB0 if name == "efficientnetb0" else keras.applications.ResNet50

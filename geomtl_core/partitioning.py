@@ -7,12 +7,12 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geomtl_core import s2
+from geomtl_core.geodesy import from_unit_vectors, to_unit_vectors, validate_coordinates
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-
-from geomtl_core import s2
-from geomtl_core.geodesy import from_unit_vectors, to_unit_vectors, validate_coordinates
 
 CELLS_COLUMNS = ["class_label", "hex_id", "imgs_per_cell", "latitude_mean", "longitude_mean"]
 

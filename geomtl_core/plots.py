@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geomtl_core.metrics import THRESHOLDS_KM
+from geomtl_core.predictions import read_predictions
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
-from geomtl_core.metrics import THRESHOLDS_KM
-from geomtl_core.predictions import read_predictions
 
 
 def accuracy_vs_distance(pred_csvs: dict[str, str | Path], title: str = "accuracy vs distance"):
@@ -69,10 +69,10 @@ def training_curves(histories: dict[str, str | Path], metric: str = "loss", titl
 
 def error_map(pred_csv: str | Path, title: str = "test images coloured by error"):
     """Cartopy map (offline) of test locations coloured by great-circle error (log scale)."""
+    from geomtl_core.maps import world_axes
+
     import cartopy.crs as ccrs
     from matplotlib.colors import LogNorm
-
-    from geomtl_core.maps import world_axes
 
     p = read_predictions(pred_csv)
     err = np.maximum(p.errors_km, 1.0)

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from geomtl_core.geodesy import validate_coordinates
+
 import numpy as np
 import pandas as pd
-
-from geomtl_core.geodesy import validate_coordinates
 
 SPLITS = ("train", "val", "test")
 
@@ -104,9 +104,9 @@ def metadata_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def iter_records(df: pd.DataFrame, cfg: ProxyConfig, progress=None) -> Iterator[tuple[str, bytes]]:
     """``(id, JPEG bytes)`` of each location's crop, cut in vectorised batches."""
-    import simplejpeg
-
     from geomtl_core.proxy_world import cut, load_world
+
+    import simplejpeg
 
     world = load_world()
     lat, lon, ids = df["lat"].to_numpy(), df["lon"].to_numpy(), df["img_id"].to_numpy()
@@ -138,12 +138,12 @@ def label_counts(df: pd.DataFrame) -> dict:
 
 def export_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bool = True) -> dict:
     """Write ``OUT/{train,val,test}/shard_*.msg``, ``OUT/{split}.csv`` and ``OUT/proxy.json``; return the json."""
-    from tqdm.auto import tqdm
-
     from geomtl_core.assets import load_assets
     from geomtl_core.proxy_labels import GROUP_NAMES, IGBP_NAMES, KOPPEN_FILL_KM, KOPPEN_NAMES
     from geomtl_core.proxy_world import check_crop
     from geomtl_core.shards import write_shards
+
+    from tqdm.auto import tqdm
 
     check_crop(cfg.fov_km, cfg.size)
     out = Path(out)

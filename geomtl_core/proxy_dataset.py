@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
 from geomtl_core.dataset import LabelTable
 from geomtl_core.geodesy import EARTH_RADIUS_KM
 from geomtl_core.proxy_world import World, check_crop, cut, destinations, load_world
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-from numpy.typing import ArrayLike
-
 from geomtl_core.assets import asset_path
 from geomtl_core.proxy_rasters import GeoTiff, open_geotiff
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 IGBP_NAMES = [
     "water", "evergreen needleleaf forest", "evergreen broadleaf forest", "deciduous needleleaf forest",

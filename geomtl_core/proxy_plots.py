@@ -11,9 +11,9 @@ SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
 def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 6, title: str | None = None):
     """Grid of ``images`` (N, H, W, 3) titled with coordinates, IGBP class, group and Köppen class of the
     rows of ``meta`` (columns lat, lon and s16/s3/kg as from read_metadata, or igbp/group/koppen)."""
-    import matplotlib.pyplot as plt
-
     from geomtl_core.proxy_labels import GROUP_NAMES, IGBP_NAMES, KOPPEN_NAMES
+
+    import matplotlib.pyplot as plt
 
     n = len(images)
     if n == 0 or len(meta) != n:
@@ -41,10 +41,10 @@ def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 6, title: s
 
 def plot_split_map(lat_lon_split: pd.DataFrame, title: str = "proxy locations by split", s: float = 0.5):
     """World map (offline cartopy) of locations coloured by split; columns lat, lon, split."""
+    from geomtl_core.maps import world_axes
+
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
-
-    from geomtl_core.maps import world_axes
 
     fig, ax = world_axes()
     for split, colour in SPLIT_COLOURS.items():

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from geomtl_core.geodesy import EARTH_RADIUS_KM, validate_coordinates
+
 import numpy as np
 from numpy.typing import ArrayLike
-
-from geomtl_core.geodesy import EARTH_RADIUS_KM, validate_coordinates
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class World:
 @lru_cache(maxsize=2)
 def load_world(path: str | Path | None = None) -> World:
     """Decode the Blue Marble JPEG (the pinned ``bmng`` asset unless ``path``) once per process."""
-    from PIL import Image
-
     from geomtl_core.assets import asset_path
+
+    from PIL import Image
 
     with Image.open(path or asset_path("bmng")) as im:
         pixels = np.ascontiguousarray(np.asarray(im.convert("RGB")))

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from geomtl_core.baselines import oracle_baseline, prior_baseline, random_baseline
 from geomtl_core.images import decode_image
 from geomtl_core.metadata import read_metadata
@@ -15,6 +12,9 @@ from geomtl_core.metrics import THRESHOLDS_KM
 from geomtl_core.partitioning import Partitioning, build_partitionings
 from geomtl_core.predictions import read_predictions
 from geomtl_core.shards import open_source
+
+import numpy as np
+import pandas as pd
 
 
 def load_samples(root: Path, split: str = "test", n: int = 18, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
@@ -86,3 +86,17 @@ def describe_difference(table: pd.DataFrame, a: str, b: str) -> str:
     if null:
         parts.append(f"no significant difference (95% paired bootstrap CI includes 0) at {', '.join(null)}")
     return "; ".join(parts) + "."
+
+
+def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: str) -> str:
+    """Is the task calibrated? The model against the prior (floor) and the oracle (ceiling) per threshold."""
+    m = result["test"]["methods"][result["test"]["best"]]
+    lines = ["| threshold | prior % | model % | oracle % | model share of the prior-to-oracle gap |",
+             "|---|---|---|---|---|"]
+    for t in THRESHOLDS_KM:
+        prior = baselines.loc[(partitioning, "prior"), f"{t} km"]
+        oracle = baselines.loc[(partitioning, "oracle"), f"{t} km"]
+        model = 100 * m[f"acc_{t}km"]
+        gap = (model - prior) / (oracle - prior) if oracle > prior else float("nan")
+        lines.append(f"| {t} km | {prior:.1f} | {model:.1f} | {oracle:.1f} | {gap:.2f} |")
+    return "\n".join(lines)

@@ -88,8 +88,11 @@ def check_figures(executed: Path) -> int:
 
 def run_all(scale: str, notebooks_dir: Path, out_dir: Path, force: bool = False) -> list[dict]:
     """Execute each notebook in order; return one record per notebook (ran or skipped)."""
+    import os
+
     import papermill as pm
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the kernels (see geomtl_core/__init__)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,6 @@ import json
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import torch
-
 import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
 from geomtl_core import distributed as dist
 from geomtl_core.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
@@ -22,6 +18,10 @@ from geomtl_core.evaluation import evaluate_split
 from geomtl_core.experiment_data import load_meta, make_partitionings, make_split, scene_classes, subsample
 from geomtl_core.model import GeoMTLModel, compile_model
 from geomtl_core.partitioning import relate
+
+import keras
+import numpy as np
+import torch
 
 
 def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -103,12 +103,12 @@ def uses_cached_features(cfg: ExperimentConfig) -> bool:
 
 def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
     """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
-    from torch.utils.data import DataLoader
-
     from geomtl_core.dataset import GeoImageDataset
     from geomtl_core.experiment_data import EpochSampler
     from geomtl_core.features import FeatureDataset, extract_features
     from geomtl_core.images import TransformConfig
+
+    from torch.utils.data import DataLoader
 
     plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
                             train=False)

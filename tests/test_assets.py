@@ -3,9 +3,9 @@
 import hashlib
 import zipfile
 
-import pytest
-
 from geomtl_core import assets
+
+import pytest
 
 
 def test_pyproject_lists_the_four_pinned_assets():

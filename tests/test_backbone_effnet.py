@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geomtl_core import backbones_effnet as be
+
 import numpy as np
 import pytest
-
-from geomtl_core import backbones_effnet as be
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")

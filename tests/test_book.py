@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from geomtl_core.runner import ROOT, run_all
+
+import pytest
 
 EXPECTED_FIGURES = {"01_data": 5, "02_partitioning": 4, "04_single_task": 2, "05_multitask": 1, "07_summary": 2}
 

@@ -4,11 +4,11 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-
 from geomtl_core.cli import main
 from geomtl_core.predictions import read_predictions, write_predictions
+
+import numpy as np
+import pytest
 
 KEYS = {"n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "mean_km", "geoscore"}
 

@@ -1,17 +1,17 @@
 """Data layer: metadata readers, scene labels, shards, decoding and the pipeline."""
 
-import msgpack
-import numpy as np
-import pandas as pd
-import pytest
-import simplejpeg
-
 from geomtl_core.dataset import FaultLog, GeoImageDataset, build_labels, make_loader
 from geomtl_core.images import ImageDecodeError, TransformConfig, decode_image
 from geomtl_core.metadata import MetadataError, read_metadata
 from geomtl_core.partitioning import build_partitionings
 from geomtl_core.scenes import read_scene_hierarchy
 from geomtl_core.shards import ShardError, index_shards, iter_shard, open_source, write_shards
+
+import msgpack
+import numpy as np
+import pandas as pd
+import pytest
+import simplejpeg
 
 
 def _jpeg(seed, h=96, w=128):
@@ -190,9 +190,9 @@ def test_msgpack_record_without_image_is_skipped(tmp_path, caplog):
 
 def test_color_jitter_is_identity_at_zero_and_bounded():
     """Strength 0 leaves pixels unchanged; otherwise output stays uint8 and differs."""
-    import torch
-
     from geomtl_core.images import ColorJitter
+
+    import torch
 
     x = torch.from_numpy(decode_image(_jpeg(3))).permute(2, 0, 1).contiguous()
     assert torch.equal(ColorJitter(0.0)(x), x)

@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import geomtl_core.model  # noqa: F401 - registers the custom Keras classes
+from geomtl_core.experiment_data import EpochSampler
+
 import keras
 import numpy as np
 import pytest
-
-import geomtl_core.model  # noqa: F401 - registers the custom Keras classes
-from geomtl_core.experiment_data import EpochSampler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toydata import make_toy_dataset

@@ -3,12 +3,6 @@
 import csv
 import math
 
-import numpy as np
-import pytest
-from geographiclib.geodesic import Geodesic
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from geomtl_core.geodesy import EARTH_RADIUS_KM, InvalidCoordinatesError, haversine_km, validate_coordinates
 from geomtl_core.metrics import (
     THRESHOLDS_KM,
@@ -19,6 +13,12 @@ from geomtl_core.metrics import (
     summarize_predictions,
 )
 from geomtl_core.predictions import read_predictions
+
+import numpy as np
+import pytest
+from geographiclib.geodesic import Geodesic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)

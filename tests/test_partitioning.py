@@ -2,11 +2,6 @@
 
 from collections import defaultdict
 
-import numpy as np
-import pandas as pd
-import pytest
-import s2sphere
-
 from geomtl_core import s2
 from geomtl_core.cli import main
 from geomtl_core.geodesy import InvalidCoordinatesError
@@ -19,6 +14,11 @@ from geomtl_core.partitioning import (
     relate,
     write_cells_csv,
 )
+
+import numpy as np
+import pandas as pd
+import pytest
+import s2sphere
 
 TAUS = (5000, 2000, 1000)
 

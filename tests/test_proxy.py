@@ -3,12 +3,6 @@ match the rasters; export reads back through the MP-16 readers; splits are disjo
 
 import json
 
-import numpy as np
-import pandas as pd
-import pytest
-import simplejpeg
-from PIL import Image
-
 from geomtl_core.assets import asset_path
 from geomtl_core.geodesy import InvalidCoordinatesError, haversine_km
 from geomtl_core.metadata import read_metadata
@@ -17,6 +11,12 @@ from geomtl_core.proxy_labels import IGBP_TO_GROUP, igbp_at, koppen_at, labels_a
 from geomtl_core.proxy_rasters import trusted_large_images
 from geomtl_core.proxy_world import cut, destinations, load_world, offsets_km
 from geomtl_core.shards import open_source
+
+import numpy as np
+import pandas as pd
+import pytest
+import simplejpeg
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -169,10 +169,10 @@ def test_bad_inputs_raise_clear_errors(world):
 
 
 def test_on_the_fly_dataset_matches_the_loader_structure(exported, world):
-    import torch
-
     from geomtl_core.dataset import build_labels
     from geomtl_core.proxy_dataset import ProxyOnTheFlyDataset
+
+    import torch
 
     out, cfg, _ = exported
     meta = read_metadata(out / "val.csv")

@@ -1,10 +1,10 @@
 """Vectorised S2 ids are bit-identical to s2sphere."""
 
+from geomtl_core import s2
+
 import numpy as np
 import pytest
 import s2sphere
-
-from geomtl_core import s2
 
 
 def _reference_ids(lat, lon, levels):

@@ -8,10 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import pytest
-
 import geomtl_core  # noqa: F401
 from geomtl_core.baselines import oracle_baseline, prior_baseline, random_baseline
 from geomtl_core.bundle import load_bundle
@@ -22,6 +18,10 @@ from geomtl_core.metadata import read_metadata
 from geomtl_core.model import GeoMTLModel, compile_model
 from geomtl_core.partitioning import Hierarchy, Partitioning
 from geomtl_core.training import final_logs, train
+
+import keras
+import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toydata import make_toy_dataset
@@ -164,3 +164,18 @@ def test_cached_feature_training_gives_an_ordinary_bundle(toy, tmp_path):
     b = pd.read_csv(tmp_path / "ev.csv")
     assert (a.fine_class == b.fine_class).all()
     np.testing.assert_allclose(a.score, b.score, atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "mobilenetv3small", "efficientnet_lite0", "efficientnetb0"])
+def test_every_backbone_gives_finite_features_after_build(backbone):
+    """Regression: building the model by a first call must not corrupt preprocessing (NaN features)."""
+    import torch
+
+    m = GeoMTLModel({"a": 5}, {"s3": 3}, backbone=backbone, input_size=32, neck_units=8,
+                    pretrained=backbone == "efficientnet_lite0")
+    m(np.zeros((1, 32, 32, 3), "uint8"))
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("uint8"))
+    with torch.no_grad():
+        f = m.backbone_features(x)
+        out = m(x)
+    assert torch.isfinite(f).all() and all(torch.isfinite(v).all() for v in out.values())

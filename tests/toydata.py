@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
+from geomtl_core.shards import write_shards
+
 import numpy as np
 import pandas as pd
 import simplejpeg
-
-from geomtl_core.shards import write_shards
 
 CENTRES = [(48.8, 2.3), (40.7, -74.0), (-33.9, 151.2), (35.7, 139.7), (-23.5, -46.6), (30.0, 31.2)]
 

@@ -11,9 +11,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from geomtl_core.geodesy import haversine_km, validate_coordinates
+
+import numpy as np
 
 LAYOUTS: dict[str, dict[str, str]] = {
     "geoestimation": {

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from geomtl_core import cli_model
 
     cli_model.add_subcommands(sub)
+    from geomtl_core import cli_predict
+
+    cli_predict.add_subcommands(sub)
     return parser
 
 

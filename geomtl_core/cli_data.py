@@ -28,8 +28,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--seed", type=int, default=0, help="seed of the subset and of the split (0)")
     x.add_argument("--fov-km", type=float, default=300.0, help="width of a crop on the ground in km (300)")
     x.add_argument("--size", type=int, default=64, help="crop size in pixels (64)")
-    x.add_argument("--split-grid-deg", type=float, default=1.0,
-                   help="locations in the same cell of this lat/lon grid share a split (default 1.0: spatially "
+    x.add_argument("--split-grid-deg", type=float, default=5.0,
+                   help="locations in the same cell of this lat/lon grid share a split (default 5.0: spatially "
                         "blocked splits without near-duplicate crops; 1e-4: identical coordinates only)")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(handler=_cmd_proxy)

@@ -26,7 +26,7 @@ class ProxyConfig:
     fov_km: float = 300.0
     size: int = 64
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_grid_deg: float = 1.0  # locations in one cell of this lat/lon grid share a split (blocked)
+    split_grid_deg: float = 5.0  # locations in one cell of this lat/lon grid share a split (blocked)
     quality: int = 90
     per_shard: int = 10_000
     batch: int = 256

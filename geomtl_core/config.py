@@ -70,6 +70,7 @@ class TrainConfig:
     step_gamma: float = 0.5
     seed: int = 0
     cache_features: bool = True  # with model.freeze_backbone: train neck + heads on cached features
+    validate: bool = True  # validation losses and accuracies after every epoch (in history.csv)
 
 
 @dataclass

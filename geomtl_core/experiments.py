@@ -25,7 +25,7 @@ SCALES: dict[str, dict] = {
               "fractions": [0.3, 1.0], "workers": 2},
     # A laptop CPU, under an hour: all 100K locations, ImageNet EfficientNet-Lite0 features, 64 px.
     "default": {"n": None, "size": 64, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
-                "tau_min": 20, "tau_max": [2000, 800, 300], "epochs": 12, "batch": 256, "scratch_epochs": 3,
+                "tau_min": 20, "tau_max": [2000, 800, 300], "epochs": 6, "batch": 256, "scratch_epochs": 3,
                 "fractions": [0.1, 0.3, 1.0], "workers": 2},
     # A GPU: larger inputs and end-to-end fine-tuning budgets.
     "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,

@@ -181,7 +181,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
     start = time.perf_counter()
     if initial_epoch < cfg.train.epochs:
         model.fit(loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  verbose=verbose, shuffle=False)
+                  verbose=verbose, shuffle=False, validation_data=val_loader if cfg.train.validate else None)
     train_time = time.perf_counter() - start
     if not lead:
         dist.barrier()

@@ -28,6 +28,7 @@ class ProxyConfig:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_grid_deg: float = 5.0  # locations in one cell of this lat/lon grid share a split (blocked)
     quality: int = 90
+    scene_label: str = "crop_majority_8x8"  # S3/S16: majority land cover over an 8x8 sample of the crop
     per_shard: int = 10_000
     batch: int = 256
 
@@ -82,21 +83,26 @@ def select_locations(locs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFra
 
 def labelled_locations(cfg: ProxyConfig) -> pd.DataFrame:
     """Locations of the config with labels (igbp, group, koppen, koppen_filled) and split."""
-    from geomtl_core.proxy_labels import labels_at
+    from geomtl_core.proxy_labels import crop_landcover, labels_at
 
     locs = select_locations(load_locations(), cfg.n, cfg.seed)
     lab = labels_at(locs["lat"], locs["lon"])
+    scene_igbp, scene_group = crop_landcover(locs["lat"], locs["lon"], cfg.fov_km)
     split = assign_splits(locs["lat"].to_numpy(), locs["lon"].to_numpy(), cfg.seed, cfg.fractions, cfg.split_grid_deg)
     return locs.assign(igbp=lab.igbp, group=lab.group, koppen=lab.koppen, koppen_filled=lab.koppen_filled,
-                       split=np.asarray(SPLITS)[split])
+                       scene_igbp=scene_igbp, scene_group=scene_group, split=np.asarray(SPLITS)[split])
 
 
 def metadata_table(df: pd.DataFrame) -> pd.DataFrame:
-    """GeoEstimation's metadata layout with land-cover labels in the scene columns, plus KG_Label."""
-    onehot = np.eye(3)[df["group"].to_numpy()]
+    """GeoEstimation's metadata layout with land-cover labels in the scene columns, plus KG_Label.
+
+    S3/S16 hold the crop's majority group / IGBP class (what the image shows, like Places365's
+    scene labels); S365 keeps the IGBP class of the centre pixel; KG the centre's Köppen class.
+    """
+    onehot = np.eye(3)[df["scene_group"].to_numpy()]
     return pd.DataFrame({
         "IMG_ID": df["img_id"], "AUTHOR": "proxy", "LAT": df["lat"], "LON": df["lon"],
-        "S3_Label": df["group"], "S16_Label": df["igbp"], "S365_Label": df["igbp"],
+        "S3_Label": df["scene_group"], "S16_Label": df["scene_igbp"], "S365_Label": df["igbp"],
         "Prob_indoor": onehot[:, 0], "Prob_natural": onehot[:, 1], "Prob_urban": onehot[:, 2],
         "KG_Label": df["koppen"],
     })
@@ -128,6 +134,8 @@ def label_counts(df: pd.DataFrame) -> dict:
         return {n: int(v) for n, v in zip(names, c, strict=True)}
 
     out = {"igbp": named("igbp", IGBP_NAMES, df), "group": named("group", GROUP_NAMES, df),
+           "scene_igbp_crop_majority": named("scene_igbp", IGBP_NAMES, df),
+           "scene_group_crop_majority": named("scene_group", GROUP_NAMES, df),
            "koppen": named("koppen", KOPPEN_NAMES, df),
            "koppen_filled_from_nearest_land": int(df["koppen_filled"].sum()),
            "water_points": int((df["igbp"] == 0).sum()),
@@ -161,6 +169,9 @@ def export_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bo
     info = {
         "dataset": "geomtl proxy: Blue Marble crops at MP-16 locations (book/proxy.md)",
         "config": asdict(cfg), "n": len(df), "shards": shards, "counts": label_counts(df),
+        "label_meaning": {"S3_Label": "majority 3-way group over an 8x8 sample of the crop",
+                          "S16_Label": "majority IGBP class over an 8x8 sample of the crop",
+                          "S365_Label": "IGBP class of the centre pixel", "KG_Label": "Koppen class of the centre"},
         "label_names": {"S3_Label": GROUP_NAMES, "S16_Label": IGBP_NAMES, "S365_Label": IGBP_NAMES,
                         "KG_Label": KOPPEN_NAMES},
         "koppen_fill_km": KOPPEN_FILL_KM,

@@ -83,6 +83,32 @@ def koppen_at(lat: ArrayLike, lon: ArrayLike, fill_km: float = KOPPEN_FILL_KM) -
     return out, filled
 
 
+def crop_landcover(
+    lat: ArrayLike, lon: ArrayLike, fov_km: float, grid: int = 8, batch: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Majority IGBP class and majority 3-way group over a ``grid`` x ``grid`` sample of each crop.
+
+    This is the proxy's *scene* label: like a Places365 label it describes what the whole image
+    shows, not only the pixel under the photographer (ties: the lower class index).
+    """
+    from geomtl_core.proxy_world import destinations, offsets_km
+
+    lat_a, lon_a = np.atleast_1d(np.asarray(lat, np.float64)), np.atleast_1d(np.asarray(lon, np.float64))
+    dx, dy = offsets_km(fov_km, grid)
+    group_onehot = np.eye(len(GROUP_NAMES), dtype=np.int64)[IGBP_TO_GROUP]
+    igbp = np.empty(len(lat_a), np.int64)
+    group = np.empty(len(lat_a), np.int64)
+    for start in range(0, len(lat_a), batch):
+        sl = slice(start, start + batch)
+        glat, glon = destinations(lat_a[sl], lon_a[sl], dx, dy)
+        values = igbp_at(glat.ravel(), glon.ravel()).reshape(len(glat), -1)
+        counts = np.zeros((len(glat), len(IGBP_NAMES)), np.int64)
+        np.add.at(counts, (np.repeat(np.arange(len(glat)), values.shape[1]), values.ravel()), 1)
+        igbp[sl] = counts.argmax(1)
+        group[sl] = (counts @ group_onehot).argmax(1)
+    return igbp, group
+
+
 def labels_at(lat: ArrayLike, lon: ArrayLike) -> ProxyLabels:
     """All proxy labels at the points."""
     igbp = igbp_at(lat, lon)

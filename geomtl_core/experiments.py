@@ -16,8 +16,6 @@ from pathlib import Path
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.runner import ROOT, git_commit, package_versions
 
-import numpy as np
-
 SCALES: dict[str, dict] = {
     # CI: a few thousand locations, a small random frozen CNN, two epochs: checks that everything runs.
     "smoke": {"n": 3000, "size": 64, "fov_km": 300.0, "backbone": "small_cnn", "pretrained": False,
@@ -164,12 +162,6 @@ def results_table(results: dict[str, dict], method: str | None = None, split: st
         row["GeoScore"] = round(m["geoscore"], 0)
         rows.append(row)
     return pd.DataFrame(rows).set_index("experiment")
-
-
-def accuracy_matrix(results: dict[str, dict], split: str = "test") -> np.ndarray:
-    """(experiments, 5) accuracies of each experiment's best method, for plotting."""
-    return np.array([[r[split]["methods"][r[split]["best"]][f"acc_{t}km"] for t in (1, 25, 200, 750, 2500)]
-                     for r in results.values()])
 
 
 def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path = ROOT) -> Path:

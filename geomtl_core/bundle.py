@@ -1,7 +1,8 @@
 """A model bundle: one folder with everything evaluation and prediction need.
 
 ``model.keras`` (loaded with ``safe_mode=True``), ``cells/*.csv`` (partitionings, coarse -> fine),
-``labels.json`` (task names and sizes), ``config.yaml``, ``metrics.json``.
+``labels.json`` (task names and sizes, the class names of every scene head, the dataset trained on),
+``config.yaml``, ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,37 @@ class Bundle:
     def scene_tasks(self) -> dict[str, int]:
         return self.labels["scene_tasks"]
 
+    def class_names(self, task: str) -> list[str]:
+        """Names of a scene head's classes as the training data defined them; indices when it defined none
+        (bundles saved before names were recorded included)."""
+        names = self.labels.get("class_names", {}).get(task)
+        return list(names) if names else [str(k) for k in range(int(self.scene_tasks[task]))]
+
+    @property
+    def dataset(self) -> dict[str, str]:
+        """``{"name", "kind"}`` of the training data (``kind``: ``overhead_proxy`` or ``photos``)."""
+        return self.labels.get("dataset", {"name": "unknown", "kind": "unknown"})
+
+    @property
+    def caution(self) -> str | None:
+        """One line to show before predicting photos with a model trained on the overhead proxy."""
+        from geomtl_core.class_names import OVERHEAD_PROXY_CAUTION
+
+        return OVERHEAD_PROXY_CAUTION if self.dataset.get("kind") == "overhead_proxy" else None
+
 
 def save_bundle_metadata(out: Path, cfg: ExperimentConfig, parts: list[Partitioning], scene: dict[str, int]) -> None:
-    """Write config, partitionings and label maps (done once, at the start of training)."""
+    """Write config, partitionings, label maps, class names and the dataset's description (done once,
+    at the start of training)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
     for part in parts:
         write_cells_csv(part, out / "cells" / f"{part.name}.csv")
+    from geomtl_core.class_names import class_names, dataset_description
+
     labels = {"partitionings": [p.name for p in parts], "scene_tasks": scene,
+              "class_names": class_names(scene, cfg.data.root),
+              "dataset": dataset_description(cfg.data.root),
               "hierarchical": bool(cfg.partition.hierarchical), "image_size": cfg.data.image_size}
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from geomtl_core.errors import InputError
+
 import yaml
 
 
@@ -14,7 +16,7 @@ def _parse_set(items: list[str] | None) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise InputError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         node = out
         parts = key.split(".")
@@ -35,7 +37,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from geomtl_core.training import train
 
     data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    cfg = ExperimentConfig.from_dict(_deep_update(data or {}, _parse_set(args.set)))
+    overrides = _deep_update(data or {}, _parse_set(args.set))
+    if args.resume:  # --config/--set on top of the saved config; train() refuses unsafe changes
+        saved = Path(args.out) / "config.yaml"
+        cfg = ExperimentConfig.from_dict(_deep_update(ExperimentConfig.load(saved).to_dict(), overrides)) \
+            if overrides and saved.exists() else None
+    else:
+        cfg = ExperimentConfig.from_dict(overrides)
     metrics = train(cfg, args.out, resume=args.resume)
     if not metrics:  # a non-zero rank of a data-parallel run: rank 0 reports
         return 0
@@ -63,9 +71,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     best = res["methods"][res["best"]]
     if args.json:
         print(json.dumps({k: best[k] for k in ("n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
-                                              "median_km", "mean_km", "geoscore")}))
+                                              "median_km", "mean_km", "geoscore")} | {"skipped": res["skipped"]}))
     else:
-        print(f"{args.bundle} on {split} ({res['best']}): predictions in {out_csv}")
+        print(f"{args.bundle} on {split} ({res['best']}): {res['n']} images scored, {res['skipped']} unreadable "
+              f"skipped; predictions in {out_csv}")
         for name, m in res["methods"].items():
             accs = " ".join(f"{m[f'acc_{t}km']:.3f}" for t in (1, 25, 200, 750, 2500))
             print(f"  {name:>16}: acc@1/25/200/750/2500 km {accs}  median {m['median_km']:.0f} km")
@@ -79,7 +88,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a multi-task model into a bundle folder")
     t.add_argument("--config", help="YAML experiment config (defaults for anything not given)")
     t.add_argument("--out", required=True, help="bundle folder")
-    t.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint; "
+                   "--config/--set may then change only train.epochs (other changes are refused)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=3")
     t.set_defaults(handler=_cmd_train)
 
@@ -88,7 +98,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, help="data folder with SPLIT.csv and SPLIT/ shards, or a SPLIT.csv")
     e.add_argument("--split", default="test")
     e.add_argument("--out", help="predictions CSV (default: BUNDLE/predictions_SPLIT.csv)")
-    e.add_argument("--json", action="store_true", help="print the geomtl score JSON keys only")
+    e.add_argument("--json", action="store_true", help="print the geomtl score JSON keys, plus skipped")
     e.add_argument("--five-crop", action="store_true", help="five-crop test-time augmentation")
     e.add_argument("--no-hierarchy", action="store_true", help="use the finest partitioning alone")
     e.add_argument("--workers", type=int, default=2)

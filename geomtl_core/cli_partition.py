@@ -38,9 +38,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for t, part in zip(tau_max, parts, strict=True):
         path = write_cells_csv(part, out / f"cells_{args.tau_min}_{t}.csv")
         meta["partitionings"].append(
-            {"file": path.name, "tau_max": t, "classes": len(part), "points_in_cells": part.num_images}
+            {"file": path.name, "tau_max": t, "classes": len(part), "points_in_cells": part.points_in_cells}
         )
-        print(f"{path}: {len(part)} classes, {part.num_images} of {len(df)} points in cells")
+        print(f"{path}: {len(part)} classes, {part.points_in_cells} of {len(df)} points in cells")
     (out / "partitionings.json").write_text(json.dumps(meta, indent=2))
     return 0
 

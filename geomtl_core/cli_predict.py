@@ -14,6 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from geomtl_core.errors import InputError
+
 CSV_FIXED = ["path", "lat", "lon", "place", "admin1", "country", "country_code", "method", "score"]
 CSV_TAIL = ["true_lat", "true_lon", "error_km", "error", "warnings"]
 
@@ -46,10 +48,10 @@ def _table_line(r: dict) -> str:
     place = f"{r['place']}, {r['country']}"
     scene = ",".join(s["label"] for s in r["scene"].values())
     err = f"{r['error_km']:9.1f}" if r.get("error_km") is not None else " " * 9
-    return f"{path:<36} {r['lat']:8.3f} {r['lon']:9.3f}  {place[:34]:<34} {scene[:10]:<10} {err}"
+    return f"{path:<36} {r['lat']:8.3f} {r['lon']:9.3f}  {place[:34]:<34} {scene[:24]:<24} {err}"
 
 
-TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'scene':<10} {'error_km':>9}"
+TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'scene':<24} {'error_km':>9}"
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -63,11 +65,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # our own 64 MP guard refuses
     warnings.filterwarnings("ignore", module="PIL.TiffImagePlugin")  # "Corrupt EXIF data": EXIF read leniently
     if args.top_k < 1 or args.batch_size < 1:
-        raise ValueError("--top-k and --batch-size must be at least 1")
+        raise InputError("--top-k and --batch-size must be at least 1")
     bundle = load_bundle(args.bundle)
+    if bundle.caution:
+        print(bundle.caution, file=sys.stderr)
     files = expand_inputs(args.inputs)
     if not files:
-        raise ValueError(f"no files found in {', '.join(args.inputs)}")
+        raise InputError(f"no files found in {', '.join(args.inputs)}")
     csv_file = writer = None
     if args.csv:
         csv_file = sys.stdout if args.csv == "-" else Path(args.csv).open("w", newline="")

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from geomtl_core.errors import InputError
+
 import yaml
 
 
@@ -99,8 +101,23 @@ class ExperimentConfig:
     def load(cls, path: str | Path) -> ExperimentConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+            raise InputError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(data)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b": value}`` (the keys ``--set`` uses)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        out |= flatten(v, key + ".") if isinstance(v, dict) else {key: v}
+    return out
+
+
+def differences(old: ExperimentConfig, new: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """``{"train.epochs": (old, new)}`` for every key whose value differs."""
+    a, b = flatten(old.to_dict()), flatten(new.to_dict())
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
 def merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
@@ -109,11 +126,11 @@ def merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
     changes = {}
     for key, value in overrides.items():
         if key not in known:
-            raise ValueError(f"unknown key {where}.{key}; valid keys: {', '.join(known)}")
+            raise InputError(f"unknown key {where}.{key}; valid keys: {', '.join(known)}")
         current = getattr(obj, key)
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key} must be a mapping")
+                raise InputError(f"{where}.{key} must be a mapping")
             changes[key] = merge(current, value, f"{where}.{key}")
         else:
             changes[key] = _coerce(value, current, f"{where}.{key}")
@@ -123,18 +140,18 @@ def merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
 def _coerce(value: Any, current: Any, where: str) -> Any:
     if isinstance(current, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true/false, got {value!r}")
+            raise InputError(f"{where} must be true/false, got {value!r}")
         return value
     if isinstance(current, int) and not isinstance(current, bool):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
+            raise InputError(f"{where} must be an integer, got {value!r}")
         return value
     if isinstance(current, float):
         if not isinstance(value, int | float):
-            raise ValueError(f"{where} must be a number, got {value!r}")
+            raise InputError(f"{where} must be a number, got {value!r}")
         return float(value)
     if isinstance(current, list) and not isinstance(value, list):
-        raise ValueError(f"{where} must be a list, got {value!r}")
+        raise InputError(f"{where} must be a list, got {value!r}")
     return value

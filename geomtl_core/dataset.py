@@ -1,11 +1,14 @@
 """The input pipeline: a torch map-style ``Dataset`` over shards or folders, batched by a
 ``DataLoader`` that Keras' ``fit`` consumes directly on the torch backend.
 
-Why a torch DataLoader rather than ``keras.utils.PyDataset``: worker processes with
-per-worker seeding (so a resumed run replays the same data order), ``DistributedSampler``
-for multi-process training, and pinned-memory transfer, all without re-implementing them.
-Bad images never stop an epoch: they are logged to a fault file and replaced by the next
-good record, so every batch keeps its fixed shape.
+Why a torch DataLoader rather than ``keras.utils.PyDataset``: worker processes, and a sampler
+(``experiment_data.EpochSampler``) whose order depends only on (seed, epoch), so a resumed run
+replays it, and which splits batches across data-parallel processes.
+Bad images never stop an epoch. In training they are logged to a fault
+file and replaced by the next good record (with that record's labels), so every batch keeps its
+fixed shape. In evaluation nothing is replaced: a bad image becomes a blank placeholder with
+sample weight 0, so Keras' validation metrics ignore it and :func:`geomtl_core.evaluation.evaluate_split`
+drops it, lists it and scores only the images actually read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geomtl_core.errors import InputError
 from geomtl_core.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
 from geomtl_core.images import train_transform as make_train_transform
 from geomtl_core.partitioning import Partitioning
@@ -78,7 +82,7 @@ def build_labels(
     pos = pd.Series(np.arange(len(source_ids)), index=pd.Index(source_ids))
     if pos.index.has_duplicates:
         dup = pos.index[pos.index.duplicated()].unique()[:5].tolist()
-        raise ValueError(f"duplicate image ids in the image source, e.g. {dup}")
+        raise InputError(f"duplicate image ids in the image source, e.g. {dup}")
     m = meta[meta["img_id"].isin(pos.index)]
     report = {
         "images": len(source_ids),
@@ -96,7 +100,7 @@ def build_labels(
         targets[part.name] = cls
     for col in scene_columns:
         if col not in m:
-            raise ValueError(f"scene label column {col!r} not in metadata (have {list(m.columns)})")
+            raise InputError(f"scene label column {col!r} not in metadata (have {list(m.columns)})")
         targets[col] = m[col].to_numpy(np.int64)
     report["usable"] = int(ok.sum())
     return LabelTable(
@@ -128,6 +132,7 @@ class GeoImageDataset(Dataset):
         self.cfg = transform_cfg
         self.train = train
         self.transform = make_train_transform(transform_cfg) if train else eval_transform(transform_cfg, five_crop)
+        self.five_crop = five_crop and not train
         self.faults = faults
         self.channels_last = channels_last
         self.max_retries = max_retries
@@ -142,7 +147,21 @@ class GeoImageDataset(Dataset):
         x = self.transform(to_tensor(decode_image(data, min_side=min_side)))
         return x.movedim(-3, -1).contiguous() if self.channels_last else x
 
+    def placeholder(self) -> torch.Tensor:
+        """A blank sample of the shape :meth:`load` returns (five crops when evaluating with them)."""
+        size = self.cfg.size
+        shape = (size, size, 3) if self.channels_last else (3, size, size)
+        return torch.zeros(((5,) if self.five_crop else ()) + shape, dtype=torch.uint8)
+
     def __getitem__(self, k: int):
+        if not self.train:  # evaluation: never substitute another image for this one
+            try:
+                x, w = self.load(k), 1.0
+            except (ImageDecodeError, KeyError, OSError) as exc:
+                if self.faults is not None:
+                    self.faults.record(str(self.labels.img_id[k]), str(exc))
+                x, w = self.placeholder(), 0.0
+            return x, {name: torch.as_tensor(v[k]) for name, v in self.labels.targets.items()}, torch.tensor(w)
         n = len(self)
         for attempt in range(self.max_retries):
             j = (k + attempt) % n

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.dataset import FaultLog, GeoImageDataset, LabelTable, build_labels, make_loader
+from geomtl_core.errors import InputError
 from geomtl_core.images import TransformConfig
 from geomtl_core.metadata import read_metadata
 from geomtl_core.partitioning import Partitioning, build_partitionings, read_cells_csv
@@ -41,7 +42,7 @@ def load_meta(cfg: ExperimentConfig, split: str) -> pd.DataFrame:
 def subsample(meta: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """Seeded random share of the training rows (for the training-set-size ablation)."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"data.train_fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"data.train_fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return meta
     rng = np.random.default_rng(seed)
@@ -58,7 +59,7 @@ def make_partitionings(cfg: ExperimentConfig, train_meta: pd.DataFrame) -> list[
         parts = build_partitionings(train_meta["lat"], train_meta["lon"], p.tau_max, p.tau_min)
     for part in parts:
         if len(part) == 0:
-            raise ValueError(f"partitioning {part.name} has no cells: lower tau_min or add training data")
+            raise InputError(f"partitioning {part.name} has no cells: lower tau_min or add training data")
     return sorted(parts, key=len)
 
 
@@ -68,7 +69,7 @@ def scene_classes(cfg: ExperimentConfig, metas: list[pd.DataFrame]) -> dict[str,
     for task in cfg.data.scene_tasks:
         present = [m[task] for m in metas if task in m]
         if not present:
-            raise ValueError(f"scene task {task!r} is not a column of the metadata")
+            raise InputError(f"scene task {task!r} is not a column of the metadata")
         top = int(max(s.max() for s in present)) + 1
         out[task] = max(KNOWN_SCENE_CLASSES.get(task, 0), top)
     return out
@@ -131,12 +132,12 @@ def make_split(
     images, _ = split_paths(cfg, split)
     source = open_source(images)
     labels = build_labels(source.ids, meta, parts if train else [], cfg.data.scene_tasks)
-    if not train:  # evaluation keeps images outside every cell; their geo labels are not needed
-        labels.targets.update({p.name: np.maximum(p.assign(labels.lat, labels.lon), 0) for p in parts})
+    if not train:  # evaluation keeps images outside every cell: label -1, masked out of that head's loss/accuracy
+        labels.targets.update({p.name: p.assign(labels.lat, labels.lon) for p in parts})
     ds = GeoImageDataset(source, labels, TransformConfig(size=cfg.data.image_size), train=train, faults=faults,
                          five_crop=cfg.data.five_crop and not train)
     if len(ds) == 0:
-        raise ValueError(f"split {split!r} has no usable images (report: {labels.report})")
+        raise InputError(f"split {split!r} has no usable images (report: {labels.report})")
     if not train:
         return SplitData(labels, ds, make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed,
                                                  workers=cfg.data.workers, drop_last=False))

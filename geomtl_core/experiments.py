@@ -1,8 +1,10 @@
 """What the notebooks call: named scales, the proxy data per scale, cached training runs, and
 test-set results written to ``results/<scale>/<name>.json`` (the book's summary reads them).
 
-A run is keyed by its resolved config: rerunning a notebook with unchanged parameters reuses
-the trained bundle; a changed config retrains from scratch into the same folder.
+A run is keyed by its resolved config, a fingerprint of the library code that trains and evaluates
+it, and a fingerprint of the data it reads: rerunning a notebook with nothing changed reuses the
+trained bundle; a changed config, library function or dataset retrains from scratch into the same
+folder. The result file records both fingerprints.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import time
 from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
-from geomtl_core.runner import ROOT, git_commit, package_versions
+from geomtl_core.runner import find_root, git_commit, package_versions
+
+
+def __getattr__(name: str):
+    """``ROOT``: the project root of the working directory (see :func:`geomtl_core.runner.find_root`)."""
+    if name == "ROOT":
+        return find_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SCALES: dict[str, dict] = {
     # CI: a few thousand locations, a small random frozen CNN, two epochs: checks that everything runs.
@@ -26,7 +36,7 @@ SCALES: dict[str, dict] = {
     "default": {"n": None, "size": 64, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 256, "scratch_epochs": 3,
                 "fractions": [0.1, 0.3, 1.0], "workers": 2},
-    # A GPU: larger inputs and end-to-end fine-tuning budgets.
+    # A GPU: larger inputs and longer budgets (backbone still frozen; the scratch runs train end to end).
     "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
              "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 30, "batch": 256, "scratch_epochs": 15,
              "fractions": [0.1, 0.3, 1.0], "workers": 8},
@@ -39,13 +49,15 @@ def scale_params(scale: str) -> dict:
     return dict(SCALES[scale])
 
 
-def data_dir(scale: str, root: Path = ROOT) -> Path:
+def data_dir(scale: str, root: Path | None = None) -> Path:
+    root = find_root() if root is None else Path(root)
     p = scale_params(scale)
     return root / "data" / f"proxy_{p['n'] or 'all'}_{p['size']}px_{int(p['fov_km'])}km"
 
 
-def ensure_proxy(scale: str, root: Path = ROOT, progress: bool = True) -> Path:
+def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) -> Path:
     """The proxy export of a scale (built once, reused while its proxy.json matches)."""
+    root = find_root() if root is None else Path(root)
     from dataclasses import asdict
 
     from geomtl_core.proxy import ProxyConfig, export_proxy
@@ -60,9 +72,10 @@ def ensure_proxy(scale: str, root: Path = ROOT, progress: bool = True) -> Path:
     return out
 
 
-def experiment_config(scale: str, overrides: dict | None = None, root: Path = ROOT) -> ExperimentConfig:
-    """The scale's base config (frozen pretrained backbone on cached features, 3 partitionings,
-    no scene task) with nested ``overrides`` applied."""
+def experiment_config(scale: str, overrides: dict | None = None, root: Path | None = None) -> ExperimentConfig:
+    """The scale's base config (frozen backbone, ImageNet-pretrained at default/full, on
+    cached features, 3 partitionings, no scene task) with nested ``overrides`` applied."""
+    root = find_root() if root is None else Path(root)
     p = scale_params(scale)
     base = {
         "name": "base",
@@ -84,18 +97,53 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def run_key(cfg: ExperimentConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+PRESENTATION_MODULES = ("runner", "experiments", "report", "plots", "proxy_plots", "maps", "cli", "predict")
+"""Module name prefixes that only present results (their edits never change a trained run)."""
 
 
-def run(name: str, scale: str, overrides: dict | None = None, root: Path = ROOT, verbose: int = 2) -> dict:
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 over the source of every library module that can change a run (all but the presentation ones)."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        if f.stem.startswith(PRESENTATION_MODULES):
+            continue
+        h.update(f.relative_to(package).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg: ExperimentConfig) -> str:
+    """sha256 over what a run reads besides images: the metadata CSVs of its splits and ``proxy.json``
+    (which pins the image export's config and assets); missing files hash as absent."""
+    from geomtl_core.experiment_data import split_paths
+
+    h = hashlib.sha256()
+    root = Path(cfg.data.root)
+    for f in [split_paths(cfg, s)[1] for s in ("train", "val", "test")] + [root / "proxy.json"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"<absent>")
+    return h.hexdigest()[:16]
+
+
+def run_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = None) -> str:
+    """What a cached run depends on: its config, the library code and the data it reads."""
+    parts = [cfg.to_dict(), code or code_fingerprint(), data or data_fingerprint(cfg)]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 2) -> dict:
     """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``."""
+    root = find_root() if root is None else Path(root)
     from geomtl_core.training import train
 
     cfg = experiment_config(scale, {"name": name, **(overrides or {})}, root)
     out = root / "runs" / scale / name
     result_path = root / "results" / scale / f"{name}.json"
-    key = run_key(cfg)
+    code, data = code_fingerprint(), data_fingerprint(cfg)
+    key = run_key(cfg, code, data)
     if result_path.exists() and (out / "model.keras").exists():
         old = json.loads(result_path.read_text())
         if old.get("run_key") == key:
@@ -106,7 +154,8 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path = ROOT,
     metrics = train(cfg, out, verbose=verbose)
     test = evaluate_run(out, cfg, "test")
     result = {
-        "name": name, "scale": scale, "run_key": key, "config": cfg.to_dict(),
+        "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
+        "config": cfg.to_dict(),
         "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
         "train_images": metrics["train_images"], "params": metrics["params"], "val": metrics["val"], "test": test,
         "git_commit": git_commit(root), "versions": package_versions(),
@@ -141,8 +190,9 @@ def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
                           progress=False, from_features=True)
 
 
-def load_results(scale: str, root: Path = ROOT) -> dict[str, dict]:
+def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
     """Every result JSON of a scale, by experiment name."""
+    root = find_root() if root is None else Path(root)
     return {p.stem: json.loads(p.read_text()) for p in sorted((root / "results" / scale).glob("*.json"))}
 
 
@@ -164,8 +214,9 @@ def results_table(results: dict[str, dict], method: str | None = None, split: st
     return pd.DataFrame(rows).set_index("experiment")
 
 
-def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path = ROOT) -> Path:
+def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None) -> Path:
     """Copy a trained run (without its checkpoints) to ``models/default`` for ``geomtl predict``."""
+    root = find_root() if root is None else Path(root)
     src = root / "runs" / scale / name
     if not (src / "model.keras").exists():
         raise FileNotFoundError(f"run {name!r} at scale {scale!r} has no model at {src}; run `make book` first")

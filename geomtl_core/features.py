@@ -28,7 +28,8 @@ def cache_key(model_cfg, image_size: int, seed: int, source: str) -> str:
 def extract_features(
     model, dataset: Dataset, path: Path, batch_size: int = 128, workers: int = 2, progress: bool = True,
 ) -> np.ndarray:
-    """Pooled features (N, D) of ``model.backbone_features`` over an eval-mode dataset.
+    """Pooled features (N, D) of ``model.backbone_features`` over an eval-mode dataset; rows of
+    unreadable images are NaN (see :class:`FeatureDataset`, which gives them sample weight 0).
 
     ``path`` (.npz) caches features by image id: any subset of images already extracted (e.g. a
     10% training subset) is served from it; missing images are extracted and added.
@@ -56,29 +57,40 @@ def _run(model, dataset: Dataset, batch_size: int, workers: int, progress: bool)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         multiprocessing_context="fork" if workers else None)
     out = []
-    for x, _ in tqdm(loader, desc=f"features {model.backbone_name}", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc=f"features {model.backbone_name}", disable=not progress, leave=False):
+        x = batch[0]
         with torch.no_grad():
             if x.ndim == 5:  # five-crop: average the crops' features
                 b, c = x.shape[:2]
                 f = model.backbone_features(x.reshape(-1, *x.shape[2:]))
-                out.append(np.asarray(f.detach().cpu()).reshape(b, c, -1).mean(axis=1))
+                f = np.asarray(f.detach().cpu()).reshape(b, c, -1).mean(axis=1)
             else:
-                out.append(np.asarray(model.backbone_features(x).detach().cpu()))
+                f = np.asarray(model.backbone_features(x).detach().cpu())
+        if len(batch) > 2:  # unreadable images (weight 0) get NaN features, never a placeholder's
+            f = f.astype(np.float32)
+            f[np.asarray(batch[2]) <= 0] = np.nan
+        out.append(f)
     return np.concatenate(out).astype(np.float32)
 
 
 class FeatureDataset(Dataset):
-    """(feature vector, {task: label}) pairs for training heads on cached features."""
+    """(feature vector, {task: label}) pairs for training heads on cached features; when some rows
+    are NaN (unreadable images) every sample also carries a weight, 0 for those rows (zeroed)."""
 
     def __init__(self, feats: np.ndarray, targets: dict[str, np.ndarray]):
-        self.x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        feats = np.array(feats, dtype=np.float32)
+        ok = np.isfinite(feats).all(axis=1)
+        feats[~ok] = 0.0
+        self.x = torch.from_numpy(feats)
         self.y = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in targets.items()}
+        self.w = None if ok.all() else torch.from_numpy(ok.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, k: int):
-        return self.x[k], {t: v[k] for t, v in self.y.items()}
+        y = {t: v[k] for t, v in self.y.items()}
+        return (self.x[k], y) if self.w is None else (self.x[k], y, self.w[k])
 
 
 def transfer_head_weights(head_model, full_model) -> None:

@@ -7,6 +7,8 @@ used for its published numbers.
 
 from __future__ import annotations
 
+from geomtl_core.errors import InputError
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -14,7 +16,7 @@ EARTH_RADIUS_KM = 6371.0088
 """IUGG mean Earth radius R1 in kilometres."""
 
 
-class InvalidCoordinatesError(ValueError):
+class InvalidCoordinatesError(InputError):
     """Raised when coordinates are NaN or out of range; names the offending rows."""
 
     def __init__(self, message: str, rows: np.ndarray):

@@ -20,13 +20,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict_probabilities(
     model, loader, tasks: list[str], progress: bool = True, from_features: bool = False
-) -> dict[str, np.ndarray]:
-    """Softmax probabilities of every task over a loader (five-crop batches averaged over crops).
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Softmax probabilities of every task over a loader (five-crop batches averaged over crops), and
+    which samples were actually read (batches of ``(x, y, weight)`` mark unreadable ones with weight 0).
 
     ``from_features``: the loader yields pooled backbone features (see geomtl_core.features).
     """
     out: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for x, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    valid: list[np.ndarray] = []
+    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        x = batch[0]
+        valid.append(np.asarray(batch[2]) > 0 if len(batch) > 2 else np.ones(len(x), bool))
         crops = x.shape[1] if x.ndim == 5 and not from_features else 1
         flat = x.reshape(-1, *x.shape[-3:]) if crops > 1 else x
         with torch.no_grad():
@@ -34,7 +38,7 @@ def predict_probabilities(
         for t in tasks:
             p = softmax(np.asarray(logits[t].detach().cpu().numpy(), dtype=np.float64))
             out[t].append(p.reshape(len(x), crops, -1).mean(axis=1) if crops > 1 else p)
-    return {t: np.concatenate(v) for t, v in out.items()}
+    return {t: np.concatenate(v) for t, v in out.items()}, np.concatenate(valid) if valid else np.ones(0, bool)
 
 
 @dataclass

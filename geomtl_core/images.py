@@ -1,13 +1,18 @@
 """Image decoding with guards, and the train / eval transforms (torchvision v2 on uint8 tensors).
 
 JPEGs decode with simplejpeg (libjpeg-turbo), asking for DCT-domain downscaling to the
-smallest size that still covers the crop; other formats fall back to Pillow.
+smallest size that still covers the crop; other formats fall back to Pillow. Either way the
+image comes out upright (EXIF orientation applied): :func:`decode_image` is the one decode used by
+training, evaluation and prediction, so all three see the same pixels.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
+
+from geomtl_core.errors import InputError
 
 import numpy as np
 import simplejpeg
@@ -19,7 +24,7 @@ MAX_PIXELS = 64_000_000
 """Refuse images above 64 megapixels (decompression bombs); MP-16 photos are ~0.1-1 MP."""
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InputError):
     """An image that cannot be decoded or is refused; carries the reason."""
 
 
@@ -42,10 +47,60 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX
             scale = min(h, w) / min_side
             kwargs = {"min_height": int(np.ceil(h / scale)), "min_width": int(np.ceil(w / scale))} if scale > 1 else {}
         try:
-            return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, **kwargs)
+            img = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, **kwargs)
         except ValueError as exc:
             raise ImageDecodeError(f"corrupt or truncated JPEG: {exc}") from exc
+        return apply_orientation(img, jpeg_orientation(data))
     return _decode_pillow(data, max_pixels)
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """EXIF orientation (1-8) of JPEG bytes, read from the APP1 segment without decoding pixels;
+    1 (upright) when there is none or it is malformed (the decoder reports real corruption)."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF before the pixels
+            return 1
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[pos + 10 : pos + 2 + length])
+        pos += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    try:
+        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for k in range(count):
+            tag, typ, _n = struct.unpack_from(order + "HHI", tiff, ifd + 2 + 12 * k)
+            if tag == 0x0112 and typ == 3:
+                (value,) = struct.unpack_from(order + "H", tiff, ifd + 2 + 12 * k + 8)
+                return value if 1 <= value <= 8 else 1
+    except (KeyError, struct.error):
+        pass
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W, C) array stored with EXIF ``orientation`` upright (as ``ImageOps.exif_transpose``)."""
+    if orientation == 2:
+        return img[:, ::-1]
+    if orientation == 3:
+        return img[::-1, ::-1]
+    if orientation == 4:
+        return img[::-1]
+    if orientation == 5:
+        return img.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(img, -1)
+    if orientation == 7:
+        return img[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(img, 1)
+    return img
 
 
 def _decode_pillow(data: bytes, max_pixels: int) -> np.ndarray:
@@ -129,4 +184,5 @@ def eval_transform(cfg: TransformConfig, five_crop: bool = False):
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC uint8 numpy -> CHW uint8 tensor (no copy of pixel data beyond the permute view)."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    img = np.ascontiguousarray(img)
+    return torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geomtl_core.errors import InputError
+
 import numpy as np
 import pandas as pd
 
@@ -17,7 +19,7 @@ def coordinate_columns(columns: list[str] | pd.Index) -> tuple[str, str]:
     lat = next((lower[n] for n in LAT_NAMES if n in lower), None)
     lon = next((lower[n] for n in LON_NAMES if n in lower), None)
     if lat is None or lon is None:
-        raise ValueError(
+        raise InputError(
             f"no latitude/longitude columns among {list(columns)}; expected one of {LAT_NAMES} "
             f"and one of {LON_NAMES} (any case)"
         )
@@ -30,9 +32,9 @@ def read_coordinates_csv(path: str | Path) -> tuple[pd.DataFrame, str, str]:
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"{path}: empty file, expected a CSV with latitude/longitude columns") from exc
+        raise InputError(f"{path}: empty file, expected a CSV with latitude/longitude columns") from exc
     if df.empty:
-        raise ValueError(f"{path}: no rows")
+        raise InputError(f"{path}: no rows")
     lat, lon = coordinate_columns(df.columns)
     return df, lat, lon
 
@@ -53,7 +55,7 @@ LAYOUTS: dict[str, dict[str, str]] = {
 }
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A metadata table that is missing columns or holds invalid rows; names them."""
 
 

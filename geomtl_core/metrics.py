@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import haversine_km, validate_coordinates
 
 import numpy as np
@@ -41,28 +42,21 @@ def bootstrap_accuracy_ci(
     errors_km: ArrayLike,
     thresholds_km: ArrayLike = THRESHOLDS_KM,
     *,
+    blocks: ArrayLike | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
 ) -> np.ndarray:
     """Percentile bootstrap interval of each accuracy: array (n_thresholds, 2).
 
-    Resamples images with replacement; the hit matrix is computed once so the
-    resampling is one integer-indexed sum per replicate batch.
+    ``blocks`` (see :func:`geomtl_core.stats.spatial_blocks`) resamples whole spatial blocks, as every
+    interval in the book does; without them each image is its own block (a file with no locations).
     """
+    from geomtl_core.stats import block_bootstrap, hits, percentile_ci
+
     err = _errors(errors_km)
-    thr = np.asarray(thresholds_km, dtype=np.float64)
-    hits = (err[:, None] <= thr[None, :]).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    n = len(err)
-    out = np.empty((n_boot, len(thr)))
-    chunk = max(1, 2_000_000 // max(n, 1))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = hits[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    return np.quantile(out, [alpha, 1.0 - alpha], axis=0).T
+    reps = block_bootstrap(hits(err, thresholds_km), blocks, n_boot=n_boot, seed=seed)
+    return percentile_ci(reps, level)
 
 
 @dataclass(frozen=True)
@@ -102,15 +96,16 @@ class GeoSummary:
 
 
 def summarize_errors(
-    errors_km: ArrayLike, *, thresholds_km: ArrayLike = THRESHOLDS_KM, with_ci: bool = False, seed: int = 0
+    errors_km: ArrayLike, *, thresholds_km: ArrayLike = THRESHOLDS_KM, with_ci: bool = False, seed: int = 0,
+    blocks: ArrayLike | None = None,
 ) -> GeoSummary:
-    """Accuracies, median/mean error and GeoScore (plus bootstrap CIs on request)."""
+    """Accuracies, median/mean error and GeoScore (plus bootstrap CIs on request, over ``blocks`` if given)."""
     err = _errors(errors_km)
     thr = [int(t) for t in thresholds_km]
     acc = accuracy_at(err, thr)
     ci = None
     if with_ci:
-        bounds = bootstrap_accuracy_ci(err, thr, seed=seed)
+        bounds = bootstrap_accuracy_ci(err, thr, blocks=blocks, seed=seed)
         ci = {t: (float(lo), float(hi)) for t, (lo, hi) in zip(thr, bounds, strict=True)}
     return GeoSummary(
         n=len(err),
@@ -140,7 +135,7 @@ def summarize_predictions(
 def _errors(errors_km: ArrayLike) -> np.ndarray:
     err = np.asarray(errors_km, dtype=np.float64).ravel()
     if err.size == 0:
-        raise ValueError("no errors to summarise: the prediction set is empty")
+        raise InputError("no errors to summarise: the prediction set is empty")
     if not np.all(np.isfinite(err)) or np.any(err < 0):
         raise ValueError("errors must be finite, non-negative distances in km")
     return err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from geomtl_core.errors import InputError
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras
@@ -20,7 +22,7 @@ class SmallCNN(keras.layers.Layer):
     def __init__(self, width: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if width <= 0:
-            raise ValueError(f"width must be > 0, received: width={width}")
+            raise InputError(f"width must be > 0, received: width={width}")
         self.width = width
         self.blocks = []
         for k, ch in enumerate((32, 64, 128, 256)):
@@ -56,7 +58,7 @@ def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: b
 
         mean, std = EFFNET_LITE0_PREPROCESS["mean"], EFFNET_LITE0_PREPROCESS["std"]
         if len(set(mean)) != 1 or len(set(std)) != 1:
-            raise ValueError("efficientnet_lite0 expects one mean and std for all channels")
+            raise InputError("efficientnet_lite0 expects one mean and std for all channels")
         # Rescaling, not Normalization: a Normalization given constants and first built inside the
         # model's symbolic build keeps them on torch's "meta" device and then outputs NaN.
         norm = layers.Rescaling(1.0 / std[0], offset=-mean[0] / std[0], name="normalise")
@@ -64,13 +66,13 @@ def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: b
     if name in ("efficientnetb0", "resnet50"):
         cls = keras.applications.EfficientNetB0 if name == "efficientnetb0" else keras.applications.ResNet50
         if pretrained:
-            raise ValueError(
+            raise InputError(
                 f"pretrained {name} needs ImageNet weights from the internet; use efficientnet_lite0 "
                 "(weights ship with the install) or load your own weights file"
             )
         net = cls(input_shape=shape, include_top=False, weights=None)
         return net, layers.Identity(name="normalise")
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
 @keras.saving.register_keras_serializable(package="geomtl")
@@ -100,11 +102,11 @@ class GeoMTLModel(keras.Model):
     ):
         super().__init__(**kwargs)
         if not geo_heads:
-            raise ValueError("at least one geolocation head is required, received: geo_heads={}")
+            raise InputError("at least one geolocation head is required, received: geo_heads={}")
         if neck_norm not in ("batch", "layer"):
-            raise ValueError(f"neck_norm must be 'batch' or 'layer', received: {neck_norm!r}")
+            raise InputError(f"neck_norm must be 'batch' or 'layer', received: {neck_norm!r}")
         if loss_weighting not in ("fixed", "learned"):
-            raise ValueError(f"loss_weighting must be 'fixed' or 'learned', received: {loss_weighting!r}")
+            raise InputError(f"loss_weighting must be 'fixed' or 'learned', received: {loss_weighting!r}")
         self.geo_heads = dict(geo_heads)
         self.scene_heads = dict(scene_heads or {})
         self.backbone_name = backbone
@@ -158,14 +160,23 @@ class GeoMTLModel(keras.Model):
         return {t: self.heads[t](x) for t in self.task_names}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Weighted sum of the per-task sparse cross-entropies (tasks absent from ``y`` are skipped)."""
+        """Weighted sum of the per-task sparse cross-entropies (tasks absent from ``y`` are skipped;
+        ``sample_weight`` weights images within each task; labels < 0 are masked out of their task)."""
         total = 0.0
         for k, task in enumerate(self.task_names):
             if task not in y:
                 continue
-            ce = ops.mean(
-                keras.losses.sparse_categorical_crossentropy(ops.cast(y[task], "int32"), y_pred[task], from_logits=True)
-            )
+            target = ops.cast(y[task], "int32")
+            labelled = target >= 0  # -1: an evaluation image outside every cell of this partitioning
+            if sample_weight is None and bool(ops.all(labelled)):
+                ce = ops.mean(keras.losses.sparse_categorical_crossentropy(target, y_pred[task], from_logits=True))
+            else:  # weight 0 = unlabelled for this head, or an unreadable image's placeholder
+                ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(target, 0), y_pred[task],
+                                                                  from_logits=True)
+                w = ops.cast(labelled, ce.dtype)
+                if sample_weight is not None:
+                    w = w * ops.cast(ops.reshape(sample_weight, (-1,)), ce.dtype)
+                ce = ops.sum(ce * w) / ops.maximum(ops.sum(w), 1.0)
             self.task_loss_trackers[task].update_state(ce)
             if self.log_vars is not None:
                 total = total + ops.exp(-self.log_vars[k]) * ce + self.log_vars[k]
@@ -212,10 +223,27 @@ class GeoMTLModel(keras.Model):
         }
 
 
+@keras.saving.register_keras_serializable(package="geomtl")
+class MaskedAccuracy(keras.metrics.Mean):
+    """Top-1 accuracy over labelled samples only: a label < 0 (an evaluation image outside every cell of a
+    partitioning) is ignored, never counted as some class."""
+
+    def __init__(self, name: str = "acc", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        w = ops.cast(y_true >= 0, "float32")
+        if sample_weight is not None:
+            w = w * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return super().update_state(hit, sample_weight=w)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
 def compile_model(model: GeoMTLModel, optimizer: keras.optimizers.Optimizer) -> GeoMTLModel:
-    """Compile with top-1 accuracy per task (the loss comes from ``compute_loss``)."""
-    model.compile(
-        optimizer=optimizer,
-        metrics={t: [keras.metrics.SparseCategoricalAccuracy(name="acc")] for t in model.task_names},
-    )
+    """Compile with top-1 accuracy per task over labelled samples (the loss comes from ``compute_loss``)."""
+    model.compile(optimizer=optimizer, metrics={t: [MaskedAccuracy(name="acc")] for t in model.task_names})
     return model

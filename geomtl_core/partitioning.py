@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geomtl_core import s2
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import from_unit_vectors, to_unit_vectors, validate_coordinates
 
 import numpy as np
@@ -17,7 +18,7 @@ from numpy.typing import ArrayLike
 CELLS_COLUMNS = ["class_label", "hex_id", "imgs_per_cell", "latitude_mean", "longitude_mean"]
 
 
-class CellsFileError(ValueError):
+class CellsFileError(InputError):
     """A cells CSV that does not follow the published format; names the line."""
 
 
@@ -34,6 +35,8 @@ class Partitioning:
     lat_mean: np.ndarray
     lon_mean: np.ndarray
     num_images: int | None = None
+    """The header's ``num_images``: how many input coordinates the partitioning was built from
+    (GeoEstimation's files say 4,723,695 in all three), not how many landed in kept cells."""
     name: str = ""
     _order: np.ndarray = field(init=False, repr=False)
     _lo: np.ndarray = field(init=False, repr=False)
@@ -55,6 +58,11 @@ class Partitioning:
 
     def __len__(self) -> int:
         return len(self.cell_ids)
+
+    @property
+    def points_in_cells(self) -> int:
+        """Training points that fall in a kept cell (the sum of ``imgs_per_cell``)."""
+        return int(self.counts.sum())
 
     @property
     def tokens(self) -> list[str]:
@@ -115,9 +123,9 @@ def build_partitionings(
     """
     lat_a, lon_a = validate_coordinates(lat, lon)
     if lat_a.size == 0:
-        raise ValueError("cannot build a partitioning from zero coordinates")
+        raise InputError("cannot build a partitioning from zero coordinates")
     if not 0 <= lvl_min <= lvl_max <= s2.MAX_LEVEL:
-        raise ValueError(f"need 0 <= lvl_min <= lvl_max <= 30, got {lvl_min}, {lvl_max}")
+        raise InputError(f"need 0 <= lvl_min <= lvl_max <= 30, got {lvl_min}, {lvl_max}")
     leaves = s2.cell_ids(lat_a, lon_a)
     xyz = to_unit_vectors(lat_a, lon_a)
     return [_build_one(leaves, xyz, int(t), tau_min, lvl_min, lvl_max, len(lat_a)) for t in tau_max]
@@ -127,7 +135,7 @@ def _build_one(
     leaves: np.ndarray, xyz: np.ndarray, tau_max: int, tau_min: int, lvl_min: int, lvl_max: int, n_total: int
 ) -> Partitioning:
     if tau_max <= tau_min:
-        raise ValueError(f"tau_max ({tau_max}) must exceed tau_min ({tau_min})")
+        raise InputError(f"tau_max ({tau_max}) must exceed tau_min ({tau_min})")
     cells, counts = np.unique(s2.parent(leaves, lvl_min), return_counts=True)
     active = cells[counts > tau_min]  # first drop
     final: list[np.ndarray] = []
@@ -156,11 +164,15 @@ def _build_one(
     for k in range(3):
         sums[:, k] = np.bincount(cls[ok], weights=xyz[ok, k], minlength=len(cell_ids))
     lat_m, lon_m = from_unit_vectors(sums)
-    return Partitioning(cell_ids, counts, lat_m, lon_m, num_images=int(ok.sum()), name=f"cells_{tau_min}_{tau_max}")
+    return Partitioning(cell_ids, counts, lat_m, lon_m, num_images=n_total, name=f"cells_{tau_min}_{tau_max}")
 
 
 def write_cells_csv(part: Partitioning, path: str | Path) -> Path:
-    """Write the published format: two header lines, then the five columns."""
+    """Write the published format: two header lines, then the five columns.
+
+    ``num_images`` is the number of input coordinates; a partitioning that does not know it (built by
+    hand) writes the number of points in its cells instead.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:

@@ -9,7 +9,8 @@ recursively, in sorted order, hidden files skipped; every other file is tried, w
   inhabitants) to the guess, offline with ``reverse_geocoder``;
 - ``cells``: per partitioning (coarse -> fine) the top-k cells with ``class``, ``p``, the class
   coordinates ``lat``/``lon`` and the S2 ``token``;
-- ``scene``: per scene task the top class (``label``, ``class``, ``p``);
+- ``scene``: per scene task the top class (``label`` = the class name the bundle's training data gave it,
+  ``class``, ``p``);
 - ``true_lat``, ``true_lon``, ``error_km`` when the file carries a valid EXIF GPS position;
 - ``warnings`` (e.g. malformed EXIF GPS, ignored) and ``error`` (None, or why the file failed).
 
@@ -24,18 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import haversine_km
 from geomtl_core.geolocate import geolocate, softmax, top_k
 from geomtl_core.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
-from geomtl_core.predict_exif import ExifInfo, apply_orientation, read_exif
+from geomtl_core.predict_exif import ExifInfo, read_exif
 
 import numpy as np
-import simplejpeg
 import torch
 from PIL import UnidentifiedImageError
-
-SCENE_LABELS = {"s3": ("indoor", "natural", "urban")}
-"""Names of scene classes where the task fixes them (GeoEstimation's S3 order); others are indices."""
 
 
 def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -73,9 +71,9 @@ class Predictor:
 
     def __init__(self, bundle, top_k: int = 5, batch_size: int = 32, workers: int | None = None):
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise InputError(f"top_k must be >= 1, got {top_k}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.bundle = bundle
         self.k = top_k
         self.batch_size = batch_size
@@ -91,16 +89,15 @@ class Predictor:
         self.method = "hierarchy" if self.hierarchy is not None else self.parts[-1].name
         self.tokens = {p.name: p.tokens for p in self.parts}
         self.scene_tasks = [t for t in bundle.scene_tasks if t in bundle.model.task_names]
+        self.class_names = {t: bundle.class_names(t) for t in self.scene_tasks}
 
     def load(self, path: Path) -> Loaded:
-        """Read, decode (EXIF orientation applied), resize and centre-crop one file; never raises."""
+        """Read, decode (upright), resize and centre-crop one file; never raises."""
         exif = ExifInfo()
         try:
             data = path.read_bytes()
             exif = read_exif(data)
-            img = decode_image(data, min_side=self.min_side)
-            if exif.orientation != 1 and simplejpeg.is_jpeg(data):
-                img = apply_orientation(img, exif.orientation)
+            img = decode_image(data, min_side=self.min_side)  # upright: EXIF orientation applied
             x = self.transform(to_tensor(img)).permute(1, 2, 0).contiguous()
             return Loaded(path, x, exif)
         except ImageDecodeError as exc:
@@ -170,9 +167,7 @@ class Predictor:
             r["scene"] = {}
             for t in self.scene_tasks:
                 c = int(probs[t][j].argmax())
-                names = SCENE_LABELS.get(t, ())
-                label = names[c] if len(names) == probs[t].shape[1] else str(c)
-                r["scene"][t] = {"label": label, "class": c, "p": float(probs[t][j, c])}
+                r["scene"][t] = {"label": self.class_names[t][c], "class": c, "p": float(probs[t][j, c])}
             gps = loaded[i].exif.gps
             if gps is not None:
                 err = haversine_km(gps[0], gps[1], r["lat"], r["lon"])

@@ -1,9 +1,9 @@
 """EXIF of a photo to predict: its orientation and its GPS position, read leniently.
 
-``decode_image`` applies EXIF orientation only on its Pillow path; JPEGs go through simplejpeg,
-which ignores it, so :func:`apply_orientation` turns the decoded array the way Pillow's
-``ImageOps.exif_transpose`` would. A malformed GPS block (missing references, zero denominators,
-out-of-range values) is ignored with a warning, never an exception.
+Orientation is applied by :func:`geomtl_core.images.decode_image` itself (the same for training,
+evaluation and prediction); it is read here only to report malformed values. A malformed GPS block
+(missing references, zero denominators, out-of-range values) is ignored with a warning, never an
+exception.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import io
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 ORIENTATION_TAG = 0x0112
@@ -109,22 +108,3 @@ def _rational(value, name: str) -> float:
     if not math.isfinite(x):
         raise ValueError(f"{name} is not finite")
     return x
-
-
-def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn an (H, W, C) array stored with EXIF ``orientation`` upright (as ``ImageOps.exif_transpose``)."""
-    if orientation == 2:
-        return img[:, ::-1]
-    if orientation == 3:
-        return img[::-1, ::-1]
-    if orientation == 4:
-        return img[::-1]
-    if orientation == 5:
-        return img.transpose(1, 0, 2)
-    if orientation == 6:
-        return np.rot90(img, -1)
-    if orientation == 7:
-        return img[::-1, ::-1].transpose(1, 0, 2)
-    if orientation == 8:
-        return np.rot90(img, 1)
-    return img

@@ -89,7 +89,9 @@ def plot_prediction(result: dict, probs: dict[str, np.ndarray], parts: list, out
             ax.legend(loc="lower left", fontsize=7)
     place = ", ".join(x for x in (result.get("place"), result.get("country")) if x)
     err = f", error {result['error_km']:.0f} km" if result.get("error_km") is not None else ""
-    fig.suptitle(f"{Path(result['path']).name}: {result['lat']:.3f}, {result['lon']:.3f} ({place}){err}", fontsize=10)
+    scene = "; ".join(f"{t}: {s['label']}" for t, s in (result.get("scene") or {}).items())
+    fig.suptitle(f"{Path(result['path']).name}: {result['lat']:.3f}, {result['lon']:.3f} ({place}){err}"
+                 + (f"\nscene {scene}" if scene else ""), fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi, bbox_inches="tight")

@@ -11,6 +11,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import haversine_km, validate_coordinates
 
 import numpy as np
@@ -34,7 +35,7 @@ LAYOUTS: dict[str, dict[str, str]] = {
 GEOMTL_COLUMNS = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km"]
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(InputError):
     """A prediction file that cannot be read as one of the known layouts."""
 
 
@@ -140,3 +141,29 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def align_predictions(a: Predictions, b: Predictions, name_a: str = "A", name_b: str = "B",
+                      tolerance_deg: float = 1e-4) -> tuple[Predictions, Predictions]:
+    """Both files' rows in one order, matched by image id; an error names ids found in only one file,
+    duplicated ids, or images whose true coordinates disagree."""
+    ids_a, ids_b = a.img_id.astype(str), b.img_id.astype(str)
+    for name, ids in ((name_a, ids_a), (name_b, ids_b)):
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise PredictionFileError(f"{name}: {int((counts > 1).sum())} duplicated image ids, e.g. "
+                                      f"{uniq[counts > 1][:3].tolist()}")
+    only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
+    if len(only_a) or len(only_b):
+        raise PredictionFileError(
+            f"the files do not cover the same images: {len(only_a)} ids only in {name_a} "
+            f"(e.g. {only_a[:3].tolist()}), {len(only_b)} only in {name_b} (e.g. {only_b[:3].tolist()})")
+    order_b = np.argsort(ids_b)[np.searchsorted(np.sort(ids_b), ids_a)]
+    b = Predictions(*(getattr(b, f)[order_b] for f in ("img_id", "true_lat", "true_lon", "pred_lat", "pred_lon")),
+                    layout=b.layout)
+    off = (np.abs(a.true_lat - b.true_lat) > tolerance_deg) | (np.abs(a.true_lon - b.true_lon) > tolerance_deg)
+    if off.any():
+        raise PredictionFileError(f"{int(off.sum())} images have different true coordinates in {name_a} and "
+                                  f"{name_b}, e.g. {ids_a[off][:3].tolist()}")
+    return a, b
+

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import validate_coordinates
 
 import numpy as np
@@ -60,9 +61,9 @@ def assign_splits(
     lat, lon = validate_coordinates(lat, lon, what="split coordinates")
     f = np.asarray(fractions, np.float64)
     if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise InputError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     if grid_deg <= 0:
-        raise ValueError(f"grid_deg must be positive, got {grid_deg}")
+        raise InputError(f"grid_deg must be positive, got {grid_deg}")
     iy = np.round((lat + 90.0) / grid_deg).astype(np.int64)
     ix = np.round(((lon + 180.0) % 360.0) / grid_deg).astype(np.int64) % round(360.0 / grid_deg)
     key = _splitmix64(_splitmix64(iy.astype(np.uint64) ^ _splitmix64(np.uint64(seed) + np.zeros(1, np.uint64)))
@@ -76,7 +77,7 @@ def select_locations(locs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFra
     if n is None or n >= len(locs):
         return locs.reset_index(drop=True)
     if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
+        raise InputError(f"n must be positive, got {n}")
     keep = np.sort(np.random.default_rng(seed).choice(len(locs), size=n, replace=False))
     return locs.iloc[keep].reset_index(drop=True)
 

@@ -1,4 +1,5 @@
-"""On-the-fly proxy samples for training: each item is cut from the world image when asked, with a
+"""On-the-fly proxy samples, an alternative to the exported shards (``geomtl train`` and the notebooks
+read the shards): each item is cut from the world image when asked, with a
 random jitter of position (a few km), scale and rotation, so no two epochs see the same pixels."""
 
 from __future__ import annotations

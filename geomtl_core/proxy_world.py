@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from geomtl_core.errors import InputError
 from geomtl_core.geodesy import EARTH_RADIUS_KM, validate_coordinates
 
 import numpy as np
@@ -51,9 +52,9 @@ def load_world(path: str | Path | None = None) -> World:
 def check_crop(fov_km: float, size: int) -> None:
     """Reject crops that cannot be cut: a non-positive field of view, a tiny or huge image."""
     if not np.isfinite(fov_km) or fov_km <= 0 or fov_km > 5000:
-        raise ValueError(f"fov_km must be in (0, 5000] km, got {fov_km}")
+        raise InputError(f"fov_km must be in (0, 5000] km, got {fov_km}")
     if int(size) != size or size < 8 or size > 1024:
-        raise ValueError(f"size must be an integer in [8, 1024] px, got {size}")
+        raise InputError(f"size must be an integer in [8, 1024] px, got {size}")
 
 
 def offsets_km(fov_km: float, size: int) -> tuple[np.ndarray, np.ndarray]:

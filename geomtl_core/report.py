@@ -32,8 +32,8 @@ def partition_table(lat: np.ndarray, lon: np.ndarray, tau_min: int, tau_max: lis
     parts = build_partitionings(lat, lon, tau_max, tau_min)
     rows = []
     for t, p in zip(tau_max, parts, strict=True):
-        rows.append({"tau_max": t, "classes": len(p), "points_in_cells": p.num_images,
-                     "share_kept": round(p.num_images / len(lat), 4), "min_level": int(p.levels.min()),
+        rows.append({"tau_max": t, "classes": len(p), "points_in_cells": p.points_in_cells,
+                     "share_kept": round(p.points_in_cells / len(lat), 4), "min_level": int(p.levels.min()),
                      "max_level": int(p.levels.max()), "median_images_per_cell": float(np.median(p.counts))})
     return pd.DataFrame(rows)
 
@@ -50,27 +50,22 @@ def baseline_table(parts: list[Partitioning], lat: np.ndarray, lon: np.ndarray) 
     return pd.DataFrame(rows).set_index(["partitioning", "baseline"])
 
 
-def paired_difference(pred_a: str | Path, pred_b: str | Path, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Accuracy of B minus A (percentage points) at each threshold with a paired bootstrap 95% CI.
+def paired_difference(pred_a: str | Path, pred_b: str | Path, n_boot: int = 2000, seed: int = 0,
+                      block_deg: float = 5.0) -> pd.DataFrame:
+    """Accuracy of B minus A (percentage points) at each threshold with a paired 95% CI that resamples
+    spatial blocks of the true locations (:mod:`geomtl_core.stats`), and Holm-adjusted p over the thresholds.
 
-    Both files must cover the same images; resampling images keeps each image's pair together.
+    Both files must cover the same images (matched by id); each image's pair stays together.
     """
-    a, b = read_predictions(pred_a), read_predictions(pred_b)
-    ia = pd.Series(np.arange(len(a.img_id)), index=a.img_id.astype(str))
-    if set(ia.index) != set(map(str, b.img_id)):
-        raise ValueError(f"{pred_a} and {pred_b} do not cover the same images")
-    ea = a.errors_km[ia[b.img_id.astype(str)].to_numpy()]
-    eb = b.errors_km
-    thr = np.array(THRESHOLDS_KM, dtype=float)
-    diff = (eb[:, None] <= thr).astype(float) - (ea[:, None] <= thr).astype(float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), (n_boot, len(diff)))
-    boots = np.stack([diff[i].mean(0) for i in idx])
-    lo, hi = np.quantile(boots, [0.025, 0.975], axis=0)
-    est = diff.mean(0)
-    return pd.DataFrame({"threshold": [f"{t} km" for t in THRESHOLDS_KM], "difference (points)": 100 * est,
-                         "ci95 low": 100 * lo, "ci95 high": 100 * hi,
-                         "significant": (lo > 0) | (hi < 0)}).set_index("threshold").round(2)
+    from geomtl_core.predictions import align_predictions
+    from geomtl_core.stats import paired_comparison
+
+    a, b = align_predictions(read_predictions(pred_a), read_predictions(pred_b), str(pred_a), str(pred_b))
+    c = paired_comparison(b.errors_km, a.errors_km, b.true_lat, b.true_lon, THRESHOLDS_KM, block_deg=block_deg,
+                          n_boot=n_boot, seed=seed)
+    return pd.DataFrame({"threshold": [f"{t} km" for t in THRESHOLDS_KM], "difference (points)": 100 * c.diff,
+                         "ci95 low": 100 * c.ci[:, 0], "ci95 high": 100 * c.ci[:, 1], "p_holm": c.p_holm,
+                         "significant": (c.ci[:, 0] > 0) | (c.ci[:, 1] < 0)}).set_index("threshold").round(3)
 
 
 def describe_difference(table: pd.DataFrame, a: str, b: str) -> str:
@@ -84,7 +79,7 @@ def describe_difference(table: pd.DataFrame, a: str, b: str) -> str:
     if worse:
         parts.append(f"{b} is worse than {a} at {', '.join(worse)}")
     if null:
-        parts.append(f"no significant difference (95% paired bootstrap CI includes 0) at {', '.join(null)}")
+        parts.append(f"no significant difference (95% paired block-bootstrap CI includes 0) at {', '.join(null)}")
     return "; ".join(parts) + "."
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from geomtl_core.errors import InputError
+
 import msgpack
 import numpy as np
 
@@ -17,7 +19,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
-class ShardError(ValueError):
+class ShardError(InputError):
     """A shard file that cannot be parsed at all; names the file."""
 
 

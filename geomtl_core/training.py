@@ -12,8 +12,9 @@ from pathlib import Path
 import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
 from geomtl_core import distributed as dist
 from geomtl_core.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
-from geomtl_core.config import ExperimentConfig
+from geomtl_core.config import ExperimentConfig, differences
 from geomtl_core.dataset import FaultLog
+from geomtl_core.errors import InputError
 from geomtl_core.evaluation import evaluate_split
 from geomtl_core.experiment_data import load_meta, make_partitionings, make_split, scene_classes, subsample
 from geomtl_core.model import GeoMTLModel, compile_model
@@ -38,12 +39,12 @@ def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimiz
     elif t.schedule == "constant":
         lr = t.lr
     else:
-        raise ValueError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
+        raise InputError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
     if t.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)
     if t.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
-    raise ValueError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
+    raise InputError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
 
 
 class EpochSetup(keras.callbacks.Callback):
@@ -76,6 +77,23 @@ class Checkpoint(keras.callbacks.Callback):
         save_model_atomic(self.model, self.out / "checkpoints" / "last.keras")
         write_json_atomic({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}},
                           self.out / "checkpoints" / "state.json")
+
+
+def truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of epochs ``< epochs`` of a CSVLogger file, atomically.
+
+    Each epoch's row is written just before its checkpoint, so a run killed between the two has logged an
+    epoch that resuming runs again: without this, history.csv would hold that epoch twice. (Checkpointing
+    first would instead lose the row of an epoch killed in between.)
+    """
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines[1:] if line.endswith("\n") and line.split(",", 1)[0].isdigit()
+            and int(line.split(",", 1)[0]) < epochs]
+    tmp = path.with_suffix(".tmp.csv")
+    tmp.write_text("".join(lines[:1] + keep))
+    tmp.replace(path)
 
 
 def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: str | None = None) -> GeoMTLModel:
@@ -130,17 +148,57 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
     return loader, val_loader
 
 
-def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verbose: int | str = "auto") -> dict:
-    """Train (or resume) into a bundle folder; returns the final metrics (also in metrics.json)."""
+RESUMABLE_KEYS = frozenset({"train.epochs"})
+"""Config keys a resumed run may change: more (or fewer) epochs. Anything else would make the resumed
+run a different experiment from the one its checkpoint belongs to. The optimizer's learning-rate
+schedule is restored from the checkpoint as it was built."""
+
+
+def resume_config(out: Path, requested: ExperimentConfig | None) -> ExperimentConfig:
+    """The saved config of a run, with the changes of ``requested`` that are safe to resume with.
+
+    Refuses (InputError naming each key, saved and requested value) any other change; records an
+    accepted change in ``training_log.jsonl`` and in the saved ``config.yaml``.
+    """
+    saved = ExperimentConfig.load(out / "config.yaml")
+    if requested is None:
+        return saved
+    changed = differences(saved, requested)
+    refused = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
+    if refused:
+        detail = "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, (a, b) in refused.items())
+        raise InputError(f"--resume continues the saved run of {out}; these settings differ from it: {detail}. "
+                         f"Only {', '.join(sorted(RESUMABLE_KEYS))} may change on resume; "
+                         "start a new run (--out) for anything else")
+    if changed and dist.rank() == 0:
+        state = json.loads((out / "checkpoints" / "state.json").read_text())
+        event = {"event": "resume", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": state["epoch"],
+                 "changed": {k: {"saved": a, "now": b} for k, (a, b) in changed.items()}}
+        with (out / "training_log.jsonl").open("a") as fh:
+            fh.write(json.dumps(event) + "\n")
+        requested.save(out / "config.yaml")
+        print(f"resuming {out} with changed settings: "
+              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+    return requested
+
+
+def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False, verbose: int | str = "auto") -> dict:
+    """Train (or resume) into a bundle folder; returns the final metrics (also in metrics.json).
+
+    With ``resume``, ``cfg`` (None: the saved one) may differ from the saved config only in
+    :data:`RESUMABLE_KEYS`; see :func:`resume_config`.
+    """
     out = Path(out_dir)
     state_path = out / "checkpoints" / "state.json"
     if resume and not state_path.exists():
         raise FileNotFoundError(f"nothing to resume: {state_path} not found")
     if not resume and state_path.exists():
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
-    if resume:
-        cfg = ExperimentConfig.load(out / "config.yaml")
     dist.init_from_env()
+    if resume:
+        cfg = resume_config(out, cfg)
+    elif cfg is None:
+        raise InputError("a new training run needs a config")
     lead = dist.rank() == 0
     verbose = verbose if lead else 0
     keras.utils.set_random_seed(cfg.train.seed)
@@ -176,7 +234,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, verb
         initial_epoch = 0
     dist.broadcast_weights(model)
     callbacks = [EpochSetup(loader, cfg.train.seed, faults), dist.ReduceLogs()]
-    if lead:  # one writer: logs and checkpoints come from rank 0 only
+    if lead:  # one writer: logs and checkpoints come from rank 0 only; an epoch is logged, then checkpointed
+        if resume:  # forget epochs logged after the checkpoint (killed in between): they run again
+            truncate_history(out / "history.csv", initial_epoch)
         callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume), Checkpoint(out, faults)]
     start = time.perf_counter()
     if initial_epoch < cfg.train.epochs:

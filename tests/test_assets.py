@@ -2,6 +2,7 @@
 
 import hashlib
 import zipfile
+from pathlib import PurePosixPath
 
 from geomtl_core import assets
 
@@ -12,7 +13,10 @@ def test_pyproject_lists_the_four_pinned_assets():
     table = assets.load_assets()
     assert {"bmng", "coordinates_100k", "modis_landcover", "koppen_geiger"} <= set(table)
     for a in table.values():
-        assert len(a.sha256) == 64 and a.version and a.member.startswith(a.member.split("/")[0])
+        assert len(a.sha256) == 64 and set(a.sha256) <= set("0123456789abcdef") and a.version and a.package
+        parts = PurePosixPath(a.member).parts
+        assert len(parts) >= 2 and not a.member.startswith("/") and ".." not in parts  # a file inside the wheel
+    assert len({a.filename for a in table.values()}) == len(table)  # they share one folder: no name clash
 
 
 def test_missing_asset_says_run_make_install(tmp_path, monkeypatch):

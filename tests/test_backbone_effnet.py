@@ -6,12 +6,11 @@ from pathlib import Path
 
 from geomtl_core import backbones_effnet as be
 
+import efficientnet_lite_pytorch  # required dependencies (pyproject.toml): a missing one is an error, not a skip
+import keras
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
+import torch
 
 PHOTOS = ("Stonehenge", "Taranaki", "Moscow Kremlin", "St Peter's Basilica", "Church of the Holy Sepulchre")
 

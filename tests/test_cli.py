@@ -1,8 +1,11 @@
 """The geomtl command line."""
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from geomtl_core.cli import main
 from geomtl_core.predictions import read_predictions, write_predictions
@@ -31,6 +34,10 @@ def test_score_table_and_ci(shared, capsys):
     out = capsys.readouterr().out
     for t in ("1 km", "25 km", "200 km", "750 km", "2500 km", "median error", "GeoScore", "95% CI"):
         assert t in out
+    rows = re.findall(r"^\s*(\d+) km\s+([\d.]+)\s+\[([\d.]+), ([\d.]+)\]$", out, flags=re.MULTILINE)
+    assert [int(r[0]) for r in rows] == [1, 25, 200, 750, 2500]
+    for _, acc, lo, hi in rows:  # each interval brackets its accuracy (rounded to 3 decimals)
+        assert float(lo) - 5e-4 <= float(acc) <= float(hi) + 5e-4 and float(lo) < float(hi)
 
 
 def test_own_layout_round_trip(tmp_path, capsys):
@@ -62,7 +69,17 @@ def test_unknown_layout_lists_expected_columns(tmp_path, capsys):
     assert "gt_lat" in capsys.readouterr().err
 
 
-def test_installed_entry_point(shared):
-    """The `geomtl` console script is installed and runs."""
-    exe = subprocess.run([sys.executable, "-m", "geomtl_core.cli", "--help"], capture_output=True, text=True)
-    assert exe.returncode == 0 and "score" in exe.stdout
+def test_installed_entry_point(tmp_path):
+    """The `geomtl` console script installed beside this interpreter runs geomtl_core.cli:main."""
+    exe = Path(sys.executable).parent / "geomtl"
+    assert exe.is_file() and os.access(exe, os.X_OK), f"console script not installed: {exe} (pip install -e .)"
+    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: geomtl ") and "score" in helped.stdout
+    path = write_predictions(tmp_path / "p.csv", np.array(["a", "b"]), np.array([0.0, 10]), np.array([0.0, 10]),
+                             np.array([0.0, 10.5]), np.array([0.0, 10]))
+    scored = subprocess.run([str(exe), "score", str(path), "--json"], capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr
+    out = json.loads(scored.stdout)
+    assert out["n"] == 2 and out["acc_1km"] == 0.5 and out["acc_200km"] == 1.0
+    bad = subprocess.run([str(exe), "score", str(tmp_path / "missing.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.csv" in bad.stderr

@@ -188,14 +188,52 @@ def test_msgpack_record_without_image_is_skipped(tmp_path, caplog):
     assert "skipped" in caplog.text
 
 
+def _jitter_range(x: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel [low, high] that ColorJitter(strength) may output for the CHW image x, from its definition alone.
+
+    Brightness b scales x; contrast c pulls towards the image's gray mean (after brightness: b*mu); saturation
+    s pulls each pixel towards its own gray y = g.x (ITU-R 601 weights g, summing to 1). Worked out:
+    out = b * (c * (s*x + (1-s)*y) + (1-c)*mu), which is linear in each of b, c, s separately, so over the
+    box [1-strength, 1+strength]^3 it is extreme at one of the 8 corners. Clamping to 0-255 and rounding are
+    monotone, so they keep the order: the output lies in round(clip(corners)).
+    """
+    g = np.array([0.299, 0.587, 0.114])
+    xf = x.astype(np.float64)
+    y = np.einsum("c,chw->hw", g, xf)[None]
+    mu = float(g @ xf.mean(axis=(1, 2)))
+    corners = [b * (c * (s * xf + (1 - s) * y) + (1 - c) * mu)
+               for b in (1 - strength, 1 + strength) for c in (1 - strength, 1 + strength)
+               for s in (1 - strength, 1 + strength)]
+    return np.clip(np.min(corners, axis=0), 0, 255), np.clip(np.max(corners, axis=0), 0, 255)
+
+
 def test_color_jitter_is_identity_at_zero_and_bounded():
-    """Strength 0 leaves pixels unchanged; otherwise output stays uint8 and differs."""
+    """Strength 0 leaves pixels unchanged; otherwise every pixel stays inside the range its factors in
+    [1 - s, 1 + s] allow (derived in _jitter_range), the range is used, and a large jitter changes the image."""
     from geomtl_core.images import ColorJitter
 
     import torch
 
-    x = torch.from_numpy(decode_image(_jpeg(3))).permute(2, 0, 1).contiguous()
-    assert torch.equal(ColorJitter(0.0)(x), x)
+    rng = np.random.default_rng(0)
+    images = [decode_image(_jpeg(3)).transpose(2, 0, 1), rng.integers(0, 256, (3, 24, 40), dtype=np.uint8),
+              np.clip(rng.normal(128, 30, (3, 32, 32)), 0, 255).astype(np.uint8)]
+    for img in images:
+        x = torch.from_numpy(np.ascontiguousarray(img))
+        assert torch.equal(ColorJitter(0.0)(x), x)
+        for strength in (0.05, 0.2, 0.4):
+            low, high = _jitter_range(img, strength)
+            reach = np.maximum(high - img, img - low).max()  # the largest change the bound allows
+            torch.manual_seed(int(strength * 100))
+            biggest = 0.0
+            for _ in range(100):
+                y = ColorJitter(strength)(x)
+                assert y.dtype == torch.uint8 and y.shape == x.shape
+                out = y.numpy().astype(np.float64)
+                outside = (out < low - 0.5 - 1e-3) | (out > high + 0.5 + 1e-3)
+                assert not outside.any(), (strength, out[outside][:5], low[outside][:5], high[outside][:5])
+                biggest = max(biggest, np.abs(out - img).max())
+            assert biggest > 0.6 * reach, (strength, biggest, reach)  # draws reach towards the corners
+    x = torch.from_numpy(np.ascontiguousarray(images[0]))
     torch.manual_seed(0)
-    y = ColorJitter(0.4)(x)
-    assert y.dtype == torch.uint8 and y.shape == x.shape and not torch.equal(x, y)
+    changes = [(ColorJitter(0.5)(x).int() - x.int()).abs().float().mean().item() for _ in range(10)]
+    assert min(changes) > 1.0 and np.mean(changes) > 8.0, changes

@@ -83,9 +83,18 @@ def test_accuracy_counts_threshold_inclusive():
     assert acc.tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
 
 
-def test_geoscore_decays_with_distance():
-    """5000 at 0 km, 5000/e at 1492.7 km."""
-    assert geoscore([0.0, 1492.7]) == pytest.approx((5000 + 5000 / math.e) / 2)
+@pytest.mark.parametrize(("km", "points"), [(0.0, 5000.0), (25.0, 4916.96), (100.0, 4676.01), (750.0, 3025.25),
+                                            (1000.0, 2558.73), (2500.0, 936.71), (20015.1, 0.0075)])
+def test_geoscore_matches_hand_computed_values(km, points):
+    """GeoGuessr's score 5000 * exp(-d / 1492.7 km) (PIGEON, OSV-5M), worked out by hand to 0.01 points:
+    e.g. 1000 km: exp(-0.66993) = 0.511746 -> 2558.73; it halves near 1034.66 km (= 1492.7 ln 2)."""
+    assert geoscore([km]) == pytest.approx(points, abs=0.005)
+
+
+def test_geoscore_is_the_mean_and_halves_near_1035_km():
+    """The mean over images, not of distances: {0, 2500 km} -> (5000 + 936.71) / 2, not the score of 1250 km."""
+    assert geoscore([0.0, 2500.0]) == pytest.approx(2968.356, abs=0.005)
+    assert geoscore([1034.66]) == pytest.approx(2500.0, abs=0.01)
 
 
 def test_bootstrap_ci_contains_estimate_and_shrinks_with_n():

@@ -93,7 +93,8 @@ def test_round_trip_build_write_read_assign(tmp_path):
         assert back.tokens == part.tokens
         np.testing.assert_allclose(back.lat_mean, part.lat_mean, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(back.assign(lat, lon), own)
-        assert (own >= 0).sum() == part.num_images == back.num_images
+        assert (own >= 0).sum() == part.points_in_cells == back.points_in_cells
+        assert part.num_images == back.num_images == len(lat)
 
 
 def test_class_mean_handles_the_antimeridian():
@@ -205,7 +206,7 @@ def test_cli_build_and_assign(tmp_path, capsys):
     assert main(["partition", "build", str(coords), "--tau-min", "20", "--tau-max", "2000",
                  "--tau-max", "500", "--out", str(out)]) == 0
     lines = (out / "cells_20_500.csv").read_text().splitlines()
-    assert lines[0] == "num_images: " + lines[0].split(": ")[1] and lines[1] == "min_concept_probability: ---"
+    assert lines[0] == f"num_images: {len(lat)}" and lines[1] == "min_concept_probability: ---"
     assert lines[2] == "class_label,hex_id,imgs_per_cell,latitude_mean,longitude_mean"
     assert main(["partition", "assign", "--cells", str(out / "cells_20_500.csv"), str(coords),
                  "--out", str(tmp_path / "a.csv")]) == 0
@@ -215,10 +216,10 @@ def test_cli_build_and_assign(tmp_path, capsys):
     assert main(["partition", "relate", str(out / "cells_20_2000.csv"), str(out / "cells_20_500.csv")]) == 0
 
 
-def test_cli_assign_bad_input(tmp_path, published, capsys):
+def test_cli_assign_bad_input(tmp_path, capsys):
     """Empty files and missing coordinate columns exit 2 with a message."""
     cells = tmp_path / "c.csv"
-    write_cells_csv(published[0], cells)
+    write_cells_csv(build_partitionings(*_clustered_points(2_000, seed=3), tau_max=(500,), tau_min=20)[0], cells)
     empty = tmp_path / "e.csv"
     empty.write_text("")
     assert main(["partition", "assign", "--cells", str(cells), str(empty), "--out", str(tmp_path / "o.csv")]) == 2

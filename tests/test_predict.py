@@ -24,6 +24,7 @@ import numpy as np
 import piexif
 import pytest
 import simplejpeg
+import torch
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -94,17 +95,71 @@ def _run_json(capsys, argv) -> tuple[int, list[dict]]:
     return rc, json.loads(capsys.readouterr().out)
 
 
-def test_landmark_photos_predict_with_places(bundle_dir, landmarks, capsys):
-    """Every real landmark photo: valid coordinates, a place name and country, top-k cells, a scene."""
-    rc, res = _run_json(capsys, ["predict", str(bundle_dir), *[str(f) for f, _, _ in landmarks], "--top-k", "3"])
-    assert rc == 0 and len(res) == len(landmarks)
-    for r in res:
-        assert r["error"] is None and -90 <= r["lat"] <= 90 and -180 <= r["lon"] <= 180
-        assert r["place"] and r["country"] and r["error_km"] is None and r["method"] == "hierarchy"
-        assert len(r["cells"]) == 3 and all(1 <= len(c) <= 3 for c in r["cells"].values())
-        top = r["cells"]["cells_5_60"][0]
-        assert top["token"] and 0 < top["p"] <= 1
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _assert_same_result(a: dict, b: dict) -> None:
+    """Same classes, tokens, coordinates, places and labels; probabilities equal up to float32 noise."""
+    floats = ("score", "cells", "scene")
+    assert {k: v for k, v in a.items() if k not in floats} == {k: v for k, v in b.items() if k not in floats}
+    assert a["score"] == pytest.approx(b["score"], rel=1e-5)
+    for name in a["cells"]:
+        assert [(c["class"], c["token"], c["lat"], c["lon"]) for c in a["cells"][name]] == \
+               [(c["class"], c["token"], c["lat"], c["lon"]) for c in b["cells"][name]]
+        assert [c["p"] for c in a["cells"][name]] == pytest.approx([c["p"] for c in b["cells"][name]], rel=1e-5)
+    for task, v in a["scene"].items():
+        assert (v["class"], v["label"]) == (b["scene"][task]["class"], b["scene"][task]["label"])
+        assert v["p"] == pytest.approx(b["scene"][task]["p"], rel=1e-5)
+
+
+def test_landmark_photos_predict_with_places(bundle_dir, bundle, landmarks, capsys):
+    """Every real landmark photo gets a place and country, and the numbers the model's own logits give,
+    worked out here: per partitioning the top-k cells are the k largest softmax probabilities (best first,
+    summing to <= 1) with their class coordinates and tokens; lat/lon is the class mean of the fine cell whose
+    product of its own and its ancestors' probabilities is largest (f*); the scene is the argmax. The same
+    results come back in batches of 1 as in one batch of 32, and twice over."""
+    files = [f for f, _, _ in landmarks]
+    rc, res = _run_json(capsys, ["predict", str(bundle_dir), *[str(f) for f in files], "--top-k", "3"])
+    assert rc == 0 and [r["path"] for r in res] == [str(f) for f in files]  # input order kept
+
+    predictor = Predictor(bundle)
+    x = torch.stack([predictor.load(f).image for f in files])
+    with torch.no_grad():
+        out = bundle.model(x, training=False)
+    probs = {t: _softmax(np.asarray(v.detach().cpu().numpy(), np.float64)) for t, v in out.items()}
+    parts, chain = bundle.parts, bundle.hierarchy.matrix  # chain[f, k]: fine cell f's ancestor in partitioning k
+    assert len(parts) == 3 and (chain >= 0).all()
+    fstar = np.prod([probs[part.name][:, chain[:, k]] for k, part in enumerate(parts)], axis=0)
+
+    for j, r in enumerate(res):
+        assert r["error"] is None and r["place"] and r["country"] and r["error_km"] is None
+        best = int(fstar[j].argmax())
+        assert r["method"] == "hierarchy" and r["score"] == pytest.approx(fstar[j, best], rel=1e-5)
+        assert (r["lat"], r["lon"]) == pytest.approx((parts[-1].lat_mean[best], parts[-1].lon_mean[best]), abs=1e-9)
+        assert list(r["cells"]) == [part.name for part in parts]
+        for part in parts:
+            cells, p = r["cells"][part.name], probs[part.name][j]
+            assert [c["class"] for c in cells] == np.argsort(-p, kind="stable")[:3].tolist()
+            ps = [c["p"] for c in cells]
+            assert ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-9
+            assert ps == pytest.approx(np.sort(p)[::-1][:3], rel=1e-5)
+            for c in cells:
+                assert c["token"] == part.tokens[c["class"]]
+                assert (c["lat"], c["lon"]) == (part.lat_mean[c["class"]], part.lon_mean[c["class"]])
+        for task in bundle.scene_tasks:
+            k = int(probs[task][j].argmax())
+            assert r["scene"][task]["class"] == k and r["scene"][task]["label"] == bundle.class_names(task)[k]
+            assert r["scene"][task]["p"] == pytest.approx(probs[task][j, k], rel=1e-5)
         assert r["scene"]["s3"]["label"] in ("indoor", "natural", "urban")
+
+    one_by_one = predict(bundle, files, top_k=3, batch_size=1)
+    again = predict(bundle, files, top_k=3, batch_size=1)
+    assert one_by_one == again  # deterministic
+    assert len(one_by_one) == len(res)
+    for a, b in zip(one_by_one, res, strict=True):  # batch size makes no difference
+        _assert_same_result(a, b)
 
 
 def test_exif_truth_gives_error_column(bundle_dir, landmarks, tmp_path):

@@ -85,13 +85,57 @@ def test_killed_and_resumed_equals_uninterrupted(toy, tmp_path):
     killed_at = json.loads(state.read_text())["epoch"]
     assert killed_at < 3, "the run finished before it could be killed"
     subprocess.run(_train_cli(run, toy, resume=True), check=True, capture_output=True)
+    assert _logged_epochs(run) == _logged_epochs(ref) == [0, 1, 2]  # one row per epoch, none repeated
     a, b = final_logs(ref), final_logs(run)
-    assert b["epochs_logged"] >= 3
+    assert a["epochs_logged"] == b["epochs_logged"] == 3
     for key in ("loss", "cells_5_60_loss", "cells_5_60_acc", "s3_loss"):
         assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
     ma = json.loads((ref / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
     mb = json.loads((run / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
     assert mb["acc_2500km"] == pytest.approx(ma["acc_2500km"]) and mb["median_km"] == pytest.approx(ma["median_km"])
+
+
+def _logged_epochs(out) -> list[int]:
+    """The epoch column of history.csv, row by row (the header must be the only non-numeric line)."""
+    lines = (Path(out) / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,") and all(line.split(",")[0].isdigit() for line in lines[1:]), lines
+    return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL at one exact point of an epoch's end (BaseException: nothing catches it)."""
+
+
+@pytest.mark.parametrize("killed_in", ["Checkpoint", "CSVLogger"])
+def test_kill_between_log_and_checkpoint_logs_each_epoch_once(tmp_path, monkeypatch, killed_in):
+    """Killed at the end of epoch 1, after history.csv got its row but before the checkpoint (or the other
+    way round): the resumed run's history.csv has exactly one row per epoch, 0, 1, 2 in order."""
+    import geomtl_core.training as training
+
+    root = make_toy_dataset(tmp_path / "toy", n_train=64, n_val=16, size=32)
+    cfg = ExperimentConfig.from_dict({
+        "data": {"root": str(root), "image_size": 32, "workers": 0},
+        "partition": {"tau_min": 5, "tau_max": [200, 60]},
+        "model": {"neck_units": 8},
+        "train": {"epochs": 3, "batch_size": 32},
+    })
+    cls = training.Checkpoint if killed_in == "Checkpoint" else keras.callbacks.CSVLogger
+    real = cls.on_epoch_end
+
+    def dies_at_epoch_1(self, epoch, logs=None):
+        if epoch == 1:
+            raise _Killed
+        return real(self, epoch, logs)
+
+    with monkeypatch.context() as patch, pytest.raises(_Killed):
+        patch.setattr(cls, "on_epoch_end", dies_at_epoch_1)
+        train(cfg, tmp_path / "b", verbose=0)
+    state = json.loads((tmp_path / "b" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1  # epoch 1 was not checkpointed: the resumed run does it again
+    assert _logged_epochs(tmp_path / "b") == ([0, 1] if killed_in == "Checkpoint" else [0])
+    train(cfg, tmp_path / "b", resume=True, verbose=0)
+    assert _logged_epochs(tmp_path / "b") == [0, 1, 2]
+    assert final_logs(tmp_path / "b")["epochs_logged"] == 3
 
 
 def test_second_run_into_same_folder_is_refused(toy, tmp_path):

@@ -1,0 +1,47 @@
+"""Results follow the code: a cached run's key changes when a library function, the config or the data changes."""
+
+import shutil
+from pathlib import Path
+
+import geomtl_core
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.experiments import code_fingerprint, data_fingerprint, run_key
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    pkg = tmp_path / "geomtl_core"
+    shutil.copytree(Path(geomtl_core.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return pkg
+
+
+def test_editing_a_library_function_body_changes_the_run_key(tmp_path):
+    pkg = _copy_package(tmp_path)
+    cfg = ExperimentConfig()
+    before = run_key(cfg, code_fingerprint(pkg), "data")
+    assert before == run_key(cfg, code_fingerprint(pkg), "data")  # deterministic
+    src = (pkg / "geodesy.py").read_text()
+    line = "    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))"
+    assert src.count(line) == 1  # the last line of haversine_km's body
+    (pkg / "geodesy.py").write_text(src.replace(line, line.replace("2 *", "2.0 *")))
+    assert run_key(cfg, code_fingerprint(pkg), "data") != before
+
+
+def test_presentation_modules_do_not_change_the_key(tmp_path):
+    pkg = _copy_package(tmp_path)
+    before = code_fingerprint(pkg)
+    report = next(pkg.rglob("report.py"))
+    report.write_text(report.read_text() + "\n# a comment in a presentation module\n")
+    assert code_fingerprint(pkg) == before
+
+
+def test_config_and_data_are_in_the_key(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    for s in ("train", "val", "test"):
+        (root / f"{s}.csv").write_text("IMG_ID,LAT,LON\na,1,2\n")
+    cfg = ExperimentConfig.from_dict({"data": {"root": str(root)}})
+    d0 = data_fingerprint(cfg)
+    k0 = run_key(cfg, "code", d0)
+    assert run_key(ExperimentConfig.from_dict({"data": {"root": str(root)}, "train": {"seed": 1}}), "code", d0) != k0
+    (root / "test.csv").write_text("IMG_ID,LAT,LON\na,1,3\n")
+    assert data_fingerprint(cfg) != d0

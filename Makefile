@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m geomtl_core.assets
+	$(BIN)/python -m geomtl_core.data.assets
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "geomtl (.venv)"
 	@! $(BIN)/python -m pip show tensorflow >/dev/null 2>&1 || (echo "tensorflow must never be installed" && exit 1)
 	@touch $(STAMP)
@@ -32,8 +32,8 @@ test: lint
 	$(BIN)/python -m pytest
 
 book: $(STAMP)
-	$(BIN)/python -m geomtl_core.runner --scale $(SCALE)
-	$(BIN)/python -m geomtl_core.experiments --scale $(SCALE) --publish mtl_s3
+	$(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE)
+	$(BIN)/python -m geomtl_core.compendium.experiments --scale $(SCALE) --publish mtl_s3
 	$(BIN)/jupyter-book build book/ -W --keep-going
 
 # JupyterLab on the project root with the venv's kernel; prints the URL (with its token) to open.

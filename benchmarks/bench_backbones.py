@@ -1,6 +1,6 @@
 """CPU inference throughput of candidate backbones (feature maps only, batch 64, eval mode, no grad).
 
-Compares the ported ImageNet EfficientNet-Lite0 (geomtl_core.backbones_effnet) with Keras'
+Compares the ported ImageNet EfficientNet-Lite0 (geomtl_core.models.effnet_lite) with Keras'
 MobileNetV3Small(weights=None, include_top=False) at 64, 96 and 224 px, plus the torch reference
 model (efficientnet_lite_pytorch, channels_last memory) to show Keras' overhead; prints params and images/s.
 Best of several repeats per cell; on a shared CPU take the table as relative, not absolute.
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from geomtl_core.backbones_effnet import efficientnet_lite0  # also selects Keras' torch backend
+from geomtl_core.models.effnet_lite import efficientnet_lite0  # also selects Keras' torch backend
 
 import numpy as np
 import torch

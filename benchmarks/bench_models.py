@@ -12,7 +12,7 @@ import statistics
 import time
 
 import geomtl_core  # noqa: F401
-from geomtl_core.model import GeoMTLModel, compile_model
+from geomtl_core.models.multitask import GeoMTLModel, compile_model
 
 import keras
 import numpy as np

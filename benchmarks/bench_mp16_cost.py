@@ -14,8 +14,8 @@ import sys
 import time
 
 import geomtl_core  # noqa: F401
-from geomtl_core.images import TransformConfig, decode_image, to_tensor, train_transform
-from geomtl_core.model import GeoMTLModel, compile_model
+from geomtl_core.data.images import TransformConfig, decode_image, to_tensor, train_transform
+from geomtl_core.models.multitask import GeoMTLModel, compile_model
 
 import keras
 import numpy as np

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from geomtl_core import s2
-from geomtl_core.partitioning import build_partitionings, read_cells_csv
+from geomtl_core.geo import s2
+from geomtl_core.geo.partitioning import build_partitionings, read_cells_csv
 
 import numpy as np
 

@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from geomtl_core.dataset import GeoImageDataset, build_labels, make_loader
-from geomtl_core.images import TransformConfig, decode_image
-from geomtl_core.metadata import read_metadata
-from geomtl_core.partitioning import build_partitionings
-from geomtl_core.shards import index_shards, write_shards
+from geomtl_core.data.dataset import GeoImageDataset, build_labels, make_loader
+from geomtl_core.data.images import TransformConfig, decode_image
+from geomtl_core.data.metadata import read_metadata
+from geomtl_core.data.shards import index_shards, write_shards
+from geomtl_core.geo.partitioning import build_partitionings
 
 import numpy as np
 import pandas as pd

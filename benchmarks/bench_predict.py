@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import geomtl_core  # noqa: F401 - sets KERAS_BACKEND=torch
-from geomtl_core.bundle import load_bundle
-from geomtl_core.predict import Predictor
+from geomtl_core.inference.predict import Predictor
+from geomtl_core.models.bundle import load_bundle
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_bundle(tmp: Path, image_size: int, backbone: str) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from geomtl_core.config import ExperimentConfig
-    from geomtl_core.training import train
+    from geomtl_core.training.trainer import train
 
     from toydata import make_toy_dataset
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from geomtl_core.proxy import ProxyConfig, load_locations
-from geomtl_core.proxy_labels import labels_at
-from geomtl_core.proxy_world import cut, load_world
+from geomtl_core.data.proxy.export import ProxyConfig, load_locations
+from geomtl_core.data.proxy.labels import labels_at
+from geomtl_core.data.proxy.world import cut, load_world
 
 import simplejpeg
 

@@ -105,6 +105,18 @@ class ExperimentConfig:
         return cls.from_dict(data)
 
 
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A new nested dict: ``base`` with ``overrides`` applied key by key (dicts merged, other values replaced).
+
+    >>> deep_merge({"train": {"epochs": 5, "lr": 0.01}}, {"train": {"epochs": 3}})
+    {'train': {'epochs': 3, 'lr': 0.01}}
+    """
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = deep_merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mapping -> ``{"a.b": value}`` (the keys ``--set`` uses)."""
     out: dict[str, Any] = {}

@@ -4,7 +4,7 @@ import hashlib
 import zipfile
 from pathlib import PurePosixPath
 
-from geomtl_core import assets
+from geomtl_core.data import assets
 
 import pytest
 

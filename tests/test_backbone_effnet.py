@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geomtl_core import backbones_effnet as be
+from geomtl_core.models import effnet_lite as be
 
 import efficientnet_lite_pytorch  # required dependencies (pyproject.toml): a missing one is an error, not a skip
 import keras

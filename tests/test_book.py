@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geomtl_core.runner import ROOT, run_all
+from geomtl_core.compendium.runner import ROOT, run_all
 
 import pytest
 

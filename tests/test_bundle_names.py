@@ -4,10 +4,10 @@ import json
 import sys
 from pathlib import Path
 
-from geomtl_core.bundle import load_bundle
-from geomtl_core.class_names import OVERHEAD_PROXY_CAUTION, places365_names
 from geomtl_core.cli import main
-from geomtl_core.predict import predict
+from geomtl_core.data.scenes import OVERHEAD_PROXY_CAUTION, places365_names
+from geomtl_core.inference.predict import predict
+from geomtl_core.models.bundle import load_bundle
 
 import pytest
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from geomtl_core.cli import main
-from geomtl_core.predictions import read_predictions, write_predictions
+from geomtl_core.data.predictions import read_predictions, write_predictions
 
 import numpy as np
 import pytest

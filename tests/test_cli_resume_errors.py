@@ -6,7 +6,7 @@ import json
 from geomtl_core import cli
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.errors import InputError
-from geomtl_core.training import resume_config
+from geomtl_core.training.trainer import resume_config
 
 import pytest
 
@@ -63,6 +63,8 @@ def test_bugs_keep_their_traceback(monkeypatch):
     def broken(args):
         raise ValueError("internal invariant violated")
 
-    monkeypatch.setattr(cli, "_cmd_score", broken)
+    from geomtl_core.cli import score
+
+    monkeypatch.setattr(score, "_cmd_score", broken)
     with pytest.raises(ValueError, match="internal invariant"):
         cli.main(["score", "whatever.csv"])

@@ -3,7 +3,7 @@
 import json
 
 from geomtl_core.cli import main
-from geomtl_core.stats import block_bootstrap, hierarchical_bootstrap, holm, spatial_blocks
+from geomtl_core.geo.stats import block_bootstrap, hierarchical_bootstrap, holm, spatial_blocks
 
 import numpy as np
 import pandas as pd

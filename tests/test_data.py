@@ -1,11 +1,11 @@
 """Data layer: metadata readers, scene labels, shards, decoding and the pipeline."""
 
-from geomtl_core.dataset import FaultLog, GeoImageDataset, build_labels, make_loader
-from geomtl_core.images import ImageDecodeError, TransformConfig, decode_image
-from geomtl_core.metadata import MetadataError, read_metadata
-from geomtl_core.partitioning import build_partitionings
-from geomtl_core.scenes import read_scene_hierarchy
-from geomtl_core.shards import ShardError, index_shards, iter_shard, open_source, write_shards
+from geomtl_core.data.dataset import FaultLog, GeoImageDataset, build_labels, make_loader
+from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image
+from geomtl_core.data.metadata import MetadataError, read_metadata
+from geomtl_core.data.scenes import read_scene_hierarchy
+from geomtl_core.data.shards import ShardError, index_shards, iter_shard, open_source, write_shards
+from geomtl_core.geo.partitioning import build_partitionings
 
 import msgpack
 import numpy as np
@@ -210,7 +210,7 @@ def _jitter_range(x: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarra
 def test_color_jitter_is_identity_at_zero_and_bounded():
     """Strength 0 leaves pixels unchanged; otherwise every pixel stays inside the range its factors in
     [1 - s, 1 + s] allow (derived in _jitter_range), the range is used, and a large jitter changes the image."""
-    from geomtl_core.images import ColorJitter
+    from geomtl_core.data.images import ColorJitter
 
     import torch
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import geomtl_core.model  # noqa: F401 - registers the custom Keras classes
-from geomtl_core.experiment_data import EpochSampler
+import geomtl_core.models.multitask  # noqa: F401 - registers the custom Keras classes
+from geomtl_core.data.splits import EpochSampler
 
 import keras
 import numpy as np

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from geomtl_core.cli import main
-from geomtl_core.shards import write_shards
+from geomtl_core.data.shards import write_shards
 
 import pandas as pd
 import pytest

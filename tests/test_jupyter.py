@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import geomtl_core
-from geomtl_core.runner import KERNEL_NAME, find_root
+from geomtl_core.compendium.runner import KERNEL_NAME, find_root
 
 import pytest
 
@@ -128,7 +128,7 @@ def test_jupyterlab_lists_notebooks_and_runs_the_project_kernel(tmp_path):
         assert status == 200 and KERNEL_NAME in specs["kernelspecs"], specs
         status, kernel = server.call("POST", "/api/kernels", {"name": KERNEL_NAME, "path": "notebooks"})
         assert status == 201 and kernel["name"] == KERNEL_NAME, kernel
-        code = ("import sys, geomtl_core\nfrom geomtl_core.runner import find_root\n"
+        code = ("import sys, geomtl_core\nfrom geomtl_core.compendium.runner import find_root\n"
                 "print(geomtl_core.__version__, sys.prefix, find_root(), sep='|')")
         stdout, reply = asyncio.run(execute(server, kernel["id"], code, timeout=40))
         assert reply == "ok", stdout

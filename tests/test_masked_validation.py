@@ -1,7 +1,7 @@
 """A validation image outside every cell (label -1) changes neither the loss nor the accuracy of that head."""
 
 import geomtl_core  # noqa: F401 - torch backend
-from geomtl_core.model import GeoMTLModel, compile_model
+from geomtl_core.models.multitask import GeoMTLModel, compile_model
 
 import keras
 import numpy as np

@@ -3,8 +3,9 @@
 import csv
 import math
 
-from geomtl_core.geodesy import EARTH_RADIUS_KM, InvalidCoordinatesError, haversine_km, validate_coordinates
-from geomtl_core.metrics import (
+from geomtl_core.data.predictions import read_predictions
+from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, InvalidCoordinatesError, haversine_km, validate_coordinates
+from geomtl_core.geo.metrics import (
     THRESHOLDS_KM,
     accuracy_at,
     bootstrap_accuracy_ci,
@@ -12,7 +13,6 @@ from geomtl_core.metrics import (
     summarize_errors,
     summarize_predictions,
 )
-from geomtl_core.predictions import read_predictions
 
 import numpy as np
 import pytest

@@ -2,9 +2,9 @@
 
 import io
 
-from geomtl_core.dataset import GeoImageDataset, LabelTable
-from geomtl_core.images import TransformConfig, decode_image, jpeg_orientation
-from geomtl_core.shards import open_source, write_shards
+from geomtl_core.data.dataset import GeoImageDataset, LabelTable
+from geomtl_core.data.images import TransformConfig, decode_image, jpeg_orientation
+from geomtl_core.data.shards import open_source, write_shards
 
 import numpy as np
 import piexif

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geomtl_core import runner
-from geomtl_core.runner import KERNEL_NAME, ProjectRootNotFound, find_root, run_all, strip_progress
+from geomtl_core.compendium import runner
+from geomtl_core.compendium.runner import KERNEL_NAME, ProjectRootNotFound, find_root, run_all, strip_progress
 
 import nbformat
 import pytest
@@ -36,7 +36,7 @@ def test_find_root_from_subfolder(tmp_path, monkeypatch):
     assert find_root(proj / "_config.yml") == proj.resolve()  # a file: its folder
     monkeypatch.chdir(deep)
     assert find_root() == proj.resolve()
-    assert runner.ROOT == proj.resolve()  # the module attribute kept for `from geomtl_core.runner import ROOT`
+    assert runner.ROOT == proj.resolve()  # kept for `from geomtl_core.compendium.runner import ROOT`
     assert ROOT == Path(__file__).resolve().parents[1]
 
 
@@ -96,7 +96,8 @@ def _tiny_notebook() -> nbformat.NotebookNode:
         params,
         nbformat.v4.new_code_cell(
             "import os, sys\nfrom tqdm import tqdm\n\nfor _ in tqdm(range(3), desc='work', file=sys.stderr):\n"
-            "    pass\nfrom geomtl_core.runner import ROOT\nprint('scale', scale, 'root', ROOT, 'cwd', os.getcwd())"
+            "    pass\nfrom geomtl_core.compendium.runner import ROOT\n"
+            "print('scale', scale, 'root', ROOT, 'cwd', os.getcwd())"
         ),
     ]
     nb.metadata["kernelspec"] = {"display_name": "geomtl (.venv)", "language": "python", "name": KERNEL_NAME}

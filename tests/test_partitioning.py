@@ -2,10 +2,10 @@
 
 from collections import defaultdict
 
-from geomtl_core import s2
 from geomtl_core.cli import main
-from geomtl_core.geodesy import InvalidCoordinatesError
-from geomtl_core.partitioning import (
+from geomtl_core.geo import s2
+from geomtl_core.geo.geodesy import InvalidCoordinatesError
+from geomtl_core.geo.partitioning import (
     CellsFileError,
     Hierarchy,
     Partitioning,
@@ -233,7 +233,7 @@ def test_cli_assign_bad_input(tmp_path, capsys):
 @pytest.mark.slow
 def test_partition_map_renders_offline(tmp_path, published):
     """The cartopy map renders with offline Natural Earth data (no download)."""
-    from geomtl_core.maps import plot_partitioning
+    from geomtl_core.geo.basemap import plot_partitioning
 
     fig = plot_partitioning(published[0])
     out = tmp_path / "m.png"

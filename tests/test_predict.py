@@ -1,4 +1,5 @@
-"""``geomtl predict`` and ``geomtl_core.predict.predict``: real photos, EXIF truth, bad files, odd formats, maps."""
+"""``geomtl predict`` and ``geomtl_core.inference.predict.predict``: real photos, EXIF truth, bad files,
+odd formats, maps."""
 
 import csv
 import dataclasses
@@ -11,14 +12,14 @@ import zlib
 from pathlib import Path
 
 import geomtl_core  # noqa: F401
-from geomtl_core.bundle import load_bundle
 from geomtl_core.cli import main
 from geomtl_core.config import ExperimentConfig
-from geomtl_core.geodesy import haversine_km
-from geomtl_core.images import eval_transform, to_tensor
-from geomtl_core.predict import Predictor, predict
-from geomtl_core.predict_exif import parse_gps
-from geomtl_core.training import train
+from geomtl_core.data.exif import parse_gps
+from geomtl_core.data.images import eval_transform, to_tensor
+from geomtl_core.geo.geodesy import haversine_km
+from geomtl_core.inference.predict import Predictor, predict
+from geomtl_core.models.bundle import load_bundle
+from geomtl_core.training.trainer import train
 
 import numpy as np
 import piexif

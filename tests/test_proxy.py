@@ -3,14 +3,14 @@ match the rasters; export reads back through the MP-16 readers; splits are disjo
 
 import json
 
-from geomtl_core.assets import asset_path
-from geomtl_core.geodesy import InvalidCoordinatesError, haversine_km
-from geomtl_core.metadata import read_metadata
-from geomtl_core.proxy import ProxyConfig, assign_splits, export_proxy, labelled_locations, load_locations
-from geomtl_core.proxy_labels import IGBP_TO_GROUP, igbp_at, koppen_at, labels_at
-from geomtl_core.proxy_rasters import trusted_large_images
-from geomtl_core.proxy_world import cut, destinations, load_world, offsets_km
-from geomtl_core.shards import open_source
+from geomtl_core.data.assets import asset_path
+from geomtl_core.data.metadata import read_metadata
+from geomtl_core.data.proxy.export import ProxyConfig, assign_splits, export_proxy, labelled_locations, load_locations
+from geomtl_core.data.proxy.labels import IGBP_TO_GROUP, igbp_at, koppen_at, labels_at
+from geomtl_core.data.proxy.rasters import trusted_large_images
+from geomtl_core.data.proxy.world import cut, destinations, load_world, offsets_km
+from geomtl_core.data.shards import open_source
+from geomtl_core.geo.geodesy import InvalidCoordinatesError, haversine_km
 
 import numpy as np
 import pandas as pd
@@ -112,8 +112,8 @@ def test_labels_match_the_rasters_read_whole_by_pillow():
 
 def test_crop_scene_label_is_the_majority_of_the_crop():
     """Crop majority: Sahara barren, open Pacific water, Amazon forest; and equal to a brute-force count."""
-    from geomtl_core.proxy_labels import crop_landcover
-    from geomtl_core.proxy_world import destinations, offsets_km
+    from geomtl_core.data.proxy.labels import crop_landcover
+    from geomtl_core.data.proxy.world import destinations, offsets_km
 
     lat, lon = np.array([23.0, -30.0, -3.0, 48.85]), np.array([25.0, -140.0, -60.0, 2.35])
     igbp, group = crop_landcover(lat, lon, fov_km=300.0)
@@ -184,30 +184,9 @@ def test_bad_inputs_raise_clear_errors(world):
         export_proxy("unused", ProxyConfig(n=5, fov_km=-1), progress=False)
 
 
-def test_on_the_fly_dataset_matches_the_loader_structure(exported, world):
-    from geomtl_core.dataset import build_labels
-    from geomtl_core.proxy_dataset import ProxyOnTheFlyDataset
-
-    import torch
-
-    out, cfg, _ = exported
-    meta = read_metadata(out / "val.csv")
-    table = build_labels(meta["img_id"].to_numpy(), meta, [], scene_columns=["s3", "s16", "kg"])
-    train = ProxyOnTheFlyDataset(table, fov_km=cfg.fov_km, size=cfg.size, train=True, seed=1, world=world)
-    x, y = train[0]
-    assert x.dtype == torch.uint8 and tuple(x.shape) == (32, 32, 3)
-    assert set(y) == {"s3", "s16", "kg"} and int(y["kg"]) == int(meta["kg"].iloc[0])
-    assert torch.equal(train[0][0], x)  # deterministic per (seed, epoch, index)
-    train.set_epoch(1)
-    assert not torch.equal(train[0][0], x)
-    ev = ProxyOnTheFlyDataset(table, fov_km=cfg.fov_km, size=cfg.size, train=False, world=world)
-    ref = cut(world, meta["lat"].iloc[0], meta["lon"].iloc[0], cfg.fov_km, cfg.size)[0]
-    assert np.array_equal(ev[0][0].numpy(), ref)
-
-
 def test_figures_and_cli(exported, tmp_path, world):
     from geomtl_core.cli import main
-    from geomtl_core.proxy_plots import plot_samples, plot_split_map
+    from geomtl_core.compendium.proxy_plots import plot_samples, plot_split_map
 
     out, cfg, _ = exported
     meta = read_metadata(out / "test.csv").head(6)

@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 import geomtl_core
+from geomtl_core.compendium.experiments import code_fingerprint, data_fingerprint, run_key
 from geomtl_core.config import ExperimentConfig
-from geomtl_core.experiments import code_fingerprint, data_fingerprint, run_key
 
 
 def _copy_package(tmp_path: Path) -> Path:
@@ -19,10 +19,10 @@ def test_editing_a_library_function_body_changes_the_run_key(tmp_path):
     cfg = ExperimentConfig()
     before = run_key(cfg, code_fingerprint(pkg), "data")
     assert before == run_key(cfg, code_fingerprint(pkg), "data")  # deterministic
-    src = (pkg / "geodesy.py").read_text()
+    src = (pkg / "geo" / "geodesy.py").read_text()
     line = "    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))"
     assert src.count(line) == 1  # the last line of haversine_km's body
-    (pkg / "geodesy.py").write_text(src.replace(line, line.replace("2 *", "2.0 *")))
+    (pkg / "geo" / "geodesy.py").write_text(src.replace(line, line.replace("2 *", "2.0 *")))
     assert run_key(cfg, code_fingerprint(pkg), "data") != before
 
 

@@ -1,6 +1,6 @@
 """Vectorised S2 ids are bit-identical to s2sphere."""
 
-from geomtl_core import s2
+from geomtl_core.geo import s2
 
 import numpy as np
 import pytest

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 import geomtl_core  # noqa: F401
-from geomtl_core.baselines import oracle_baseline, prior_baseline, random_baseline
-from geomtl_core.bundle import load_bundle
 from geomtl_core.cli import main
 from geomtl_core.config import ExperimentConfig
-from geomtl_core.geolocate import geolocate, top_k
-from geomtl_core.metadata import read_metadata
-from geomtl_core.model import GeoMTLModel, compile_model
-from geomtl_core.partitioning import Hierarchy, Partitioning
-from geomtl_core.training import final_logs, train
+from geomtl_core.data.metadata import read_metadata
+from geomtl_core.geo.baselines import oracle_baseline, prior_baseline, random_baseline
+from geomtl_core.geo.geolocate import geolocate, top_k
+from geomtl_core.geo.partitioning import Hierarchy, Partitioning
+from geomtl_core.models.bundle import load_bundle
+from geomtl_core.models.multitask import GeoMTLModel, compile_model
+from geomtl_core.training.trainer import final_logs, train
 
 import keras
 import numpy as np
@@ -110,7 +110,7 @@ class _Killed(BaseException):
 def test_kill_between_log_and_checkpoint_logs_each_epoch_once(tmp_path, monkeypatch, killed_in):
     """Killed at the end of epoch 1, after history.csv got its row but before the checkpoint (or the other
     way round): the resumed run's history.csv has exactly one row per epoch, 0, 1, 2 in order."""
-    import geomtl_core.training as training
+    import geomtl_core.training.trainer as training
 
     root = make_toy_dataset(tmp_path / "toy", n_train=64, n_val=16, size=32)
     cfg = ExperimentConfig.from_dict({

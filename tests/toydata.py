@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from geomtl_core.shards import write_shards
+from geomtl_core.data.shards import write_shards
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ def make_toy_dataset(root: Path, n_train: int = 600, n_val: int = 120, size: int
 def train_tiny_bundle(root: Path, out: Path, scene_tasks: tuple[str, ...] = ("s3",), **cfg_overrides) -> Path:
     """Train a 1-epoch bundle (32 px, three partitionings) on a toy dataset folder; a few seconds."""
     from geomtl_core.config import ExperimentConfig
-    from geomtl_core.training import train
+    from geomtl_core.training.trainer import train
 
     cfg = ExperimentConfig.from_dict({
         "data": {"root": str(root), "image_size": 32, "workers": 0, "scene_tasks": list(scene_tasks)},

@@ -1,0 +1,47 @@
+"""The ``geomtl`` command line: one subcommand per task, each a thin call into geomtl_core.
+
+One module per command group: :mod:`~geomtl_core.cli.score` (score, compare),
+:mod:`~geomtl_core.cli.partition`, :mod:`~geomtl_core.cli.data`, :mod:`~geomtl_core.cli.model`
+(train, evaluate) and :mod:`~geomtl_core.cli.predict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from geomtl_core.errors import InputError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each command-group module registers its subcommands."""
+    from geomtl_core.cli import data, model, partition, predict, score
+
+    parser = argparse.ArgumentParser(prog="geomtl", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (score, partition, data, model, predict):
+        group.add_subcommands(sub)
+    return parser
+
+
+USER_ERRORS = (InputError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               PermissionError)
+"""Errors caused by the user's input: printed as one line with exit status 2. Anything else is a bug
+and keeps its traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn input errors (only) into one line and exit status 2."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"geomtl {args.command}: error: {exc}", file=sys.stderr)
+        return 2

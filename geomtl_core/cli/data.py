@@ -1,0 +1,35 @@
+"""``geomtl data proxy``: export the embedded default dataset in the MP-16 on-disk format."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
+
+
+def _cmd_proxy(args: argparse.Namespace) -> int:
+    cfg = ProxyConfig(n=args.n, seed=args.seed, fov_km=args.fov_km, size=args.size, split_grid_deg=args.split_grid_deg)
+    t0 = time.perf_counter()
+    info = export_proxy(args.out, cfg, progress=not args.quiet)
+    counts = info["counts"]
+    print(f"{args.out}: {info['n']} samples ({', '.join(f'{k} {v}' for k, v in counts['splits'].items())}) "
+          f"in {time.perf_counter() - t0:.1f} s; {counts['water_points']} over water (IGBP 0); see proxy.json")
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Register ``geomtl data ...``."""
+    p = sub.add_parser("data", help="datasets: export the embedded default (proxy) dataset")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    x = dsub.add_parser("proxy", help="Blue Marble crops at 100K real MP-16 locations, as msgpack shards + CSVs")
+    x.add_argument("--out", required=True, help="output folder (train/ val/ test/ shards, CSVs, proxy.json)")
+    x.add_argument("--n", type=int, default=None, help="number of locations (a seeded subset; default all 100,000)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the subset and of the split (0)")
+    x.add_argument("--fov-km", type=float, default=300.0, help="width of a crop on the ground in km (300)")
+    x.add_argument("--size", type=int, default=64, help="crop size in pixels (64)")
+    x.add_argument("--split-grid-deg", type=float, default=5.0,
+                   help="locations in the same cell of this lat/lon grid share a split (default 5.0: spatially "
+                        "blocked splits without near-duplicate crops; 1e-4: identical coordinates only)")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(handler=_cmd_proxy)

@@ -1,0 +1,127 @@
+"""``geomtl predict BUNDLE IMAGE_OR_FOLDER... [--top-k K] [--json | --csv OUT] [--map OUT.png]``.
+
+Prints a table (default), a JSON list (``--json``) or writes one CSV row per file (``--csv``), then
+a summary: failed files, and the error statistics where the files carry EXIF GPS. Exit status 0 if
+every file was predicted, 1 if any failed, 2 for usage errors (e.g. a missing bundle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from geomtl_core.errors import InputError
+
+CSV_FIXED = ["path", "lat", "lon", "place", "admin1", "country", "country_code", "method", "score"]
+CSV_TAIL = ["true_lat", "true_lon", "error_km", "error", "warnings"]
+
+
+def csv_columns(bundle) -> list[str]:
+    """CSV header: fixed fields, top-1 token and probability per partitioning, top scene per task, truth."""
+    cols = list(CSV_FIXED)
+    for p in bundle.parts:
+        cols += [f"{p.name}_token", f"{p.name}_p"]
+    for t in bundle.scene_tasks:
+        cols += [t, f"{t}_p"]
+    return cols + CSV_TAIL
+
+
+def csv_row(r: dict) -> dict:
+    """One flat CSV row of a result dict."""
+    row = {k: r.get(k) for k in CSV_FIXED + CSV_TAIL}
+    row["warnings"] = "; ".join(r.get("warnings") or [])
+    for name, cells in (r.get("cells") or {}).items():
+        row[f"{name}_token"], row[f"{name}_p"] = cells[0]["token"], round(cells[0]["p"], 6)
+    for t, s in (r.get("scene") or {}).items():
+        row[t], row[f"{t}_p"] = s["label"], round(s["p"], 6)
+    return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+def _table_line(r: dict) -> str:
+    path = r["path"] if len(r["path"]) <= 36 else "…" + r["path"][-35:]
+    if r["error"]:
+        return f"{path:<36}  FAILED: {r['error']}"
+    place = f"{r['place']}, {r['country']}"
+    scene = ",".join(s["label"] for s in r["scene"].values())
+    err = f"{r['error_km']:9.1f}" if r.get("error_km") is not None else " " * 9
+    return f"{path:<36} {r['lat']:8.3f} {r['lon']:9.3f}  {place[:34]:<34} {scene[:24]:<24} {err}"
+
+
+TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'scene':<24} {'error_km':>9}"
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from geomtl_core.geo.metrics import summarize_errors
+    from geomtl_core.inference.predict import expand_inputs, iter_predict
+    from geomtl_core.models.bundle import load_bundle
+
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # our own 64 MP guard refuses
+    warnings.filterwarnings("ignore", module="PIL.TiffImagePlugin")  # "Corrupt EXIF data": EXIF read leniently
+    if args.top_k < 1 or args.batch_size < 1:
+        raise InputError("--top-k and --batch-size must be at least 1")
+    bundle = load_bundle(args.bundle)
+    if bundle.caution:
+        print(bundle.caution, file=sys.stderr)
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise InputError(f"no files found in {', '.join(args.inputs)}")
+    csv_file = writer = None
+    if args.csv:
+        csv_file = sys.stdout if args.csv == "-" else Path(args.csv).open("w", newline="")
+        writer = csv.DictWriter(csv_file, fieldnames=csv_columns(bundle))
+        writer.writeheader()
+    table = not args.json and not args.csv
+    report = sys.stderr if args.json or args.csv == "-" else sys.stdout
+    if table:
+        print(TABLE_HEADER)
+    results = []
+    try:
+        for r in iter_predict(bundle, files, args.top_k, args.batch_size, map_out=args.map, map_dpi=args.map_dpi,
+                              progress=None if not args.no_progress else False):
+            results.append(r)
+            if writer is not None:
+                writer.writerow(csv_row(r))
+            elif table:
+                tqdm.write(_table_line(r), file=sys.stdout)
+    finally:
+        if csv_file is not None and csv_file is not sys.stdout:
+            csv_file.close()
+    if args.json:
+        print(json.dumps(results, indent=1))
+    failed = [r for r in results if r["error"]]
+    print(f"\n{len(results) - len(failed)} of {len(results)} files predicted" + (f", {len(failed)} failed:" if failed
+                                                                                  else ""), file=report)
+    for r in failed:
+        print(f"  {r['path']}: {r['error']}", file=report)
+    errors = [r["error_km"] for r in results if r.get("error_km") is not None]
+    if errors:
+        print("error against EXIF GPS:", file=report)
+        print(summarize_errors(errors).to_table(), file=report)
+    return 1 if failed else 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Register ``geomtl predict``."""
+    p = sub.add_parser("predict", help="predict where photos were taken (files or folders) with a bundle",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="model bundle folder (from geomtl train)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files, or folders (every non-hidden file inside, recursively, sorted)")
+    p.add_argument("--top-k", type=int, default=5, help="cells listed per partitioning (default 5)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    out.add_argument("--csv", metavar="OUT", help="write one CSV row per file to OUT ('-': stdout)")
+    p.add_argument("--map", metavar="OUT.png",
+                   help="probability maps: OUT.png for one file; OUT_<stem>.png per file for several "
+                        "(or OUT/<stem>.png when OUT is a folder or ends with '/')")
+    p.add_argument("--map-dpi", type=int, default=100, help="resolution of the maps (default 100)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
+    p.set_defaults(handler=_cmd_predict)

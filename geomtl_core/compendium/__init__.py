@@ -1,0 +1,1 @@
+"""The reproducible report: the papermill runner, the experiments the notebooks call, tables and plots."""

@@ -1,0 +1,214 @@
+"""What the notebooks call: named scales, the proxy data per scale, cached training runs, and
+test-set results written to ``results/<scale>/<name>.json`` (the book's summary reads them).
+
+A run is keyed by its resolved config, a fingerprint of the library code that trains and evaluates
+it, and a fingerprint of the data it reads: rerunning a notebook with nothing changed reuses the
+trained bundle; a changed config, library function or dataset retrains from scratch into the same
+folder. The result file records both fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from geomtl_core.compendium.runner import find_root, git_commit, package_versions
+from geomtl_core.compendium.scales import SCALES, scale_params
+from geomtl_core.config import ExperimentConfig, deep_merge
+
+
+def __getattr__(name: str):
+    """``ROOT``: the project root of the working directory (see :func:`geomtl_core.compendium.runner.find_root`)."""
+    if name == "ROOT":
+        return find_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def data_dir(scale: str, root: Path | None = None) -> Path:
+    root = find_root() if root is None else Path(root)
+    p = scale_params(scale)
+    return root / "data" / f"proxy_{p['n'] or 'all'}_{p['size']}px_{int(p['fov_km'])}km"
+
+
+def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) -> Path:
+    """The proxy export of a scale (built once, reused while its proxy.json matches)."""
+    root = find_root() if root is None else Path(root)
+    from dataclasses import asdict
+
+    from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
+
+    p = scale_params(scale)
+    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])
+    out = data_dir(scale, root)
+    info = out / "proxy.json"
+    if info.exists() and json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(cfg))):
+        return out
+    export_proxy(out, cfg, progress=progress)
+    return out
+
+
+def experiment_config(scale: str, overrides: dict | None = None, root: Path | None = None) -> ExperimentConfig:
+    """The scale's base config (frozen backbone, ImageNet-pretrained at default/full, on
+    cached features, 3 partitionings, no scene task) with nested ``overrides`` applied."""
+    root = find_root() if root is None else Path(root)
+    p = scale_params(scale)
+    base = {
+        "name": "base",
+        "data": {"root": str(data_dir(scale, root)), "image_size": p["size"], "scene_tasks": [],
+                 "workers": p["workers"], "cache_dir": str(root / "data" / "cache")},
+        "partition": {"tau_min": p["tau_min"], "tau_max": p["tau_max"]},
+        "model": {"backbone": p["backbone"], "pretrained": p["pretrained"], "freeze_backbone": True,
+                  "neck_units": 512, "dropout": 0.3},
+        "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": 1e-3,
+                  "weight_decay": 1e-4, "schedule": "cosine", "seed": 0},
+    }
+    return ExperimentConfig.from_dict(deep_merge(base, overrides or {}))
+
+
+PRESENTATION_MODULES = ("compendium/", "cli/", "inference/predict.py", "inference/maps.py", "geo/basemap.py")
+"""Library paths that only present results (their edits never change a trained run)."""
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 over the source of every library module that can change a run (all but the presentation ones)."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        rel = f.relative_to(package).as_posix()
+        if rel.startswith(PRESENTATION_MODULES):
+            continue
+        h.update(rel.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg: ExperimentConfig) -> str:
+    """sha256 over what a run reads besides images: the metadata CSVs of its splits and ``proxy.json``
+    (which pins the image export's config and assets); missing files hash as absent."""
+    from geomtl_core.data.splits import split_paths
+
+    h = hashlib.sha256()
+    root = Path(cfg.data.root)
+    for f in [split_paths(cfg, s)[1] for s in ("train", "val", "test")] + [root / "proxy.json"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"<absent>")
+    return h.hexdigest()[:16]
+
+
+def run_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = None) -> str:
+    """What a cached run depends on: its config, the library code and the data it reads."""
+    parts = [cfg.to_dict(), code or code_fingerprint(), data or data_fingerprint(cfg)]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 2) -> dict:
+    """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``."""
+    root = find_root() if root is None else Path(root)
+    from geomtl_core.training.trainer import train
+
+    cfg = experiment_config(scale, {"name": name, **(overrides or {})}, root)
+    out = root / "runs" / scale / name
+    result_path = root / "results" / scale / f"{name}.json"
+    code, data = code_fingerprint(), data_fingerprint(cfg)
+    key = run_key(cfg, code, data)
+    if result_path.exists() and (out / "model.keras").exists():
+        old = json.loads(result_path.read_text())
+        if old.get("run_key") == key:
+            return old
+    if out.exists():
+        shutil.rmtree(out)  # a different config: never mix runs in one folder
+    start = time.perf_counter()
+    metrics = train(cfg, out, verbose=verbose)
+    test = evaluate_run(out, cfg, "test")
+    result = {
+        "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
+        "config": cfg.to_dict(),
+        "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
+        "train_images": metrics["train_images"], "params": metrics["params"], "val": metrics["val"], "test": test,
+        "git_commit": git_commit(root), "versions": package_versions(),
+    }
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
+    """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
+    from geomtl_core.data.features import FeatureDataset, extract_features
+    from geomtl_core.data.splits import load_meta, make_split
+    from geomtl_core.inference.evaluation import evaluate_split
+    from geomtl_core.models.bundle import load_bundle
+    from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
+
+    from torch.utils.data import DataLoader
+
+    bundle = load_bundle(out)
+    data = make_split(cfg, split, load_meta(cfg, split), bundle.parts, train=False)
+    hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
+    csv = out / f"predictions_{split}.csv"
+    if not uses_cached_features(cfg):
+        return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False)
+    feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
+                             progress=False)
+    loader = DataLoader(FeatureDataset(feats, data.labels.targets), batch_size=512, shuffle=False)
+    from dataclasses import replace
+
+    return evaluate_split(bundle.model, replace(data, loader=loader), bundle.parts, hierarchy, csv,
+                          progress=False, from_features=True)
+
+
+def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
+    """Every result JSON of a scale, by experiment name."""
+    root = find_root() if root is None else Path(root)
+    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "results" / scale).glob("*.json"))}
+
+
+def results_table(results: dict[str, dict], method: str | None = None, split: str = "test"):
+    """One row per experiment: accuracy at the five thresholds with 95% CIs, median km, GeoScore."""
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        res = r[split]
+        m = res["methods"][method or res["best"]]
+        row = {"experiment": name}
+        for t in (1, 25, 200, 750, 2500):
+            lo, hi = m[f"acc_{t}km_ci95"]
+            row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        row["median km"] = round(m["median_km"], 0)
+        row["GeoScore"] = round(m["geoscore"], 0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None) -> Path:
+    """Copy a trained run (without its checkpoints) to ``models/default`` for ``geomtl predict``."""
+    root = find_root() if root is None else Path(root)
+    src = root / "runs" / scale / name
+    if not (src / "model.keras").exists():
+        raise FileNotFoundError(f"run {name!r} at scale {scale!r} has no model at {src}; run `make book` first")
+    dest = dest or root / "models" / "default"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*"))
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m geomtl_core.compendium.experiments --publish NAME --scale SCALE`` (used by ``make book``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="publish a trained experiment as the default model bundle")
+    p.add_argument("--scale", default="default", choices=list(SCALES))
+    p.add_argument("--publish", default="mtl_s3", help="experiment name (default: mtl_s3)")
+    args = p.parse_args(argv)
+    print(f"default bundle: {publish_bundle(args.scale, args.publish)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

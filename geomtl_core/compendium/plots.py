@@ -1,0 +1,110 @@
+"""Figures of the report: accuracy-vs-distance curves, accuracies with confidence intervals,
+training curves, error maps and label distributions. Each returns a matplotlib figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geomtl_core.data.predictions import read_predictions
+from geomtl_core.geo.metrics import THRESHOLDS_KM
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def accuracy_vs_distance(pred_csvs: dict[str, str | Path], title: str = "accuracy vs distance"):
+    """Share of test images within d km, for d from 1 to 20,000 km (log axis), one curve per run."""
+    d = np.logspace(0, np.log10(20_016), 300)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, path in pred_csvs.items():
+        err = np.sort(read_predictions(path).errors_km)
+        ax.plot(d, np.searchsorted(err, d, side="right") / len(err), label=name, lw=1.6)
+    for t in THRESHOLDS_KM:
+        ax.axvline(t, color="0.85", lw=0.8, zorder=0)
+    ax.set(xscale="log", xlabel="great-circle distance d (km)", ylabel="share of images within d", ylim=(0, 1),
+           title=title)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def accuracy_with_ci(results: dict[str, dict], names: list[str] | None = None, split: str = "test",
+                     title: str = "accuracy with 95% bootstrap intervals"):
+    """Accuracy at each threshold with its 95% CI, runs side by side (dodged points with error bars)."""
+    names = names or list(results)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    x = np.arange(len(THRESHOLDS_KM))
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        res = results[name][split]
+        m = res["methods"][res["best"]]
+        acc = np.array([m[f"acc_{t}km"] for t in THRESHOLDS_KM])
+        ci = np.array([m[f"acc_{t}km_ci95"] for t in THRESHOLDS_KM])
+        pos = x - 0.4 + width * (k + 0.5)
+        ax.errorbar(pos, 100 * acc, yerr=100 * np.abs(ci.T - acc), fmt="o", ms=4, capsize=2, label=name)
+    ax.set_xticks(x, [f"{t} km" for t in THRESHOLDS_KM])
+    ax.set(ylabel="accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", color="0.9")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def training_curves(histories: dict[str, str | Path], metric: str = "loss", title: str | None = None):
+    """A metric of the training log per epoch, one line per run."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, path in histories.items():
+        h = pd.read_csv(path)
+        if metric in h:
+            ax.plot(h["epoch"] + 1, h[metric], marker="o", ms=3, label=name)
+    ax.set(xlabel="epoch", ylabel=metric, title=title or f"training {metric}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def error_map(pred_csv: str | Path, title: str = "test images coloured by error"):
+    """Cartopy map (offline) of test locations coloured by great-circle error (log scale)."""
+    from geomtl_core.geo.basemap import world_axes
+
+    import cartopy.crs as ccrs
+    from matplotlib.colors import LogNorm
+
+    p = read_predictions(pred_csv)
+    err = np.maximum(p.errors_km, 1.0)
+    fig, ax = world_axes()
+    order = np.argsort(-err)  # small errors drawn on top
+    sc = ax.scatter(p.true_lon[order], p.true_lat[order], c=err[order], s=2, cmap="viridis_r",
+                    norm=LogNorm(1, 20_000), transform=ccrs.PlateCarree(), zorder=4, linewidths=0)
+    fig.colorbar(sc, ax=ax, shrink=0.6, label="error (km)")
+    ax.set_title(title)
+    plt.close(fig)
+    return fig
+
+
+def label_distribution(meta: pd.DataFrame, column: str, names: list[str] | None = None, title: str | None = None):
+    """Bar chart of a label column's counts per split (``meta`` has a ``split`` column)."""
+    counts = meta.groupby(["split", column]).size().unstack(0).fillna(0)
+    if names is not None:
+        counts.index = [names[i] for i in counts.index]
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(counts) + 1.5))
+    counts.plot.barh(ax=ax, stacked=True, width=0.8)
+    ax.set(xlabel="images", ylabel="", title=title or column)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def cells_vs_tau(table: pd.DataFrame, title: str = "classes against tau_max"):
+    """Number of classes and share of points kept per partitioning against tau_max."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(table["tau_max"], table["classes"], marker="o")
+    ax.set(xscale="log", yscale="log", xlabel="tau_max (images per cell before split)", ylabel="classes", title=title)
+    ax.grid(color="0.9")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

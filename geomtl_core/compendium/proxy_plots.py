@@ -1,0 +1,57 @@
+"""Figures of the proxy dataset: a grid of samples with their labels, and a map of locations by split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
+
+
+def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 6, title: str | None = None):
+    """Grid of ``images`` (N, H, W, 3) titled with coordinates, IGBP class, group and Köppen class of the
+    rows of ``meta`` (columns lat, lon and s16/s3/kg as from read_metadata, or igbp/group/koppen)."""
+    from geomtl_core.data.proxy.labels import GROUP_NAMES, IGBP_NAMES, KOPPEN_NAMES
+
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    if n == 0 or len(meta) != n:
+        raise ValueError(f"need as many metadata rows as images, got {len(meta)} and {n}")
+    igbp = meta["s16"] if "s16" in meta else meta["igbp"]
+    group = meta["s3"] if "s3" in meta else meta["group"]
+    kg = meta["kg"] if "kg" in meta else meta["koppen"]
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, ax in enumerate(axes.ravel()[:n]):
+        ax.imshow(images[k])
+        ax.set_title(
+            f"{meta['lat'].iloc[k]:.2f}, {meta['lon'].iloc[k]:.2f}\n{IGBP_NAMES[int(igbp.iloc[k])][:22]}\n"
+            f"{GROUP_NAMES[int(group.iloc[k])]} | {KOPPEN_NAMES[int(kg.iloc[k])].split()[0]}",
+            fontsize=7,
+        )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_split_map(lat_lon_split: pd.DataFrame, title: str = "proxy locations by split", s: float = 0.5):
+    """World map (offline cartopy) of locations coloured by split; columns lat, lon, split."""
+    from geomtl_core.geo.basemap import world_axes
+
+    import cartopy.crs as ccrs
+    import matplotlib.pyplot as plt
+
+    fig, ax = world_axes()
+    for split, colour in SPLIT_COLOURS.items():
+        sub = lat_lon_split[lat_lon_split["split"] == split]
+        ax.scatter(sub["lon"], sub["lat"], s=s, color=colour, transform=ccrs.PlateCarree(),
+                   label=f"{split} ({len(sub):,})", zorder=4, linewidths=0)
+    ax.legend(loc="lower left", markerscale=8, fontsize=8)
+    ax.set_title(title)
+    plt.close(fig)
+    return fig

@@ -1,0 +1,275 @@
+"""Run every experiment notebook with papermill at a named scale, skipping unchanged ones.
+
+Executed copies go to ``book/experiments/`` (the book renders them without executing) and
+one JSON record per run (parameters, code hash, git commit, package versions, wall time)
+to ``book/experiments/<name>.run.json``.
+
+The project root (where ``notebooks/``, ``book/`` and the ``data/``, ``runs/``, ``results/`` folders
+live) is found from the working directory, not from where the package is installed: the nearest
+folder at or above it holding ``_config.yml`` and ``notebooks/`` (:func:`find_root`), or ``--root``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from geomtl_core.compendium.scales import SCALES, scale_params
+
+PROJECT_MARKERS = ("_config.yml", "notebooks/")
+KERNEL_NAME = "geomtl"  # the venv's kernelspec, installed by `make install`; the notebooks' metadata names it
+RECORDED_PACKAGES = ("geomtl", "torch", "torchvision", "keras", "numpy", "pandas", "papermill", "jupyter-book")
+
+
+class ProjectRootNotFound(FileNotFoundError):
+    """No geomtl project folder (``_config.yml`` + ``notebooks/``) where one was looked for."""
+
+
+def is_project_root(path: Path) -> bool:
+    """Whether ``path`` holds the project's ``_config.yml`` and ``notebooks/`` folder."""
+    return (path / "_config.yml").is_file() and (path / "notebooks").is_dir()
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The project root: the nearest folder at or above ``start`` (default: the working directory)
+    holding ``_config.yml`` and ``notebooks/``; :class:`ProjectRootNotFound` when there is none."""
+    here = (Path.cwd() if start is None else Path(start)).expanduser().resolve()
+    if here.exists() and not here.is_dir():
+        here = here.parent
+    for folder in (here, *here.parents):
+        if is_project_root(folder):
+            return folder
+    raise ProjectRootNotFound(
+        f"no geomtl project at or above {here}: no folder there holds both {' and '.join(PROJECT_MARKERS)}. "
+        "Run from inside the project (its top folder or any folder below it), or pass --root PROJECT."
+    )
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """An explicit project root (checked, not searched upwards), or :func:`find_root` from the working directory."""
+    if root is None:
+        return find_root()
+    path = Path(root).expanduser().resolve()
+    if not is_project_root(path):
+        raise ProjectRootNotFound(f"{path} is not a geomtl project root: it must hold {' and '.join(PROJECT_MARKERS)}")
+    return path
+
+
+def __getattr__(name: str):
+    """``ROOT``: the project root of the working directory, looked up on each access (kept for
+    ``from geomtl_core.compendium.runner import ROOT``)."""
+    if name == "ROOT":
+        return find_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def code_hash(paths: list[Path]) -> str:
+    """sha256 over the bytes of the given files (sorted by path)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def library_files(root: Path | None = None) -> list[Path]:
+    """The library sources whose change invalidates every executed notebook: the package that
+    runs them (wherever it is installed), plus the project's own ``geomtl_core/`` if it has one."""
+    files = set(Path(__file__).resolve().parents[1].rglob("*.py"))
+    if root is not None:
+        files |= {p.resolve() for p in (Path(root) / "geomtl_core").rglob("*.py")}
+    return sorted(files)
+
+
+def run_key(notebook: Path, parameters: dict, root: Path | None = None) -> str:
+    """What an executed copy depends on: notebook, parameters and library code."""
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    h.update(code_hash(library_files(root)).encode())
+    return h.hexdigest()
+
+
+def git_commit(root: Path | None = None) -> str:
+    """Current commit (with ``-dirty`` when the tree has changes) of the repository holding ``root``
+    (default: the working directory), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def check_figures(executed: Path) -> int:
+    """Every cell tagged ``figure`` must have produced an image; returns the number of images."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    images = 0
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        has = any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+        images += has
+        if "figure" in cell.metadata.get("tags", []) and not has:
+            raise RuntimeError(f"{executed.name}: cell {k} should show a figure but produced none")
+    return images
+
+
+_REDRAWN = re.compile(r"\r[^\r\n]*")
+
+
+def strip_progress(nb) -> int:
+    """Drop progress bars from an executed notebook's outputs, so that the book shows results, not bars.
+
+    A progress bar (tqdm, as the library's export, feature and evaluation loops draw them) redraws its
+    line with ``\\r`` on stderr: every such redrawn segment is removed, and a stderr output left blank (as the
+    newline a closed bar prints) is dropped. Returns the number of outputs changed or dropped.
+    """
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+                clean = _REDRAWN.sub("", text)
+                if not clean.strip():
+                    changed += 1
+                    continue
+                if clean != text:
+                    out["text"] = clean
+                    changed += 1
+            kept.append(out)
+        cell["outputs"] = kept
+    return changed
+
+
+def kernel_name() -> str:
+    """The kernel the notebooks run on: the kernelspec ``geomtl`` when it runs this interpreter's environment
+    (``make install`` installs it into the venv), else ipykernel's ``python3`` of this interpreter."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        spec = None
+    if spec is not None and Path(spec.argv[0]).parent.resolve() == Path(sys.executable).parent.resolve():
+        return KERNEL_NAME
+    print(f"[runner] kernelspec {KERNEL_NAME!r} is not installed for {sys.executable} (`make install` installs it); "
+          "using python3", file=sys.stderr)
+    return "python3"
+
+
+def run_all(
+    scale: str,
+    notebooks_dir: Path | None = None,
+    out_dir: Path | None = None,
+    force: bool = False,
+    root: Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Execute each notebook in order; return one record per notebook (ran or skipped).
+
+    The kernels run in the project ``root`` (default: the project holding ``notebooks_dir``, or the
+    working directory's); ``progress`` shows one bar per notebook (cells done) on stderr, never in the
+    executed copies.
+    """
+    import os
+
+    import nbformat
+    import papermill as pm
+
+    scale_params(scale)  # an unknown scale is an error naming the valid ones
+    root = resolve_root(root) if root is not None else find_root(notebooks_dir)
+    notebooks_dir = root / "notebooks" if notebooks_dir is None else Path(notebooks_dir)
+    out_dir = root / "book" / "experiments" if out_dir is None else Path(out_dir)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the kernels (see geomtl_core/__init__)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = None
+    records = []
+    for nb in sorted(notebooks_dir.glob("[0-9]*.ipynb")):
+        params = {"scale": scale}
+        key = run_key(nb, params, root)
+        record_path = out_dir / f"{nb.stem}.run.json"
+        executed = out_dir / nb.name
+        if not force and executed.exists() and record_path.exists():
+            old = json.loads(record_path.read_text())
+            if old.get("key") == key:
+                print(f"[runner] {nb.name}: unchanged, skipped")
+                records.append({**old, "skipped": True})
+                continue
+        print(f"[runner] {nb.name}: executing at scale={scale}", flush=True)
+        kernel = kernel or kernel_name()
+        start = time.perf_counter()
+        pm.execute_notebook(
+            str(nb), str(executed), parameters=params, cwd=str(root), kernel_name=kernel,
+            progress_bar={"desc": nb.stem} if progress else False,
+        )
+        done = nbformat.read(executed, as_version=4)
+        if strip_progress(done):
+            nbformat.write(done, executed)
+        check_figures(executed)
+        record = {
+            "notebook": nb.name,
+            "parameters": params,
+            "key": key,
+            "git_commit": git_commit(root),
+            "versions": package_versions(),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        record_path.write_text(json.dumps(record, indent=2))
+        records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m geomtl_core.compendium.runner --scale default [--root PROJECT]``."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", default="default", choices=list(SCALES))
+    p.add_argument("--root", type=Path, default=None,
+                   help="the project folder (holding _config.yml and notebooks/); default: found at or above "
+                        "the working directory")
+    p.add_argument("--notebooks", type=Path, default=None, help="default: ROOT/notebooks")
+    p.add_argument("--out", type=Path, default=None, help="default: ROOT/book/experiments")
+    p.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no per-notebook progress bar on stderr")
+    args = p.parse_args(argv)
+    try:
+        root = resolve_root(args.root)
+    except ProjectRootNotFound as e:
+        p.error(str(e))
+    records = run_all(args.scale, args.notebooks, args.out, force=args.force, root=root, progress=args.progress)
+    print(f"[runner] {len(records)} notebook(s) at scale={args.scale} in {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

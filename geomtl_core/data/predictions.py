@@ -1,0 +1,169 @@
+"""Per-image prediction files: GeoEstimation's published layout and geomtl's own.
+
+GeoEstimation: ``img_id,gt_lat,predicted_lat,gt_long,predicted_long,great_circle_distance``
+followed by a blank line and a summary header + row, which we ignore.
+geomtl: ``img_id,true_lat,true_lon,pred_lat,pred_lon,error_km`` (extra columns allowed).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from geomtl_core.errors import InputError
+from geomtl_core.geo.geodesy import haversine_km, validate_coordinates
+
+import numpy as np
+
+LAYOUTS: dict[str, dict[str, str]] = {
+    "geoestimation": {
+        "id": "img_id",
+        "true_lat": "gt_lat",
+        "true_lon": "gt_long",
+        "pred_lat": "predicted_lat",
+        "pred_lon": "predicted_long",
+    },
+    "geomtl": {
+        "id": "img_id",
+        "true_lat": "true_lat",
+        "true_lon": "true_lon",
+        "pred_lat": "pred_lat",
+        "pred_lon": "pred_lon",
+    },
+}
+GEOMTL_COLUMNS = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km"]
+
+
+class PredictionFileError(InputError):
+    """A prediction file that cannot be read as one of the known layouts."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-image true and predicted coordinates with their great-circle errors."""
+
+    img_id: np.ndarray
+    true_lat: np.ndarray
+    true_lon: np.ndarray
+    pred_lat: np.ndarray
+    pred_lon: np.ndarray
+    layout: str
+
+    @property
+    def errors_km(self) -> np.ndarray:
+        """Haversine errors recomputed from the coordinates (never trusted from the file)."""
+        return haversine_km(self.true_lat, self.true_lon, self.pred_lat, self.pred_lon, validate=False)
+
+
+def detect_layout(header: list[str]) -> str:
+    """Name of the layout whose required columns are all in ``header``."""
+    cols = {h.strip() for h in header}
+    for name, spec in LAYOUTS.items():
+        if set(spec.values()) <= cols:
+            return name
+    wanted = " or ".join(",".join(spec.values()) for spec in LAYOUTS.values())
+    raise PredictionFileError(f"unknown prediction layout; header {header!r} lacks the columns {wanted}")
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read a per-image prediction CSV, stopping at the first blank line (summary follows)."""
+    path = Path(path)
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise PredictionFileError(f"{path}: empty file, expected a CSV header")
+        header = [h.strip() for h in header]
+        layout = detect_layout(header)
+        spec = LAYOUTS[layout]
+        idx = {k: header.index(v) for k, v in spec.items()}
+        rows: list[list[str]] = []
+        line_numbers: list[int] = []
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                break  # trailing summary block
+            if len(row) < len(header):
+                raise PredictionFileError(
+                    f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)}"
+                )
+            rows.append(row)
+            line_numbers.append(reader.line_num)
+    if not rows:
+        raise PredictionFileError(f"{path}: no prediction rows")
+    labels = np.array([f"line {n}" for n in line_numbers])
+
+    def column(key: str) -> np.ndarray:
+        try:
+            return np.array([float(r[idx[key]]) for r in rows])
+        except ValueError as exc:
+            bad = next(i for i, r in enumerate(rows) if not _is_float(r[idx[key]]))
+            raise PredictionFileError(
+                f"{path}:{line_numbers[bad]}: column {spec[key]!r} is not a number: {rows[bad][idx[key]]!r}"
+            ) from exc
+
+    tl, tn = validate_coordinates(column("true_lat"), column("true_lon"), what="true coordinates", labels=labels)
+    pl, pn = validate_coordinates(
+        column("pred_lat"), column("pred_lon"), what="predicted coordinates", labels=labels
+    )
+    ids = np.array([r[idx["id"]] for r in rows], dtype=object)
+    return Predictions(ids, tl, tn, pl, pn, layout)
+
+
+def write_predictions(
+    path: str | Path,
+    img_id: np.ndarray,
+    true_lat: np.ndarray,
+    true_lon: np.ndarray,
+    pred_lat: np.ndarray,
+    pred_lon: np.ndarray,
+    extra: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write predictions in geomtl's layout (readable by :func:`read_predictions`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    err = haversine_km(true_lat, true_lon, pred_lat, pred_lon)
+    extra = extra or {}
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(GEOMTL_COLUMNS + list(extra))
+        for i in range(len(img_id)):
+            w.writerow(
+                [img_id[i], f"{true_lat[i]:.6f}", f"{true_lon[i]:.6f}", f"{pred_lat[i]:.6f}",
+                 f"{pred_lon[i]:.6f}", f"{err[i]:.3f}"] + [extra[k][i] for k in extra]
+            )
+    return path
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def align_predictions(a: Predictions, b: Predictions, name_a: str = "A", name_b: str = "B",
+                      tolerance_deg: float = 1e-4) -> tuple[Predictions, Predictions]:
+    """Both files' rows in one order, matched by image id; an error names ids found in only one file,
+    duplicated ids, or images whose true coordinates disagree."""
+    ids_a, ids_b = a.img_id.astype(str), b.img_id.astype(str)
+    for name, ids in ((name_a, ids_a), (name_b, ids_b)):
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise PredictionFileError(f"{name}: {int((counts > 1).sum())} duplicated image ids, e.g. "
+                                      f"{uniq[counts > 1][:3].tolist()}")
+    only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
+    if len(only_a) or len(only_b):
+        raise PredictionFileError(
+            f"the files do not cover the same images: {len(only_a)} ids only in {name_a} "
+            f"(e.g. {only_a[:3].tolist()}), {len(only_b)} only in {name_b} (e.g. {only_b[:3].tolist()})")
+    order_b = np.argsort(ids_b)[np.searchsorted(np.sort(ids_b), ids_a)]
+    b = Predictions(*(getattr(b, f)[order_b] for f in ("img_id", "true_lat", "true_lon", "pred_lat", "pred_lon")),
+                    layout=b.layout)
+    off = (np.abs(a.true_lat - b.true_lat) > tolerance_deg) | (np.abs(a.true_lon - b.true_lon) > tolerance_deg)
+    if off.any():
+        raise PredictionFileError(f"{int(off.sum())} images have different true coordinates in {name_a} and "
+                                  f"{name_b}, e.g. {ids_a[off][:3].tolist()}")
+    return a, b
+

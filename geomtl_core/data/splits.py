@@ -1,0 +1,153 @@
+"""Turn a config's data section into partitionings, label tables and DataLoaders for each split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.data.dataset import FaultLog, GeoImageDataset, LabelTable, build_labels, make_loader
+from geomtl_core.errors import InputError
+from geomtl_core.data.images import TransformConfig
+from geomtl_core.data.metadata import read_metadata
+from geomtl_core.geo.partitioning import Partitioning, build_partitionings, read_cells_csv
+from geomtl_core.data.shards import open_source
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+KNOWN_SCENE_CLASSES = {"s3": 3, "s16": 16, "s365": 365}
+
+
+def split_paths(cfg: ExperimentConfig, split: str) -> tuple[Path, Path]:
+    """(images, metadata CSV) of a split: ``root/<name>/`` and ``root/<name>.csv`` by default."""
+    d = cfg.data
+    name = getattr(d, split)
+    p = Path(name)
+    if p.suffix == ".csv":  # explicit metadata file; images in a folder of the same stem
+        return p.with_suffix(""), p
+    root = Path(d.root)
+    return root / name, root / f"{name}.csv"
+
+
+def load_meta(cfg: ExperimentConfig, split: str) -> pd.DataFrame:
+    _, meta = split_paths(cfg, split)
+    if not meta.exists():
+        raise FileNotFoundError(f"metadata for split {split!r} not found at {meta} (data.root={cfg.data.root!r})")
+    return read_metadata(meta)
+
+
+def subsample(meta: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """Seeded random share of the training rows (for the training-set-size ablation)."""
+    if not 0 < fraction <= 1:
+        raise InputError(f"data.train_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return meta
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(meta), size=max(1, round(fraction * len(meta))), replace=False))
+    return meta.iloc[keep].reset_index(drop=True)
+
+
+def make_partitionings(cfg: ExperimentConfig, train_meta: pd.DataFrame) -> list[Partitioning]:
+    """Read the configured cells files, or build them from the training coordinates (coarse -> fine)."""
+    p = cfg.partition
+    if p.cells_files:
+        parts = [read_cells_csv(f) for f in p.cells_files]
+    else:
+        parts = build_partitionings(train_meta["lat"], train_meta["lon"], p.tau_max, p.tau_min)
+    for part in parts:
+        if len(part) == 0:
+            raise InputError(f"partitioning {part.name} has no cells: lower tau_min or add training data")
+    return sorted(parts, key=len)
+
+
+def scene_classes(cfg: ExperimentConfig, metas: list[pd.DataFrame]) -> dict[str, int]:
+    """Number of classes of each scene task (known sizes, else max label + 1 over all splits)."""
+    out = {}
+    for task in cfg.data.scene_tasks:
+        present = [m[task] for m in metas if task in m]
+        if not present:
+            raise InputError(f"scene task {task!r} is not a column of the metadata")
+        top = int(max(s.max() for s in present)) + 1
+        out[task] = max(KNOWN_SCENE_CLASSES.get(task, 0), top)
+    return out
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch), so a resumed run replays the same order.
+
+    With ``world > 1`` (data-parallel training) rank ``r`` takes positions ``r, r + world, …`` of the
+    permutation truncated to whole global batches (``batch * world``): the ranks' shares are disjoint,
+    together they are exactly what one process with a ``world`` times larger batch would read.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, batch: int = 1):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.rank, self.world, self.batch = rank, world, batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 100_003 + self.epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+        else:
+            perm = list(range(self.n))
+        if self.world == 1:
+            return perm
+        usable = (self.n // (self.batch * self.world)) * self.batch * self.world
+        return perm[:usable][self.rank :: self.world]
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        if self.world == 1:
+            return self.n
+        return (self.n // (self.batch * self.world)) * self.batch
+
+
+@dataclass
+class SplitData:
+    """One split: its labels and a ready DataLoader."""
+
+    labels: LabelTable
+    dataset: GeoImageDataset
+    loader: DataLoader
+
+
+def make_split(
+    cfg: ExperimentConfig,
+    split: str,
+    meta: pd.DataFrame,
+    parts: list[Partitioning],
+    train: bool,
+    faults: FaultLog | None = None,
+) -> SplitData:
+    """Labels + dataset + loader of a split (train: augmentation, epoch-seeded shuffling, full batches)."""
+    images, _ = split_paths(cfg, split)
+    source = open_source(images)
+    labels = build_labels(source.ids, meta, parts if train else [], cfg.data.scene_tasks)
+    if not train:  # evaluation keeps images outside every cell: label -1, masked out of that head's loss/accuracy
+        labels.targets.update({p.name: p.assign(labels.lat, labels.lon) for p in parts})
+    ds = GeoImageDataset(source, labels, TransformConfig(size=cfg.data.image_size), train=train, faults=faults,
+                         five_crop=cfg.data.five_crop and not train)
+    if len(ds) == 0:
+        raise InputError(f"split {split!r} has no usable images (report: {labels.report})")
+    if not train:
+        return SplitData(labels, ds, make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed,
+                                                 workers=cfg.data.workers, drop_last=False))
+    from geomtl_core.distributed import rank, world_size
+
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
+    loader = DataLoader(
+        ds, batch_size=cfg.train.batch_size, sampler=sampler,
+        num_workers=cfg.data.workers, drop_last=len(ds) >= cfg.train.batch_size,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+        multiprocessing_context="fork" if cfg.data.workers else None,
+    )
+    return SplitData(labels, ds, loader)

@@ -1,0 +1,253 @@
+"""Predict where photos were taken with a trained bundle: one call for files and folders.
+
+``predict(bundle_or_path, paths)`` returns one dict per input file (folders are expanded,
+recursively, in sorted order, hidden files skipped; every other file is tried, whatever its name):
+
+- ``lat``, ``lon``: the best guess (hierarchical f* when the bundle is hierarchical and has several
+  partitionings, else the finest partitioning), with ``method`` and ``score``;
+- ``place``, ``admin1``, ``country``, ``country_code``: the nearest GeoNames place (> 1000
+  inhabitants) to the guess, offline with ``reverse_geocoder``;
+- ``cells``: per partitioning (coarse -> fine) the top-k cells with ``class``, ``p``, the class
+  coordinates ``lat``/``lon`` and the S2 ``token``;
+- ``scene``: per scene task the top class (``label`` = the class name the bundle's training data gave it,
+  ``class``, ``p``);
+- ``true_lat``, ``true_lon``, ``error_km`` when the file carries a valid EXIF GPS position;
+- ``warnings`` (e.g. malformed EXIF GPS, ignored) and ``error`` (None, or why the file failed).
+
+Images are decoded and resized in a thread pool while the model runs on the previous batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from geomtl_core.data.exif import ExifInfo, read_exif
+from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
+from geomtl_core.errors import InputError
+from geomtl_core.geo.geodesy import haversine_km
+from geomtl_core.geo.geolocate import geolocate, softmax, top_k
+
+import numpy as np
+import torch
+from PIL import UnidentifiedImageError
+
+
+def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Files in input order; a folder contributes its files recursively, sorted, hidden ones skipped.
+
+    A path that does not exist is kept (it becomes a per-file error).
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            files.append(path)
+    return files
+
+
+@dataclass
+class Loaded:
+    """One input file after decoding: the model-ready HWC uint8 tensor, or the error."""
+
+    path: Path
+    image: torch.Tensor | None
+    exif: ExifInfo
+    error: str | None = None
+
+
+class Predictor:
+    """A bundle ready to predict: transform, hierarchy choice, cell tokens and the decode pool."""
+
+    def __init__(self, bundle, top_k: int = 5, batch_size: int = 32, workers: int | None = None):
+        if top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {top_k}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.bundle = bundle
+        self.k = top_k
+        self.batch_size = batch_size
+        # decode threads beside the model's own torch threads: one per two cores (1 on a 2-core laptop)
+        self.workers = max(1, workers if workers is not None else min(4, (os.cpu_count() or 2) // 2))
+        self.size = int(bundle.labels["image_size"])
+        self.cfg = TransformConfig(size=self.size)
+        self.transform = eval_transform(self.cfg)
+        self.min_side = round(self.size * self.cfg.resize_ratio)
+        self.parts = bundle.parts
+        hierarchical = bundle.labels.get("hierarchical", True) and len(self.parts) > 1
+        self.hierarchy = bundle.hierarchy if hierarchical else None
+        self.method = "hierarchy" if self.hierarchy is not None else self.parts[-1].name
+        self.tokens = {p.name: p.tokens for p in self.parts}
+        self.scene_tasks = [t for t in bundle.scene_tasks if t in bundle.model.task_names]
+        self.class_names = {t: bundle.class_names(t) for t in self.scene_tasks}
+
+    def load(self, path: Path) -> Loaded:
+        """Read, decode (upright), resize and centre-crop one file; never raises."""
+        exif = ExifInfo()
+        try:
+            data = path.read_bytes()
+            exif = read_exif(data)
+            img = decode_image(data, min_side=self.min_side)  # upright: EXIF orientation applied
+            x = self.transform(to_tensor(img)).permute(1, 2, 0).contiguous()
+            return Loaded(path, x, exif)
+        except ImageDecodeError as exc:
+            unknown = isinstance(exc.__cause__, UnidentifiedImageError)
+            return Loaded(path, None, exif, "not an image file (format not recognised)" if unknown else str(exc))
+        except IsADirectoryError:
+            return Loaded(path, None, exif, "is a folder, not an image file")
+        except FileNotFoundError:
+            return Loaded(path, None, exif, "no such file")
+        except OSError as exc:
+            return Loaded(path, None, exif, f"cannot read file: {exc.strerror or exc}")
+        except Exception as exc:
+            return Loaded(path, None, exif, f"cannot process image ({type(exc).__name__}: {exc})")
+
+    def raw_logits(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """Model logits of a (N, H, W, 3) uint8 batch, as float64 numpy."""
+        with torch.no_grad():
+            out = self.bundle.model(x, training=False)
+        return {t: np.asarray(v.detach().cpu().numpy(), dtype=np.float64) for t, v in out.items()}
+
+    def run(
+        self, files: list[Path], progress: bool | None = False, on_probs: Callable[[dict, dict], None] | None = None
+    ) -> Iterator[dict]:
+        """Results in input order, streamed batch by batch (next batch decoded while the model runs).
+
+        ``on_probs(result, {task: probabilities})`` is called for every successful image.
+        """
+        from tqdm.auto import tqdm
+
+        chunks = [files[i : i + self.batch_size] for i in range(0, len(files), self.batch_size)]
+        bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress if progress is not None else None)
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending = [pool.submit(self.load, f) for f in chunks[0]] if chunks else []
+            for i in range(len(chunks)):
+                loaded = [f.result() for f in pending]
+                pending = [pool.submit(self.load, f) for f in chunks[i + 1]] if i + 1 < len(chunks) else []
+                yield from self.predict_batch(loaded, on_probs)
+                bar.update(len(loaded))
+        bar.close()
+
+    def predict_batch(self, loaded: list[Loaded], on_probs=None) -> list[dict]:
+        """Result dicts of one batch of loaded files (failed ones carry ``error``)."""
+        results = [_base_result(item) for item in loaded]
+        good = [i for i, item in enumerate(loaded) if item.image is not None]
+        if not good:
+            return results
+        logits = self.raw_logits(torch.stack([loaded[i].image for i in good]))
+        probs = {t: softmax(v) for t, v in logits.items()}
+        locs = geolocate(probs, self.parts, self.hierarchy)
+        best = locs[self.method]
+        places = reverse_geocode(best.lat, best.lon)
+        cells = {}
+        for part in self.parts:
+            idx, p = top_k(probs[part.name], self.k)
+            lat, lon = part.class_coordinates(idx.ravel())
+            cells[part.name] = (idx, p, lat.reshape(idx.shape), lon.reshape(idx.shape))
+        for j, i in enumerate(good):
+            r = results[i]
+            r.update(lat=float(best.lat[j]), lon=float(best.lon[j]), method=self.method, score=float(best.score[j]))
+            r.update(places[j])
+            r["cells"] = {
+                name: [{"class": int(c), "p": float(pp), "lat": float(la), "lon": float(lo),
+                        "token": self.tokens[name][int(c)]}
+                       for c, pp, la, lo in zip(idx[j], p[j], lat[j], lon[j], strict=True)]
+                for name, (idx, p, lat, lon) in cells.items()
+            }
+            r["scene"] = {}
+            for t in self.scene_tasks:
+                c = int(probs[t][j].argmax())
+                r["scene"][t] = {"label": self.class_names[t][c], "class": c, "p": float(probs[t][j, c])}
+            gps = loaded[i].exif.gps
+            if gps is not None:
+                err = haversine_km(gps[0], gps[1], r["lat"], r["lon"])
+                r.update(true_lat=gps[0], true_lon=gps[1], error_km=float(err))
+            if on_probs is not None:
+                on_probs(r, {t: v[j] for t, v in probs.items()})
+        return results
+
+
+def _base_result(item: Loaded) -> dict:
+    return {"path": str(item.path), "error": item.error, "warnings": list(item.exif.warnings),
+            "lat": None, "lon": None, "true_lat": None, "true_lon": None, "error_km": None}
+
+
+def reverse_geocode(lat: np.ndarray, lon: np.ndarray) -> list[dict[str, str]]:
+    """Nearest GeoNames place (cities > 1000 inhabitants) of each coordinate, offline, one batched query."""
+    if len(lat) == 0:
+        return []
+    import reverse_geocoder as rg
+
+    hits = rg.search([(float(a), float(b)) for a, b in zip(lat, lon, strict=True)], mode=1, verbose=False)
+    return [{"place": h["name"], "admin1": h["admin1"], "country": country_name(h["cc"]), "country_code": h["cc"]}
+            for h in hits]
+
+
+_COUNTRIES: dict[str, str] | None = None
+
+
+def country_name(code: str) -> str:
+    """English name of an ISO 3166 alpha-2 code (Babel's CLDR data when installed), else the code."""
+    global _COUNTRIES
+    if _COUNTRIES is None:
+        try:
+            from babel import Locale
+
+            _COUNTRIES = dict(Locale("en").territories)
+        except ImportError:  # pragma: no cover - babel comes with the book tooling
+            _COUNTRIES = {}
+    return _COUNTRIES.get(code, code)
+
+
+def predict(
+    bundle_or_path,
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    top_k: int = 5,
+    batch_size: int = 32,
+    *,
+    map_out: str | os.PathLike | None = None,
+    map_dpi: int = 100,
+    progress: bool | None = False,
+    workers: int | None = None,
+) -> list[dict]:
+    """One dict per input file (see the module docstring); failed files carry ``error``.
+
+    ``map_out``: write a probability map per image (see :func:`geomtl_core.inference.maps.map_paths`).
+    """
+    from geomtl_core.models.bundle import Bundle, load_bundle
+
+    bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+    files = expand_inputs(paths)
+    return list(iter_predict(bundle, files, top_k, batch_size, map_out=map_out, map_dpi=map_dpi, progress=progress,
+                             workers=workers))
+
+
+def iter_predict(bundle, files: list[Path], top_k: int = 5, batch_size: int = 32, *, map_out=None, map_dpi: int = 100,
+                 progress: bool | None = False, workers: int | None = None) -> Iterator[dict]:
+    """Streaming form of :func:`predict` over an expanded file list."""
+    predictor = Predictor(bundle, top_k=top_k, batch_size=batch_size, workers=workers)
+    on_probs = None
+    if map_out is not None:
+        from geomtl_core.inference.maps import map_paths, plot_prediction
+
+        targets = map_paths(map_out, files)
+
+        def on_probs(result: dict, probs: dict) -> None:
+            out = targets[result["path"]]
+            try:
+                plot_prediction(result, probs, bundle.parts, out, dpi=map_dpi)
+                result["map"] = str(out)
+            except Exception as exc:
+                result["warnings"].append(f"map not written ({type(exc).__name__}: {exc})")
+
+    yield from predictor.run(files, progress=progress, on_probs=on_probs)

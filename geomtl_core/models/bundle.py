@@ -1,0 +1,106 @@
+"""A model bundle: one folder with everything evaluation and prediction need.
+
+``model.keras`` (loaded with ``safe_mode=True``), ``cells/*.csv`` (partitionings, coarse -> fine),
+``labels.json`` (task names and sizes, the class names of every scene head, the dataset trained on),
+``config.yaml``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.geo.partitioning import Hierarchy, Partitioning, read_cells_csv, relate, write_cells_csv
+
+
+@dataclass
+class Bundle:
+    """A trained model with its partitionings, hierarchy, label maps and config."""
+
+    path: Path
+    model: object
+    parts: list[Partitioning]
+    hierarchy: Hierarchy
+    labels: dict
+    config: ExperimentConfig
+
+    @property
+    def scene_tasks(self) -> dict[str, int]:
+        return self.labels["scene_tasks"]
+
+    def class_names(self, task: str) -> list[str]:
+        """Names of a scene head's classes as the training data defined them; indices when it defined none
+        (bundles saved before names were recorded included)."""
+        names = self.labels.get("class_names", {}).get(task)
+        return list(names) if names else [str(k) for k in range(int(self.scene_tasks[task]))]
+
+    @property
+    def dataset(self) -> dict[str, str]:
+        """``{"name", "kind"}`` of the training data (``kind``: ``overhead_proxy`` or ``photos``)."""
+        return self.labels.get("dataset", {"name": "unknown", "kind": "unknown"})
+
+    @property
+    def caution(self) -> str | None:
+        """One line to show before predicting photos with a model trained on the overhead proxy."""
+        from geomtl_core.data.scenes import OVERHEAD_PROXY_CAUTION
+
+        return OVERHEAD_PROXY_CAUTION if self.dataset.get("kind") == "overhead_proxy" else None
+
+
+def save_bundle_metadata(out: Path, cfg: ExperimentConfig, parts: list[Partitioning], scene: dict[str, int]) -> None:
+    """Write config, partitionings, label maps, class names and the dataset's description (done once,
+    at the start of training)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.yaml")
+    for part in parts:
+        write_cells_csv(part, out / "cells" / f"{part.name}.csv")
+    from geomtl_core.data.scenes import class_names, dataset_description
+
+    labels = {"partitionings": [p.name for p in parts], "scene_tasks": scene,
+              "class_names": class_names(scene, cfg.data.root),
+              "dataset": dataset_description(cfg.data.root),
+              "hierarchical": bool(cfg.partition.hierarchical), "image_size": cfg.data.image_size}
+    (out / "labels.json").write_text(json.dumps(labels, indent=2))
+
+
+def read_partitionings(out: Path) -> list[Partitioning]:
+    labels = json.loads((out / "labels.json").read_text())
+    parts = []
+    for name in labels["partitionings"]:
+        part = read_cells_csv(out / "cells" / f"{name}.csv")
+        part.name = name
+        parts.append(part)
+    return parts
+
+
+def load_bundle(path: str | Path, model_file: str = "model.keras") -> Bundle:
+    """Load a bundle folder; clear errors for anything missing."""
+    import geomtl_core.models.multitask  # noqa: F401 - registers the custom classes for deserialisation
+
+    import keras
+
+    path = Path(path)
+    for f in ("labels.json", "config.yaml", model_file):
+        if not (path / f).exists():
+            raise FileNotFoundError(f"{path} is not a complete model bundle: {f} is missing")
+    model = keras.saving.load_model(path / model_file, safe_mode=True, compile=False)
+    parts = read_partitionings(path)
+    labels = json.loads((path / "labels.json").read_text())
+    return Bundle(path, model, parts, relate(parts), labels, ExperimentConfig.load(path / "config.yaml"))
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Save to a temporary file and rename, so a kill never leaves a half-written model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)

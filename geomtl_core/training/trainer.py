@@ -1,0 +1,273 @@
+"""Training with ``keras.Model.fit``: SGD + step decay or AdamW + cosine, a checkpoint every
+epoch, and ``resume`` that continues a killed run exactly (weights, optimizer, schedule,
+data order and RNG)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
+from geomtl_core import distributed as dist
+from geomtl_core.config import ExperimentConfig, differences
+from geomtl_core.data.dataset import FaultLog
+from geomtl_core.data.splits import load_meta, make_partitionings, make_split, scene_classes, subsample
+from geomtl_core.errors import InputError
+from geomtl_core.geo.partitioning import relate
+from geomtl_core.inference.evaluation import evaluate_split
+from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
+from geomtl_core.models.multitask import GeoMTLModel, compile_model
+
+import keras
+import numpy as np
+import torch
+
+
+def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """SGD with step decay (GeoEstimation) or AdamW with cosine decay, schedules in optimizer steps."""
+    t = cfg.train
+    if t.schedule == "step":
+        every = max(1, t.step_every) * steps_per_epoch
+        n = max(1, t.epochs // max(1, t.step_every))
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [every * k for k in range(1, n + 1)], [t.lr * t.step_gamma**k for k in range(n + 1)]
+        )
+    elif t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.lr, decay_steps=max(1, t.epochs * steps_per_epoch))
+    elif t.schedule == "constant":
+        lr = t.lr
+    else:
+        raise InputError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    raise InputError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
+
+
+class EpochSetup(keras.callbacks.Callback):
+    """Before each epoch: data order and all RNGs become a function of (seed, epoch) alone."""
+
+    def __init__(self, loader, seed: int, faults: FaultLog):
+        super().__init__()
+        self.loader, self.seed, self.faults = loader, seed, faults
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loader.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(self.seed * 7919 + epoch)
+        keras.utils.set_random_seed(self.seed * 7919 + epoch)
+        self.faults.epoch = epoch
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Atomically save model + optimizer and the epoch reached; report skipped images."""
+
+    def __init__(self, out: Path, faults: FaultLog):
+        super().__init__()
+        self.out, self.faults = out, faults
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = self.faults.entries(epoch)
+        if logs is not None:
+            logs["skipped_images"] = len(bad)
+        if bad:
+            print(f"\nepoch {epoch + 1}: skipped {len(bad)} unreadable images (see {self.faults.path})")
+        save_model_atomic(self.model, self.out / "checkpoints" / "last.keras")
+        write_json_atomic({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}},
+                          self.out / "checkpoints" / "state.json")
+
+
+def truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of epochs ``< epochs`` of a CSVLogger file, atomically.
+
+    Each epoch's row is written just before its checkpoint, so a run killed between the two has logged an
+    epoch that resuming runs again: without this, history.csv would hold that epoch twice. (Checkpointing
+    first would instead lose the row of an epoch killed in between.)
+    """
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines[1:] if line.endswith("\n") and line.split(",", 1)[0].isdigit()
+            and int(line.split(",", 1)[0]) < epochs]
+    tmp = path.with_suffix(".tmp.csv")
+    tmp.write_text("".join(lines[:1] + keep))
+    tmp.replace(path)
+
+
+def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: str | None = None) -> GeoMTLModel:
+    m = cfg.model
+    return GeoMTLModel(
+        {p.name: len(p) for p in parts}, scene, backbone=backbone or m.backbone, input_size=cfg.data.image_size,
+        width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
+        neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
+        task_weights={s: m.scene_weight for s in scene},
+    )
+
+
+def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
+    """Where the frozen backbone's features of a split are cached (shared by all runs that can)."""
+    from geomtl_core.data.features import cache_key
+
+    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{Path(cfg.data.root).resolve()}:{split}")
+    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{split}_{key}.npz"
+
+
+def uses_cached_features(cfg: ExperimentConfig) -> bool:
+    """Frozen backbone + cache_features: train neck and heads on features extracted once."""
+    return cfg.model.freeze_backbone and cfg.train.cache_features and cfg.model.backbone != "features"
+
+
+def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
+    """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
+    from geomtl_core.data.dataset import GeoImageDataset
+    from geomtl_core.data.features import FeatureDataset, extract_features
+    from geomtl_core.data.images import TransformConfig
+    from geomtl_core.data.splits import EpochSampler
+
+    from torch.utils.data import DataLoader
+
+    plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
+                            train=False)
+    def path(ds, split: str) -> Path:
+        return feature_cache_path(cfg, split)
+
+    kw = {"workers": cfg.data.workers, "progress": progress}
+    for turn in ("first", "others"):  # rank 0 fills the cache; the other processes then read it
+        if (turn == "first") == (dist.rank() == 0):
+            f_train = extract_features(full, plain, path(plain, "train"), **kw)
+            f_val = extract_features(full, val_split.dataset, path(val_split.dataset, "val"), **kw)
+        dist.barrier()
+    ds = FeatureDataset(f_train, train_split.labels.targets)
+    bs = cfg.train.batch_size
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs)
+    loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=0,
+                        drop_last=len(ds) >= bs, generator=torch.Generator().manual_seed(cfg.train.seed))
+    val_loader = DataLoader(FeatureDataset(f_val, val_split.labels.targets), batch_size=256, shuffle=False)
+    return loader, val_loader
+
+
+RESUMABLE_KEYS = frozenset({"train.epochs"})
+"""Config keys a resumed run may change: more (or fewer) epochs. Anything else would make the resumed
+run a different experiment from the one its checkpoint belongs to. The optimizer's learning-rate
+schedule is restored from the checkpoint as it was built."""
+
+
+def resume_config(out: Path, requested: ExperimentConfig | None) -> ExperimentConfig:
+    """The saved config of a run, with the changes of ``requested`` that are safe to resume with.
+
+    Refuses (InputError naming each key, saved and requested value) any other change; records an
+    accepted change in ``training_log.jsonl`` and in the saved ``config.yaml``.
+    """
+    saved = ExperimentConfig.load(out / "config.yaml")
+    if requested is None:
+        return saved
+    changed = differences(saved, requested)
+    refused = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
+    if refused:
+        detail = "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, (a, b) in refused.items())
+        raise InputError(f"--resume continues the saved run of {out}; these settings differ from it: {detail}. "
+                         f"Only {', '.join(sorted(RESUMABLE_KEYS))} may change on resume; "
+                         "start a new run (--out) for anything else")
+    if changed and dist.rank() == 0:
+        state = json.loads((out / "checkpoints" / "state.json").read_text())
+        event = {"event": "resume", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": state["epoch"],
+                 "changed": {k: {"saved": a, "now": b} for k, (a, b) in changed.items()}}
+        with (out / "training_log.jsonl").open("a") as fh:
+            fh.write(json.dumps(event) + "\n")
+        requested.save(out / "config.yaml")
+        print(f"resuming {out} with changed settings: "
+              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+    return requested
+
+
+def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False, verbose: int | str = "auto") -> dict:
+    """Train (or resume) into a bundle folder; returns the final metrics (also in metrics.json).
+
+    With ``resume``, ``cfg`` (None: the saved one) may differ from the saved config only in
+    :data:`RESUMABLE_KEYS`; see :func:`resume_config`.
+    """
+    out = Path(out_dir)
+    state_path = out / "checkpoints" / "state.json"
+    if resume and not state_path.exists():
+        raise FileNotFoundError(f"nothing to resume: {state_path} not found")
+    if not resume and state_path.exists():
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    dist.init_from_env()
+    if resume:
+        cfg = resume_config(out, cfg)
+    elif cfg is None:
+        raise InputError("a new training run needs a config")
+    lead = dist.rank() == 0
+    verbose = verbose if lead else 0
+    keras.utils.set_random_seed(cfg.train.seed)
+    progress = verbose not in (0, "0")
+    train_meta = subsample(load_meta(cfg, "train"), cfg.data.train_fraction, cfg.train.seed)
+    val_meta = load_meta(cfg, "val")
+    if resume:
+        parts = read_partitionings(out)
+        scene = json.loads((out / "labels.json").read_text())["scene_tasks"]
+    else:
+        parts = make_partitionings(cfg, train_meta)
+        scene = scene_classes(cfg, [train_meta, val_meta])
+        if lead:
+            save_bundle_metadata(out, cfg, parts, scene)
+        dist.barrier()
+    faults = FaultLog(out / "faults.tsv")
+    train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
+    val_split = make_split(cfg, "val", val_meta, parts, train=False)
+    cached = uses_cached_features(cfg)
+    if cached:  # the final image model, built first (seeded), provides the frozen backbone
+        keras.utils.set_random_seed(cfg.train.seed)
+        full = _build_model(cfg, parts, scene)
+        full(np.zeros((1, cfg.data.image_size, cfg.data.image_size, 3), "uint8"))
+        loader, val_loader = _feature_inputs(cfg, full, train_split, val_split, progress)
+    else:
+        loader, val_loader = train_split.loader, val_split.loader
+    if resume:
+        model = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True)
+        initial_epoch = json.loads(state_path.read_text())["epoch"]
+    else:
+        model = _build_model(cfg, parts, scene, backbone="features" if cached else None)
+        compile_model(model, make_optimizer(cfg, len(loader)))
+        initial_epoch = 0
+    dist.broadcast_weights(model)
+    callbacks = [EpochSetup(loader, cfg.train.seed, faults), dist.ReduceLogs()]
+    if lead:  # one writer: logs and checkpoints come from rank 0 only; an epoch is logged, then checkpointed
+        if resume:  # forget epochs logged after the checkpoint (killed in between): they run again
+            truncate_history(out / "history.csv", initial_epoch)
+        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume), Checkpoint(out, faults)]
+    start = time.perf_counter()
+    if initial_epoch < cfg.train.epochs:
+        model.fit(loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=verbose, shuffle=False, validation_data=val_loader if cfg.train.validate else None)
+    train_time = time.perf_counter() - start
+    if not lead:
+        dist.barrier()
+        return {}
+    metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
+               "data_report": train_split.labels.report, "cached_features": cached}
+    hierarchy = relate(parts) if cfg.partition.hierarchical else None
+    eval_split = dataclasses.replace(val_split, loader=val_loader)
+    metrics["val"] = evaluate_split(model, eval_split, parts, hierarchy, out / "predictions_val.csv",
+                                    progress=progress)
+    if cached:  # the bundle holds an ordinary image model: frozen backbone + the trained neck and heads
+        from geomtl_core.data.features import transfer_head_weights
+
+        transfer_head_weights(model, full)
+        model = full
+    metrics["params"] = int(model.count_params())
+    save_model_atomic(model, out / "model.keras")
+    write_json_atomic(metrics, out / "metrics.json")
+    dist.barrier()
+    return metrics
+
+
+def final_logs(out: str | Path) -> dict[str, float]:
+    """Last row of the training log (for comparing resumed and uninterrupted runs)."""
+    import csv
+
+    rows = list(csv.DictReader((Path(out) / "history.csv").open()))
+    last = {k: float(v) for k, v in rows[-1].items() if k != "epoch" and v not in ("", "NA")}
+    return last | {"epochs_logged": float(len(rows))}

@@ -145,7 +145,7 @@ def test_pipeline_batches_have_fixed_shape_and_all_labels(dataset_dir):
     rep = labels.report
     assert rep["images_without_metadata"] == 0 and rep["metadata_without_image"] == 0
     assert rep["usable"] == 200 - max(rep["outside_coarse"], rep["outside_fine"]) > 180  # counted, not lost
-    loader = make_loader(ds, batch_size=32, shuffle=True, workers=2)
+    loader = make_loader(ds, batch_size=32, shuffle=True, workers=2, drop_last=True)
     batches = list(loader)
     assert len(batches) == rep["usable"] // 32
     x, y = batches[0]

@@ -31,17 +31,20 @@ def make_toy_dataset(root: Path, n_train: int = 600, n_val: int = 120, size: int
     return root
 
 
-def train_tiny_bundle(root: Path, out: Path, scene_tasks: tuple[str, ...] = ("s3",), **cfg_overrides) -> Path:
+def train_tiny_bundle(root: Path, out: Path, scene_tasks: tuple[str, ...] = ("s3",), data_cache: Path | None = None,
+                      **cfg_overrides) -> Path:
     """Train a 1-epoch bundle (32 px, three partitionings) on a toy dataset folder; a few seconds."""
-    from geomtl_core.config import ExperimentConfig
+    from geomtl_core.config import ExperimentConfig, deep_merge
     from geomtl_core.training.trainer import train
 
-    cfg = ExperimentConfig.from_dict({
-        "data": {"root": str(root), "image_size": 32, "workers": 0, "scene_tasks": list(scene_tasks)},
+    data = {"root": str(root), "image_size": 32, "workers": 0, "scene_tasks": list(scene_tasks)}
+    if data_cache is not None:
+        data["cache_dir"] = str(data_cache)
+    cfg = ExperimentConfig.from_dict(deep_merge({
+        "data": data,
         "partition": {"tau_min": 5, "tau_max": [200, 100, 60]},
         "model": {"neck_units": 32},
         "train": {"epochs": 1, "batch_size": 32},
-        **cfg_overrides,
-    })
+    }, cfg_overrides))
     train(cfg, out, verbose=0)
     return out

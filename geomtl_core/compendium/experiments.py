@@ -68,7 +68,9 @@ def experiment_config(scale: str, overrides: dict | None = None, root: Path | No
     return ExperimentConfig.from_dict(deep_merge(base, overrides or {}))
 
 
-PRESENTATION_MODULES = ("compendium/", "cli/", "inference/predict.py", "inference/maps.py", "geo/basemap.py")
+PRESENTATION_MODULES = (
+    "compendium/", "cli/", "inference/predict.py", "inference/maps.py", "inference/geocode.py", "geo/basemap.py",
+)
 """Library paths that only present results (their edits never change a trained run)."""
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -138,13 +140,13 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
 
 def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
     """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
+    from geomtl_core.data.dataset import make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
     from geomtl_core.data.splits import load_meta, make_split
     from geomtl_core.inference.evaluation import evaluate_split
     from geomtl_core.models.bundle import load_bundle
     from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
 
-    from torch.utils.data import DataLoader
 
     bundle = load_bundle(out)
     data = make_split(cfg, split, load_meta(cfg, split), bundle.parts, train=False)
@@ -154,7 +156,7 @@ def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
         return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False)
     feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
                              progress=False)
-    loader = DataLoader(FeatureDataset(feats, data.labels.targets), batch_size=512, shuffle=False)
+    loader = make_loader(FeatureDataset(feats, data.labels.targets), 512, seed=cfg.train.seed)
     from dataclasses import replace
 
     return evaluate_split(bundle.model, replace(data, loader=loader), bundle.parts, hierarchy, csv,

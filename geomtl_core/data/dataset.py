@@ -29,7 +29,7 @@ from geomtl_core.data.shards import FolderSource, ShardIndex
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -178,25 +178,33 @@ class GeoImageDataset(Dataset):
 
 
 def make_loader(
-    dataset: GeoImageDataset,
+    dataset: Dataset,
     batch_size: int,
-    shuffle: bool,
+    *,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
     seed: int = 0,
-    workers: int = 2,
-    drop_last: bool | None = None,
+    workers: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader with fixed-shape batches (train drops the last partial batch) and seeded order."""
+    """The one DataLoader builder: seeded order and worker seeds (a resumed run replays both), forked
+    workers, and ``drop_last`` for fixed-shape training batches; ``sampler`` overrides ``shuffle``.
+
+    Always seeded, so iterating never draws from torch's global RNG (model initialisation after it
+    stays independent of how many loaders ran before).
+    """
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         generator=g,
         num_workers=workers,
-        drop_last=dataset.train if drop_last is None else drop_last,
+        drop_last=drop_last,
         persistent_workers=False,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=_seed_worker if workers else None,
         multiprocessing_context="fork" if workers and os.name == "posix" else None,
     )
 

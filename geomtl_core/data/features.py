@@ -54,8 +54,9 @@ def extract_features(
 
 
 def _run(model, dataset: Dataset, batch_size: int, workers: int, progress: bool) -> np.ndarray:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        multiprocessing_context="fork" if workers else None)
+    from geomtl_core.data.dataset import make_loader
+
+    loader = make_loader(dataset, batch_size, workers=workers)
     out = []
     for batch in tqdm(loader, desc=f"features {model.backbone_name}", disable=not progress, leave=False):
         x = batch[0]

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geomtl_core.data.layouts import Layout, detect_layout
 from geomtl_core.errors import InputError
 
 import numpy as np
 import pandas as pd
 
-LAT_NAMES = ("lat", "latitude", "gt_lat")
-LON_NAMES = ("lon", "lng", "long", "longitude", "gt_long")
-
-
 def coordinate_columns(columns: list[str] | pd.Index) -> tuple[str, str]:
     """Names of the latitude and longitude columns (case-insensitive, order-independent)."""
-    lower = {str(c).strip().lower(): str(c) for c in columns}
-    lat = next((lower[n] for n in LAT_NAMES if n in lower), None)
-    lon = next((lower[n] for n in LON_NAMES if n in lower), None)
-    if lat is None or lon is None:
-        raise InputError(
-            f"no latitude/longitude columns among {list(columns)}; expected one of {LAT_NAMES} "
-            f"and one of {LON_NAMES} (any case)"
-        )
-    return lat, lon
+    cols = detect_layout(columns, "coordinates").columns
+    return cols["lat"], cols["lon"]
 
 
 def read_coordinates_csv(path: str | Path) -> tuple[pd.DataFrame, str, str]:
@@ -45,33 +35,16 @@ CANONICAL = ["img_id", "lat", "lon"]
 SCENE_COLUMNS = {"S3_Label": "s3", "S16_Label": "s16", "S365_Label": "s365"}
 PROB_COLUMNS = {"Prob_indoor": "p_indoor", "Prob_natural": "p_natural", "Prob_urban": "p_urban"}
 
-LAYOUTS: dict[str, dict[str, str]] = {
-    # GeoEstimation's MP-16 / Im2GPS / Im2GPS3k layout
-    "geoestimation": {"img_id": "IMG_ID", "lat": "LAT", "lon": "LON"},
-    # YFCC25600 as redistributed with a renamed header
-    "yfcc25600": {"img_id": "name", "lat": "lat", "lon": "lon"},
-    # YFCC100M dump layout (YFCC4k): lon comes before lat; ids in `name`
-    "yfcc100m": {"img_id": "name", "lat": "lat", "lon": "lon"},
-}
-
-
 class MetadataError(InputError):
     """A metadata table that is missing columns or holds invalid rows; names them."""
 
 
-def detect_metadata_layout(columns: list[str] | pd.Index) -> str:
-    """Which published layout a header is (by column names, never by position)."""
-    cols = set(columns)
-    if {"IMG_ID", "LAT", "LON"} <= cols:
-        return "geoestimation"
-    if {"RecordNumber", "PhotoURL"} & cols and {"name", "lat", "lon"} <= cols:
-        return "yfcc100m"
-    if {"name", "lat", "lon"} <= cols:
-        return "yfcc25600"
-    raise MetadataError(
-        f"unknown metadata layout; columns {list(columns)[:12]} lack IMG_ID,LAT,LON (GeoEstimation) "
-        "or name,lat,lon (YFCC25600 / YFCC100M)"
-    )
+def detect_metadata_layout(columns: list[str] | pd.Index) -> Layout:
+    """Which published metadata layout a header is (by column names, never by position)."""
+    try:
+        return detect_layout(columns, "metadata")
+    except InputError as exc:
+        raise MetadataError(str(exc)) from exc
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:
@@ -87,8 +60,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise MetadataError(f"{path}: empty file") from exc
     layout = detect_metadata_layout(df.columns)
-    spec = LAYOUTS[layout]
-    out = pd.DataFrame({k: df[v] for k, v in spec.items()})
+    out = pd.DataFrame({k: df[v] for k, v in layout.columns.items()})
     out["img_id"] = out["img_id"].astype(str)
     for name in ("lat", "lon"):
         out[name] = pd.to_numeric(out[name], errors="coerce")
@@ -114,6 +86,6 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
             raise MetadataError(f"{path}: missing {col} labels for ids {missing}")
         if col in out:
             out[col] = out[col].astype(np.int64)
-    out.attrs["layout"] = layout
+    out.attrs["layout"] = layout.name
     out.attrs["source"] = str(path)
     return out

@@ -11,27 +11,12 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from geomtl_core.data.layouts import Layout, detect_layout
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km, validate_coordinates
 
 import numpy as np
 
-LAYOUTS: dict[str, dict[str, str]] = {
-    "geoestimation": {
-        "id": "img_id",
-        "true_lat": "gt_lat",
-        "true_lon": "gt_long",
-        "pred_lat": "predicted_lat",
-        "pred_lon": "predicted_long",
-    },
-    "geomtl": {
-        "id": "img_id",
-        "true_lat": "true_lat",
-        "true_lon": "true_lon",
-        "pred_lat": "pred_lat",
-        "pred_lon": "pred_lon",
-    },
-}
 GEOMTL_COLUMNS = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km"]
 
 
@@ -56,14 +41,12 @@ class Predictions:
         return haversine_km(self.true_lat, self.true_lon, self.pred_lat, self.pred_lon, validate=False)
 
 
-def detect_layout(header: list[str]) -> str:
-    """Name of the layout whose required columns are all in ``header``."""
-    cols = {h.strip() for h in header}
-    for name, spec in LAYOUTS.items():
-        if set(spec.values()) <= cols:
-            return name
-    wanted = " or ".join(",".join(spec.values()) for spec in LAYOUTS.values())
-    raise PredictionFileError(f"unknown prediction layout; header {header!r} lacks the columns {wanted}")
+def detect_prediction_layout(header: list[str]) -> Layout:
+    """The prediction layout whose required columns are all in ``header``."""
+    try:
+        return detect_layout(header, "predictions")
+    except InputError as exc:
+        raise PredictionFileError(str(exc)) from exc
 
 
 def read_predictions(path: str | Path) -> Predictions:
@@ -75,8 +58,8 @@ def read_predictions(path: str | Path) -> Predictions:
         if not header:
             raise PredictionFileError(f"{path}: empty file, expected a CSV header")
         header = [h.strip() for h in header]
-        layout = detect_layout(header)
-        spec = LAYOUTS[layout]
+        layout = detect_prediction_layout(header)
+        spec = layout.columns
         idx = {k: header.index(v) for k, v in spec.items()}
         rows: list[list[str]] = []
         line_numbers: list[int] = []
@@ -102,12 +85,12 @@ def read_predictions(path: str | Path) -> Predictions:
                 f"{path}:{line_numbers[bad]}: column {spec[key]!r} is not a number: {rows[bad][idx[key]]!r}"
             ) from exc
 
-    tl, tn = validate_coordinates(column("true_lat"), column("true_lon"), what="true coordinates", labels=labels)
+    tl, tn = validate_coordinates(column("lat"), column("lon"), what="true coordinates", labels=labels)
     pl, pn = validate_coordinates(
         column("pred_lat"), column("pred_lon"), what="predicted coordinates", labels=labels
     )
-    ids = np.array([r[idx["id"]] for r in rows], dtype=object)
-    return Predictions(ids, tl, tn, pl, pn, layout)
+    ids = np.array([r[idx["img_id"]] for r in rows], dtype=object)
+    return Predictions(ids, tl, tn, pl, pn, layout.name)
 
 
 def write_predictions(

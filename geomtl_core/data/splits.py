@@ -139,15 +139,11 @@ def make_split(
     if len(ds) == 0:
         raise InputError(f"split {split!r} has no usable images (report: {labels.report})")
     if not train:
-        return SplitData(labels, ds, make_loader(ds, cfg.train.batch_size, shuffle=False, seed=cfg.train.seed,
-                                                 workers=cfg.data.workers, drop_last=False))
+        return SplitData(labels, ds, make_loader(ds, cfg.train.batch_size, seed=cfg.train.seed,
+                                                 workers=cfg.data.workers))
     from geomtl_core.distributed import rank, world_size
 
     sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
-    loader = DataLoader(
-        ds, batch_size=cfg.train.batch_size, sampler=sampler,
-        num_workers=cfg.data.workers, drop_last=len(ds) >= cfg.train.batch_size,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
-        multiprocessing_context="fork" if cfg.data.workers else None,
-    )
+    loader = make_loader(ds, cfg.train.batch_size, sampler=sampler, seed=cfg.train.seed, workers=cfg.data.workers,
+                         drop_last=len(ds) >= cfg.train.batch_size)
     return SplitData(labels, ds, loader)

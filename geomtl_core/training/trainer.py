@@ -22,7 +22,6 @@ from geomtl_core.models.multitask import GeoMTLModel, compile_model
 
 import keras
 import numpy as np
-import torch
 
 
 def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -121,30 +120,24 @@ def uses_cached_features(cfg: ExperimentConfig) -> bool:
 
 def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
     """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
-    from geomtl_core.data.dataset import GeoImageDataset
+    from geomtl_core.data.dataset import GeoImageDataset, make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
     from geomtl_core.data.images import TransformConfig
     from geomtl_core.data.splits import EpochSampler
 
-    from torch.utils.data import DataLoader
-
     plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
                             train=False)
-    def path(ds, split: str) -> Path:
-        return feature_cache_path(cfg, split)
-
     kw = {"workers": cfg.data.workers, "progress": progress}
     for turn in ("first", "others"):  # rank 0 fills the cache; the other processes then read it
         if (turn == "first") == (dist.rank() == 0):
-            f_train = extract_features(full, plain, path(plain, "train"), **kw)
-            f_val = extract_features(full, val_split.dataset, path(val_split.dataset, "val"), **kw)
+            f_train = extract_features(full, plain, feature_cache_path(cfg, "train"), **kw)
+            f_val = extract_features(full, val_split.dataset, feature_cache_path(cfg, "val"), **kw)
         dist.barrier()
     ds = FeatureDataset(f_train, train_split.labels.targets)
     bs = cfg.train.batch_size
     sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs)
-    loader = DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=0,
-                        drop_last=len(ds) >= bs, generator=torch.Generator().manual_seed(cfg.train.seed))
-    val_loader = DataLoader(FeatureDataset(f_val, val_split.labels.targets), batch_size=256, shuffle=False)
+    loader = make_loader(ds, bs, sampler=sampler, seed=cfg.train.seed, drop_last=len(ds) >= bs)
+    val_loader = make_loader(FeatureDataset(f_val, val_split.labels.targets), 256, seed=cfg.train.seed)
     return loader, val_loader
 
 

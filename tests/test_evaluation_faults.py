@@ -51,6 +51,12 @@ def test_corrupt_records_are_dropped_not_replaced(bundle_dir, shared, tmp_path, 
     photos = _landmarks(shared)
     clean, _ = _evaluate(bundle_dir, _write_split(tmp_path / "clean", photos), tmp_path / "clean.csv", 0, capsys)
     assert clean["n"] == len(photos) and clean["skipped"] == 0
+    # every method's predictions beside the best one's, for paired comparisons within the model
+    per_method = sorted(p.name for p in tmp_path.glob("clean.*.csv"))
+    assert per_method == sorted(["clean.hierarchy.csv", "clean.cells_5_200.csv", "clean.cells_5_100.csv",
+                                 "clean.cells_5_60.csv"])
+    assert (tmp_path / "clean.hierarchy.csv").read_text() == (tmp_path / "clean.csv").read_text()
+    assert (tmp_path / "clean.cells_5_60.csv").read_text() != (tmp_path / "clean.csv").read_text()
 
     first = photos[0][1]
     bad = [("bad_truncated.jpg", first[: len(first) // 3], 10.0, 10.0),

@@ -148,7 +148,7 @@ def test_export_reads_back_through_the_mp16_readers(exported):
         decoded = simplejpeg.decode_jpeg(data)
         assert decoded.shape == (32, 32, 3) and np.abs(decoded.astype(float) - crop).mean() < 6
         seen += meta["img_id"].tolist()
-    assert len(seen) == len(set(seen)) == 400
+    assert len(seen) == len(set(seen)) == len(expected) and 300 < len(expected) <= 400  # some left out by the split
     stored = json.loads((out / "proxy.json").read_text())
     assert stored["counts"]["splits"] == {s: int((expected["split"] == s).sum()) for s in ("train", "val", "test")}
     assert set(stored["assets"]) >= {"bmng", "koppen_geiger"} and stored["config"]["seed"] == 3
@@ -196,3 +196,22 @@ def test_figures_and_cli(exported, tmp_path, world):
     assert main(["data", "proxy", "--out", str(tmp_path / "p"), "--n", "20", "--size", "16", "--quiet"]) == 0
     assert (tmp_path / "p" / "proxy.json").exists()
     assert main(["data", "proxy", "--out", str(tmp_path / "q"), "--n", "20", "--size", "4", "--quiet"]) == 2
+
+
+def test_default_split_is_spread_like_a_benchmark_with_a_buffer():
+    """The default export's test (and val) split: >= 200 (val >= 150) five-degree blocks, none above 8% of
+    the split, and at most 5% of its locations within 50 km of a training location."""
+    from geomtl_core.data.proxy.export import nearest_train_km, spatial_split
+    from geomtl_core.geo.stats import spatial_blocks
+
+    cfg = ProxyConfig()
+    locs = load_locations()
+    lat, lon = locs["lat"].to_numpy(), locs["lon"].to_numpy()
+    split = spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share)
+    for s, min_blocks in ((2, 200), (1, 150)):
+        counts = np.bincount(spatial_blocks(lat[split == s], lon[split == s]))
+        assert len(counts) >= min_blocks and counts.max() / counts.sum() <= 0.08
+        assert (nearest_train_km(lat, lon, split, of=s) < 50).mean() <= 0.05
+    assert (split == 0).sum() > 60_000 and (split == 2).sum() > 7_000  # the buffer costs data, not most of it
+    np.testing.assert_array_equal(split, spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg,
+                                                       cfg.buffer_km, cfg.max_block_share))  # deterministic

@@ -9,7 +9,8 @@ from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
 
 
 def _cmd_proxy(args: argparse.Namespace) -> int:
-    cfg = ProxyConfig(n=args.n, seed=args.seed, fov_km=args.fov_km, size=args.size, split_grid_deg=args.split_grid_deg)
+    cfg = ProxyConfig(n=args.n, seed=args.seed, fov_km=args.fov_km, size=args.size, split_grid_deg=args.split_grid_deg,
+                      buffer_km=args.buffer_km, max_block_share=args.max_block_share)
     t0 = time.perf_counter()
     info = export_proxy(args.out, cfg, progress=not args.quiet)
     counts = info["counts"]
@@ -28,8 +29,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--seed", type=int, default=0, help="seed of the subset and of the split (0)")
     x.add_argument("--fov-km", type=float, default=300.0, help="width of a crop on the ground in km (300)")
     x.add_argument("--size", type=int, default=64, help="crop size in pixels (64)")
-    x.add_argument("--split-grid-deg", type=float, default=5.0,
-                   help="locations in the same cell of this lat/lon grid share a split (default 5.0: spatially "
-                        "blocked splits without near-duplicate crops; 1e-4: identical coordinates only)")
+    d = ProxyConfig()
+    x.add_argument("--split-grid-deg", type=float, default=d.split_grid_deg,
+                   help=f"locations in the same cell of this lat/lon grid share a split (default {d.split_grid_deg}; "
+                        "1e-4: identical coordinates only)")
+    x.add_argument("--buffer-km", type=float, default=d.buffer_km,
+                   help=f"leave out training locations this close to a val/test location (default {d.buffer_km})")
+    x.add_argument("--max-block-share", type=float, default=d.max_block_share,
+                   help=f"at most this share of val/test in one 5-degree block (default {d.max_block_share})")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(handler=_cmd_proxy)

@@ -95,3 +95,23 @@ def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: s
         gap = (model - prior) / (oracle - prior) if oracle > prior else float("nan")
         lines.append(f"| {t} km | {prior:.1f} | {model:.1f} | {oracle:.1f} | {gap:.2f} |")
     return "\n".join(lines)
+
+
+def split_table(meta: pd.DataFrame, block_deg: float = 5.0) -> pd.DataFrame:
+    """How each split is spread and how far it is from training: images, 5-degree blocks, the largest
+    block's share, and the distance from each image to its nearest training location (km)."""
+    from geomtl_core.data.proxy.export import nearest_train_km
+    from geomtl_core.geo.stats import spatial_blocks
+
+    code = meta["split"].map({"train": 0, "val": 1, "test": 2}).to_numpy()
+    lat, lon = meta["lat"].to_numpy(), meta["lon"].to_numpy()
+    rows = []
+    for name, k in (("val", 1), ("test", 2)):
+        counts = np.bincount(spatial_blocks(lat[code == k], lon[code == k], block_deg))
+        d = nearest_train_km(lat, lon, code, of=k)
+        rows.append({"split": name, "images": int((code == k).sum()), f"{block_deg:g}° blocks": len(counts),
+                     "largest block %": round(100 * counts.max() / counts.sum(), 1),
+                     **{f"train within {t} km %": round(100 * float((d < t).mean()), 1) for t in (50, 100, 150)},
+                     "nearest train km (10th pct)": round(float(np.percentile(d, 10))),
+                     "median": round(float(np.median(d))), "90th pct": round(float(np.percentile(d, 90)))})
+    return pd.DataFrame(rows).set_index("split")

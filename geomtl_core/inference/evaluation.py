@@ -59,6 +59,8 @@ def evaluate_split(
     """Summaries (JSON-ready) for every partitioning, ``hierarchy`` when given, and scene tasks.
 
     ``best`` names the method written to the CSV: the hierarchy if present, else the finest partitioning.
+    With ``predictions_csv``, every method's per-image predictions are also written beside it as
+    ``<stem>.<method>.csv`` (so methods compare paired within one model).
     ``n`` counts the images scored; ``skipped`` the unreadable ones (listed in ``skipped_images``
     and, with ``predictions_csv``, in ``<csv stem>.skipped.tsv``).
     """
@@ -85,10 +87,14 @@ def evaluate_split(
         for t in tasks if t not in locs and t in probs
     }
     out["skipped_images"] = skipped
-    if predictions_csv is not None:
-        g = locs[best]
-        write_predictions(predictions_csv, img_id, lat, lon, g.lat, g.lon,
-                          extra={"fine_class": g.fine_class, "score": np.round(g.score, 6)})
+    if predictions_csv is not None:  # the best method, and every method beside it (paired within one model)
+        csv = Path(predictions_csv)
+        files = {"best": csv, **{name: csv.with_suffix(f".{name}.csv") for name in locs}}
+        for name, path in files.items():
+            g = locs[best if name == "best" else name]
+            write_predictions(path, img_id, lat, lon, g.lat, g.lon,
+                              extra={"fine_class": g.fine_class, "score": np.round(g.score, 6)})
+        out["prediction_files"] = {k: str(v) for k, v in files.items()}
         listing = Path(predictions_csv).with_suffix(".skipped.tsv")
         if skipped:
             listing.write_text("img_id\treason\n" + "".join(f"{r['img_id']}\t{r['reason']}\n" for r in skipped))

@@ -27,7 +27,9 @@ class ProxyConfig:
     fov_km: float = 300.0
     size: int = 64
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_grid_deg: float = 5.0  # locations in one cell of this lat/lon grid share a split (blocked)
+    split_grid_deg: float = 2.0  # locations in one cell of this lat/lon grid share a split (blocked)
+    buffer_km: float = 50.0  # training locations this close to a val/test location are left out
+    max_block_share: float = 0.075  # val/test images per 5-degree block, at most this share of the split
     quality: int = 90
     scene_label: str = "crop_majority_8x8"  # S3/S16: majority land cover over an 8x8 sample of the crop
     per_shard: int = 10_000
@@ -72,6 +74,56 @@ def assign_splits(
     return np.searchsorted(np.cumsum(f)[:2], u, side="right")
 
 
+def spatial_split(
+    lat: np.ndarray, lon: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    grid_deg: float = 2.0, buffer_km: float = 50.0, max_block_share: float = 0.075, block_deg: float = 5.0,
+) -> np.ndarray:
+    """Split index per location (0 train, 1 val, 2 test, -1 left out), spread like a real benchmark.
+
+    Cells of ``grid_deg`` go whole to one split (:func:`assign_splits`); within val and test no
+    ``block_deg`` block holds more than ``max_block_share`` of the split (a seeded subsample of the
+    block's locations stays, the rest is left out), and training locations within ``buffer_km`` of any
+    val or test location are left out, so no test crop overlaps a training crop's centre region.
+    """
+    from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
+    from geomtl_core.geo.stats import spatial_blocks
+    from scipy.spatial import cKDTree
+
+    if not 0 < max_block_share <= 1:
+        raise InputError(f"max_block_share must be in (0, 1], got {max_block_share}")
+    split = assign_splits(lat, lon, seed, fractions, grid_deg)
+    rng = np.random.default_rng(seed)
+    for s in (1, 2):
+        idx = np.flatnonzero(split == s)
+        while len(idx):
+            blocks = spatial_blocks(lat[idx], lon[idx], block_deg)
+            counts = np.bincount(blocks)
+            limit = max(1, int(max_block_share * len(idx)))
+            over = np.flatnonzero(counts > limit)
+            if not len(over) or limit == 1:
+                break
+            for b in over:  # keep a seeded random `limit` of an over-full block
+                members = idx[blocks == b]
+                split[rng.permutation(members)[limit:]] = -1
+            idx = np.flatnonzero(split == s)
+    held, train = np.flatnonzero(split > 0), np.flatnonzero(split == 0)
+    if len(held) and len(train) and buffer_km > 0:
+        xyz = to_unit_vectors(lat, lon)
+        chord = cKDTree(xyz[held]).query(xyz[train])[0]
+        split[train[2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord / 2, 1.0)) < buffer_km]] = -1
+    return split
+
+
+def nearest_train_km(lat: np.ndarray, lon: np.ndarray, split: np.ndarray, of: int = 2) -> np.ndarray:
+    """Great-circle distance (km) from each location of split ``of`` to its nearest training location."""
+    from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
+    from scipy.spatial import cKDTree
+
+    xyz = to_unit_vectors(lat, lon)
+    chord = cKDTree(xyz[split == 0]).query(xyz[split == of])[0]
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord / 2, 1.0))
+
+
 def select_locations(locs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """All locations, or a seeded random subset of ``n`` kept in gallery order."""
     if n is None or n >= len(locs):
@@ -83,15 +135,18 @@ def select_locations(locs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFra
 
 
 def labelled_locations(cfg: ProxyConfig) -> pd.DataFrame:
-    """Locations of the config with labels (igbp, group, koppen, koppen_filled) and split."""
+    """Locations of the config with labels (igbp, group, koppen, koppen_filled) and split; locations the
+    split leaves out (buffer, block cap) are not returned."""
     from geomtl_core.data.proxy.labels import crop_landcover, labels_at
 
     locs = select_locations(load_locations(), cfg.n, cfg.seed)
     lab = labels_at(locs["lat"], locs["lon"])
     scene_igbp, scene_group = crop_landcover(locs["lat"], locs["lon"], cfg.fov_km)
-    split = assign_splits(locs["lat"].to_numpy(), locs["lon"].to_numpy(), cfg.seed, cfg.fractions, cfg.split_grid_deg)
-    return locs.assign(igbp=lab.igbp, group=lab.group, koppen=lab.koppen, koppen_filled=lab.koppen_filled,
-                       scene_igbp=scene_igbp, scene_group=scene_group, split=np.asarray(SPLITS)[split])
+    split = spatial_split(locs["lat"].to_numpy(), locs["lon"].to_numpy(), cfg.seed, cfg.fractions, cfg.split_grid_deg,
+                          cfg.buffer_km, cfg.max_block_share)
+    out = locs.assign(igbp=lab.igbp, group=lab.group, koppen=lab.koppen, koppen_filled=lab.koppen_filled,
+                      scene_igbp=scene_igbp, scene_group=scene_group, split=np.asarray(SPLITS)[np.maximum(split, 0)])
+    return out[split >= 0].reset_index(drop=True)
 
 
 def metadata_table(df: pd.DataFrame) -> pd.DataFrame:

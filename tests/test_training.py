@@ -12,7 +12,7 @@ import geomtl_core  # noqa: F401
 from geomtl_core.cli import main
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.metadata import read_metadata
-from geomtl_core.geo.baselines import oracle_baseline, prior_baseline, random_baseline
+from geomtl_core.geo.baselines import prior_baseline, random_baseline, true_cell_oracle
 from geomtl_core.geo.geolocate import geolocate, top_k
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
 from geomtl_core.models.bundle import load_bundle
@@ -53,7 +53,7 @@ def test_tiny_run_learns_beyond_the_prior(toy, tmp_path):
     prior = prior_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
     got = metrics["val"]["methods"]["hierarchy"]["acc_2500km"]
     assert got > prior.accuracy[2500] + 0.2, (got, prior.accuracy[2500])
-    oracle = oracle_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
+    oracle = true_cell_oracle(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
     rnd = random_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
     assert oracle.accuracy[2500] >= got and oracle.accuracy[25] >= rnd.accuracy[25]
     # the bundle is self-contained: evaluate + score from the command line

@@ -19,6 +19,8 @@ from geomtl_core.compendium.runner import find_root, git_commit, package_version
 from geomtl_core.compendium.scales import SCALES, scale_params
 from geomtl_core.config import ExperimentConfig, deep_merge
 
+import numpy as np
+
 
 def __getattr__(name: str):
     """``ROOT``: the project root of the working directory (see :func:`geomtl_core.compendium.runner.find_root`)."""
@@ -107,7 +109,55 @@ def run_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = N
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def seed_run_name(name: str, seed: int, seeds: list[int]) -> str:
+    """The run of one seed: the first seed keeps the experiment's name, the others get ``.s<seed>``."""
+    return name if seed == seeds[0] else f"{name}.s{seed}"
+
+
 def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 2) -> dict:
+    """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
+    first seed's result with ``seeds`` (per-seed run names) and ``seed_summary`` (mean, sd across seeds and
+    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``."""
+    root = find_root() if root is None else Path(root)
+    seeds = list(scale_params(scale).get("seeds", [0]))
+    results = {s: _run_one(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),
+                           root, verbose) for s in seeds}
+    head = dict(results[seeds[0]])
+    head["seeds"] = {str(s): seed_run_name(name, s, seeds) for s in seeds}
+    head["seed_summary"] = seed_summary(scale, name, root, head["seeds"])
+    (root / "results" / scale / f"{name}.json").write_text(json.dumps(head, indent=2))
+    return head
+
+
+def seed_predictions(scale: str, name: str, root: Path | None = None, method: str | None = None) -> list[Path]:
+    """Per-image test prediction files of an experiment, one per seed (``method``: a per-method file)."""
+    root = find_root() if root is None else Path(root)
+    res = json.loads((root / "results" / scale / f"{name}.json").read_text())
+    runs = list(res.get("seeds", {"0": name}).values())
+    stem = "predictions_test" if method is None else f"predictions_test.{method}"
+    return [root / "runs" / scale / r / f"{stem}.csv" for r in runs]
+
+
+def seed_summary(scale: str, name: str, root: Path, seeds: dict[str, str], n_boot: int = 1000) -> dict:
+    """Accuracy per threshold across seeds: mean, sd (ddof 1) and a 95% CI resampling seeds, then 5-degree
+    blocks of the test locations (:func:`geomtl_core.geo.stats.hierarchical_bootstrap`)."""
+    from geomtl_core.compendium.report import seed_hits
+    from geomtl_core.geo.metrics import THRESHOLDS_KM
+    from geomtl_core.geo.stats import block_bootstrap, hierarchical_bootstrap, percentile_ci
+
+    files = [root / "runs" / scale / r / "predictions_test.csv" for r in seeds.values()]
+    hits, blocks = seed_hits(files)
+    per_seed = hits.mean(axis=1)  # (S, T)
+    reps = hierarchical_bootstrap(hits, blocks, n_boot=n_boot) if len(files) > 1 else \
+        block_bootstrap(hits[0], blocks, n_boot=n_boot)
+    ci = percentile_ci(reps)
+    sd = per_seed.std(axis=0, ddof=1) if len(files) > 1 else np.zeros(len(THRESHOLDS_KM))
+    return {"n_seeds": len(files), "n_blocks": int(blocks.max()) + 1, "n": int(hits.shape[1]),
+            **{f"acc_{t}km": {"mean": float(per_seed[:, k].mean()), "sd": float(sd[k]),
+                              "ci95": [float(ci[k, 0]), float(ci[k, 1])]} for k, t in enumerate(THRESHOLDS_KM)}}
+
+
+def _run_one(name: str, scale: str, overrides: dict | None, root: Path, verbose: int) -> dict:
     """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``."""
     root = find_root() if root is None else Path(root)
     from geomtl_core.training.trainer import train
@@ -164,13 +214,18 @@ def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
 
 
 def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
-    """Every result JSON of a scale, by experiment name."""
+    """Every experiment's result JSON of a scale, by experiment name (the extra seeds' runs are inside)."""
+    import re
+
     root = find_root() if root is None else Path(root)
-    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "results" / scale).glob("*.json"))}
+    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "results" / scale).glob("*.json"))
+            if not re.search(r"\.s\d+$", p.stem)}
 
 
 def results_table(results: dict[str, dict], method: str | None = None, split: str = "test"):
-    """One row per experiment: accuracy at the five thresholds with 95% CIs, median km, GeoScore."""
+    """One row per experiment: accuracy (%) at the five thresholds, median km and GeoScore. With several
+    seeds (test, best method): mean ± sd over seeds [95% CI over seeds and blocks]; else the single run's
+    accuracy [95% block-bootstrap CI]."""
     import pandas as pd
 
     rows = []
@@ -178,6 +233,73 @@ def results_table(results: dict[str, dict], method: str | None = None, split: st
         res = r[split]
         m = res["methods"][method or res["best"]]
         row = {"experiment": name}
+        summary = r.get("seed_summary") if split == "test" and method is None else None
+        if summary and summary["n_seeds"] > 1:
+            row["seeds"] = summary["n_seeds"]
+            for t in (1, 25, 200, 750, 2500):
+                a = summary[f"acc_{t}km"]
+                lo, hi = a["ci95"]
+                row[f"{t} km"] = f"{100 * a['mean']:.1f} ± {100 * a['sd']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+            row["median km"] = round(m["median_km"], 0)
+            row["GeoScore"] = round(m["geoscore"], 0)
+            rows.append(row)
+            continue
+        row["seeds"] = 1
+        for t in (1, 25, 200, 750, 2500):
+            lo, hi = m[f"acc_{t}km_ci95"]
+            row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        row["median km"] = round(m["median_km"], 0)
+        row["GeoScore"] = round(m["geoscore"], 0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
+    """The reference points of a scale on its test split (:mod:`geomtl_core.geo.baselines`), as summary
+    dicts with block CIs: prior, best single point, label-only (S3, S16), kNN on the frozen backbone's
+    features (those of the ``st_hier`` run, trained first if needed), and both oracles of the finest
+    partitioning. Cached in ``results/<scale>/baselines/baselines.json`` while code and data are unchanged."""
+    from geomtl_core.data.features import cached_features
+    from geomtl_core.data.splits import load_meta, make_partitionings
+    from geomtl_core.geo import baselines as B
+    from geomtl_core.training.trainer import feature_cache_path
+
+    root = find_root() if root is None else Path(root)
+    cfg = experiment_config(scale, root=root)
+    key = run_key(cfg, code_fingerprint(), data_fingerprint(cfg))
+    path = root / "results" / scale / "baselines" / "baselines.json"
+    if path.exists() and json.loads(path.read_text()).get("key") == key:
+        return json.loads(path.read_text())["baselines"]
+    run("st_hier", scale, root=root, verbose=0)  # its frozen backbone's features are the kNN space
+    train, test = load_meta(cfg, "train"), load_meta(cfg, "test")
+    parts = make_partitionings(cfg, train)
+    tl, tn, lat, lon = (x.to_numpy() for x in (train.lat, train.lon, test.lat, test.lon))
+    f_train, in_train = cached_features(feature_cache_path(cfg, "train"), train.img_id.to_numpy())
+    f_test, in_test = cached_features(feature_cache_path(cfg, "test"), test.img_id.to_numpy())
+    if not in_test.all():
+        raise FileNotFoundError(f"no cached features for {int((~in_test).sum())} test images; rerun st_hier")
+    out = {
+        "prior (most populated cell)": B.prior_baseline(parts[-1], lat, lon, with_ci=True),
+        "best single point": B.single_point_baseline(tl, tn, lat, lon, with_ci=True),
+        "label only (S3)": B.label_only_baseline(tl, tn, train.s3.to_numpy(), test.s3.to_numpy(), lat, lon, True),
+        "label only (S16)": B.label_only_baseline(tl, tn, train.s16.to_numpy(), test.s16.to_numpy(), lat, lon, True),
+        "kNN (frozen features)": B.knn_baseline(f_train, tl[in_train], tn[in_train], f_test, lat, lon, with_ci=True),
+        "true-cell oracle": B.true_cell_oracle(parts[-1], lat, lon, with_ci=True),
+        "nearest-cell-mean oracle": B.nearest_cell_oracle(parts[-1], lat, lon, with_ci=True),
+    }
+    out = {k: v.to_json_dict() for k, v in out.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "partitioning": parts[-1].name, "baselines": out}, indent=2))
+    return out
+
+
+def baselines_table(scale: str, root: Path | None = None):
+    """The baselines as rows in the layout of :func:`results_table` (accuracy % [95% block CI])."""
+    import pandas as pd
+
+    rows = []
+    for name, m in baselines(scale, root).items():
+        row = {"experiment": f"baseline: {name}", "seeds": 0}
         for t in (1, 25, 200, 750, 2500):
             lo, hi = m[f"acc_{t}km_ci95"]
             row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"

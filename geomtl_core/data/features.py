@@ -53,6 +53,16 @@ def extract_features(
     return cached[[pos[i] for i in ids]].astype(np.float32)
 
 
+def cached_features(path: Path, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the ``ids`` found in a cache written by :func:`extract_features`, and which were found
+    (a training image outside every cell, for instance, was never extracted)."""
+    z = np.load(path)
+    pos = {k: i for i, k in enumerate(z["ids"].astype(str))}
+    ids = np.asarray(ids).astype(str)
+    found = np.array([i in pos for i in ids], bool)
+    return z["feats"][[pos[i] for i in ids[found]]], found
+
+
 def _run(model, dataset: Dataset, batch_size: int, workers: int, progress: bool) -> np.ndarray:
     from geomtl_core.data.dataset import make_loader
 

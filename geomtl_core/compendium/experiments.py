@@ -114,10 +114,11 @@ def seed_run_name(name: str, seed: int, seeds: list[int]) -> str:
     return name if seed == seeds[0] else f"{name}.s{seed}"
 
 
-def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 2) -> dict:
+def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0) -> dict:
     """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
     first seed's result with ``seeds`` (per-seed run names) and ``seed_summary`` (mean, sd across seeds and
-    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``."""
+    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``. Training
+    logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
     root = find_root() if root is None else Path(root)
     seeds = list(scale_params(scale).get("seeds", [0]))
     results = {s: _run_one(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),

@@ -54,14 +54,19 @@ def accuracy_with_ci(results: dict[str, dict], names: list[str] | None = None, s
 
 
 def training_curves(histories: dict[str, str | Path], metric: str = "loss", title: str | None = None):
-    """A metric of the training log per epoch, one line per run."""
+    """A metric of the training log per epoch, one colour per run: training solid, validation dashed
+    (where the training budget is read off)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, path in histories.items():
+    for k, (name, path) in enumerate(histories.items()):
         h = pd.read_csv(path)
+        color = f"C{k % 10}"
         if metric in h:
-            ax.plot(h["epoch"] + 1, h[metric], marker="o", ms=3, label=name)
-    ax.set(xlabel="epoch", ylabel=metric, title=title or f"training {metric}")
-    ax.legend(fontsize=8)
+            ax.plot(h["epoch"] + 1, h[metric], marker="o", ms=3, color=color, label=f"{name} (train)")
+        if f"val_{metric}" in h:
+            ax.plot(h["epoch"] + 1, h[f"val_{metric}"], marker="s", ms=3, ls="--", color=color,
+                    label=f"{name} (validation)")
+    ax.set(xlabel="epoch", ylabel=metric, title=title or f"{metric}: training (solid) and validation (dashed)")
+    ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     plt.close(fig)
     return fig

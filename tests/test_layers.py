@@ -72,3 +72,23 @@ def test_public_api_is_importable_and_documented():
         assert getattr(geomtl_core, name) is not None, name
         if name != "__version__":
             assert f".{name}\n" in book or f".{name}\n   :members:" in book, f"{name} missing from book/api.md"
+
+
+def test_every_library_file_is_tracked_by_git():
+    """A source file that .gitignore hides would be missing from every clone (and from CI)."""
+    import shutil
+    import subprocess
+
+    root = PACKAGE.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    tracked = set(subprocess.run(["git", "ls-files", "geomtl_core"], cwd=root, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    ignored = subprocess.run(["git", "check-ignore", *[str(p.relative_to(root)) for p in PACKAGE.rglob("*.py")]],
+                             cwd=root, capture_output=True, text=True).stdout.split()
+    assert not ignored, f"ignored by .gitignore: {ignored}"
+    untracked = [str(p.relative_to(root)) for p in PACKAGE.rglob("*") if p.is_file() and p.suffix in {".py", ".json"}
+                 and "__pycache__" not in p.parts and str(p.relative_to(root)) not in tracked]
+    assert not untracked, f"not committed: {untracked}"

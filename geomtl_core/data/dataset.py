@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geomtl_core.errors import InputError
 from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
 from geomtl_core.data.images import train_transform as make_train_transform
-from geomtl_core.geo.partitioning import Partitioning
 from geomtl_core.data.shards import FolderSource, ShardIndex
+from geomtl_core.errors import InputError
+from geomtl_core.geo.partitioning import Partitioning
 
 import numpy as np
 import pandas as pd

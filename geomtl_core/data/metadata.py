@@ -10,6 +10,7 @@ from geomtl_core.errors import InputError
 import numpy as np
 import pandas as pd
 
+
 def coordinate_columns(columns: list[str] | pd.Index) -> tuple[str, str]:
     """Names of the latitude and longitude columns (case-insensitive, order-independent)."""
     cols = detect_layout(columns, "coordinates").columns

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.dataset import FaultLog, GeoImageDataset, LabelTable, build_labels, make_loader
-from geomtl_core.errors import InputError
 from geomtl_core.data.images import TransformConfig
 from geomtl_core.data.metadata import read_metadata
-from geomtl_core.geo.partitioning import Partitioning, build_partitionings, read_cells_csv
 from geomtl_core.data.shards import open_source
+from geomtl_core.errors import InputError
+from geomtl_core.geo.partitioning import Partitioning, build_partitionings, read_cells_csv
 
 import numpy as np
 import pandas as pd

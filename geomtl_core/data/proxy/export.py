@@ -87,6 +87,7 @@ def spatial_split(
     """
     from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
     from geomtl_core.geo.stats import spatial_blocks
+
     from scipy.spatial import cKDTree
 
     if not 0 < max_block_share <= 1:
@@ -117,6 +118,7 @@ def spatial_split(
 def nearest_train_km(lat: np.ndarray, lon: np.ndarray, split: np.ndarray, of: int = 2) -> np.ndarray:
     """Great-circle distance (km) from each location of split ``of`` to its nearest training location."""
     from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
+
     from scipy.spatial import cKDTree
 
     xyz = to_unit_vectors(lat, lon)

@@ -225,34 +225,33 @@ def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
 
 def results_table(results: dict[str, dict], method: str | None = None, split: str = "test"):
     """One row per experiment: accuracy (%) at the five thresholds, median km and GeoScore. With several
-    seeds (test, best method): mean ± sd over seeds [95% CI over seeds and blocks]; else the single run's
-    accuracy [95% block-bootstrap CI]."""
+    seeds (test, best method): mean ± sd over seeds [95% CI over seeds and blocks], median and GeoScore of
+    the first seed; else the single run's accuracy [95% block-bootstrap CI]."""
     import pandas as pd
 
     rows = []
     for name, r in results.items():
         res = r[split]
         m = res["methods"][method or res["best"]]
-        row = {"experiment": name}
+        row = _summary_row(name, m, seeds=1)
         summary = r.get("seed_summary") if split == "test" and method is None else None
-        if summary and summary["n_seeds"] > 1:
+        if summary and summary["n_seeds"] > 1:  # median and GeoScore stay those of the first seed
             row["seeds"] = summary["n_seeds"]
             for t in (1, 25, 200, 750, 2500):
                 a = summary[f"acc_{t}km"]
                 lo, hi = a["ci95"]
                 row[f"{t} km"] = f"{100 * a['mean']:.1f} ± {100 * a['sd']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-            row["median km"] = round(m["median_km"], 0)
-            row["GeoScore"] = round(m["geoscore"], 0)
-            rows.append(row)
-            continue
-        row["seeds"] = 1
-        for t in (1, 25, 200, 750, 2500):
-            lo, hi = m[f"acc_{t}km_ci95"]
-            row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-        row["median km"] = round(m["median_km"], 0)
-        row["GeoScore"] = round(m["geoscore"], 0)
         rows.append(row)
     return pd.DataFrame(rows).set_index("experiment")
+
+
+def _summary_row(label: str, m: dict, seeds: int) -> dict:
+    """One table row of a single summary: accuracy % [95% block CI] per threshold, median km, GeoScore."""
+    row: dict = {"experiment": label, "seeds": seeds}
+    for t in (1, 25, 200, 750, 2500):
+        lo, hi = m[f"acc_{t}km_ci95"]
+        row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return row | {"median km": round(m["median_km"], 0), "GeoScore": round(m["geoscore"], 0)}
 
 
 def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
@@ -298,15 +297,7 @@ def baselines_table(scale: str, root: Path | None = None):
     """The baselines as rows in the layout of :func:`results_table` (accuracy % [95% block CI])."""
     import pandas as pd
 
-    rows = []
-    for name, m in baselines(scale, root).items():
-        row = {"experiment": f"baseline: {name}", "seeds": 0}
-        for t in (1, 25, 200, 750, 2500):
-            lo, hi = m[f"acc_{t}km_ci95"]
-            row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-        row["median km"] = round(m["median_km"], 0)
-        row["GeoScore"] = round(m["geoscore"], 0)
-        rows.append(row)
+    rows = [_summary_row(f"baseline: {name}", m, seeds=0) for name, m in baselines(scale, root).items()]
     return pd.DataFrame(rows).set_index("experiment")
 
 

@@ -147,3 +147,19 @@ def test_papermill_command_reruns_a_notebook(tmp_path, cwd):
     assert "scale=smoke: data in data/proxy_3000_64px_300km/ (project folder)\n" in printed  # no absolute path
     assert any("text/html" in o.get("data", {}) for o in outputs)  # the baseline table
     assert json.loads(json.dumps(nb.metadata.papermill.parameters)) == {"scale": "smoke"}
+
+
+def test_fold_code_hides_inputs_and_removes_parameters():
+    """The book shows results: code inputs collapsed, parameters cells (own and injected) not rendered."""
+    from geomtl_core.compendium.runner import fold_code
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# t"),
+        nbformat.v4.new_code_cell("scale = 'default'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("scale = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("plot()", metadata={"tags": ["figure"]}),
+    ])
+    fold_code(nb)
+    fold_code(nb)  # idempotent
+    assert [c.metadata.get("tags") for c in nb.cells] == [
+        None, ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["figure", "hide-input"]]

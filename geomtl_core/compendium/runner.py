@@ -170,6 +170,18 @@ def strip_progress(nb) -> int:
     return changed
 
 
+def fold_code(nb) -> None:
+    """Present an executed notebook as a report: every code cell's input collapsed (``hide-input``), the
+    parameters cells (the notebook's own and papermill's injected one) removed from the page."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        wanted = "remove-cell" if {"parameters", "injected-parameters"} & set(tags) else "hide-input"
+        if wanted not in tags:
+            cell.metadata["tags"] = [*tags, wanted]
+
+
 def kernel_name() -> str:
     """The kernel the notebooks run on: the kernelspec ``geomtl`` when it runs this interpreter's environment
     (``make install`` installs it into the venv), else ipykernel's ``python3`` of this interpreter."""
@@ -232,8 +244,9 @@ def run_all(
             progress_bar={"desc": nb.stem} if progress else False,
         )
         done = nbformat.read(executed, as_version=4)
-        if strip_progress(done):
-            nbformat.write(done, executed)
+        strip_progress(done)
+        fold_code(done)
+        nbformat.write(done, executed)
         check_figures(executed)
         record = {
             "notebook": nb.name,

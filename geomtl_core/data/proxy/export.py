@@ -85,10 +85,7 @@ def spatial_split(
     block's locations stays, the rest is left out), and training locations within ``buffer_km`` of any
     val or test location are left out, so no test crop overlaps a training crop's centre region.
     """
-    from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
     from geomtl_core.geo.stats import spatial_blocks
-
-    from scipy.spatial import cKDTree
 
     if not 0 < max_block_share <= 1:
         raise InputError(f"max_block_share must be in (0, 1], got {max_block_share}")
@@ -107,22 +104,26 @@ def spatial_split(
                 members = idx[blocks == b]
                 split[rng.permutation(members)[limit:]] = -1
             idx = np.flatnonzero(split == s)
-    held, train = np.flatnonzero(split > 0), np.flatnonzero(split == 0)
-    if len(held) and len(train) and buffer_km > 0:
-        xyz = to_unit_vectors(lat, lon)
-        chord = cKDTree(xyz[held]).query(xyz[train])[0]
-        split[train[2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord / 2, 1.0)) < buffer_km]] = -1
+    held, train = split > 0, np.flatnonzero(split == 0)
+    if held.any() and len(train) and buffer_km > 0:
+        split[train[_nearest_km(lat, lon, held, split == 0) < buffer_km]] = -1
     return split
 
 
 def nearest_train_km(lat: np.ndarray, lon: np.ndarray, split: np.ndarray, of: int = 2) -> np.ndarray:
     """Great-circle distance (km) from each location of split ``of`` to its nearest training location."""
+    return _nearest_km(lat, lon, split == 0, split == of)
+
+
+def _nearest_km(lat: np.ndarray, lon: np.ndarray, targets: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Great-circle km from each ``queries`` location to its nearest ``targets`` location (masks), by a
+    k-d tree on unit vectors (chord length converted to arc length)."""
     from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors
 
     from scipy.spatial import cKDTree
 
     xyz = to_unit_vectors(lat, lon)
-    chord = cKDTree(xyz[split == 0]).query(xyz[split == of])[0]
+    chord = cKDTree(xyz[targets]).query(xyz[queries])[0]
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord / 2, 1.0))
 
 

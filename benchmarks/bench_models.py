@@ -2,7 +2,10 @@
 images/s; and the Keras train step against an equivalent plain-PyTorch loop (same architecture,
 batch, input), median of many steps, printed as a ratio (goal >= 0.95).
 
-Run: .venv/bin/python benchmarks/bench_models.py [--size 64] [--batch 64] [--steps 30]
+Train comparisons: (a) small CNN end to end (``conv_padding="same_symmetric"``, as torch's padding=1),
+(b) neck and heads on cached 1280-d features (batch 256), (c) EfficientNet-Lite0 fine-tuning.
+
+Run: .venv/bin/python benchmarks/bench_models.py [--size 64] [--batch 64] [--steps 30] [--train abc] [--train-only]
 """
 
 from __future__ import annotations
@@ -42,8 +45,23 @@ def inference_rate(model, size: int, batch: int, repeats: int = 5) -> float:
     return batch / statistics.median(times)
 
 
+class TorchNeckHeads(torch.nn.Module):
+    """GeoMTLModel's neck (Dense, BatchNorm, ReLU, Dropout) and heads in plain PyTorch."""
+
+    def __init__(self, cin: int, neck: int = 256):
+        super().__init__()
+        self.neck = torch.nn.Sequential(torch.nn.Linear(cin, neck, bias=False), torch.nn.BatchNorm1d(neck),
+                                        torch.nn.ReLU(), torch.nn.Dropout(0.2))
+        self.heads = torch.nn.ModuleDict({t: torch.nn.Linear(neck, n) for t, n in {**HEADS, **SCENE}.items()})
+
+    def forward(self, f):
+        f = self.neck(f)
+        return {t: h(f) for t, h in self.heads.items()}
+
+
 class TorchSmallCNN(torch.nn.Module):
-    """The same network as GeoMTLModel(backbone="small_cnn") in plain PyTorch (channels_last memory)."""
+    """The same network as GeoMTLModel(backbone="small_cnn", conv_padding="same_symmetric") in plain PyTorch
+    (channels_last memory)."""
 
     def __init__(self, width: float = 1.0, neck: int = 256):
         super().__init__()
@@ -54,26 +72,43 @@ class TorchSmallCNN(torch.nn.Module):
                        torch.nn.ReLU()]
             cin = c
         self.backbone = torch.nn.Sequential(*layers)
-        self.neck = torch.nn.Sequential(torch.nn.Linear(cin, neck, bias=False), torch.nn.BatchNorm1d(neck),
-                                        torch.nn.ReLU(), torch.nn.Dropout(0.2))
-        self.heads = torch.nn.ModuleDict({t: torch.nn.Linear(neck, n) for t, n in {**HEADS, **SCENE}.items()})
+        self.top = TorchNeckHeads(cin, neck)
 
     def forward(self, x):
         x = x.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
-        f = self.neck(self.backbone(x).mean(dim=(2, 3)))
-        return {t: h(f) for t, h in self.heads.items()}
+        return self.top(self.backbone(x).mean(dim=(2, 3)))
 
 
-def train_rates(size: int, batch: int, steps: int) -> tuple[float, float]:
+class TorchEffNetLite0(torch.nn.Module):
+    """efficientnet_lite_pytorch's EfficientNet-Lite0 (TF "same" padding for the input size, no drop-connect:
+    the Keras port has none) + pooling, neck and heads, as GeoMTLModel(backbone="efficientnet_lite0")."""
+
+    def __init__(self, size: int, neck: int = 256):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.backbone = EfficientNet.from_name("efficientnet-lite0", image_size=size, drop_connect_rate=0.0)
+        self.backbone._fc = torch.nn.Identity()
+        self.top = TorchNeckHeads(1280, neck)
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2).float().sub(127.0).div(128.0).contiguous(memory_format=torch.channels_last)
+        return self.top(self.backbone.extract_features(x).mean(dim=(2, 3)))
+
+
+def compare_training(km: GeoMTLModel, tm: torch.nn.Module, x: np.ndarray, steps: int) -> tuple[float, float]:
+    """Median images/s of the Keras train step and of the plain torch step (SGD momentum 0.9, summed
+    cross-entropies), interleaved step by step (alternating the order) so both see the same machine load.
+
+    The Keras step is ``model.train_function``, what ``fit`` runs for every batch (metrics accumulate over
+    the steps as in an epoch); ``train_on_batch`` adds a metrics reset and a logs conversion per call."""
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (batch, size, size, 3)).astype(np.uint8)
-    y = {t: rng.integers(0, n, batch) for t, n in {**HEADS, **SCENE}.items()}
-    km = GeoMTLModel(HEADS, SCENE, backbone="small_cnn", input_size=size)
+    batch = len(x)
+    yt = {t: torch.from_numpy(rng.integers(0, n, batch)) for t, n in {**HEADS, **SCENE}.items()}
+    xt = torch.from_numpy(x)
     compile_model(km, keras.optimizers.SGD(0.01, momentum=0.9))
-    xt, yt = torch.from_numpy(x), {t: torch.from_numpy(v) for t, v in y.items()}
-    km.train_on_batch(xt, yt)
-    tm = TorchSmallCNN().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9)
+    tm.train()
 
     def torch_step():
         opt.zero_grad(set_to_none=True)
@@ -82,16 +117,42 @@ def train_rates(size: int, batch: int, steps: int) -> tuple[float, float]:
         loss.backward()
         opt.step()
 
-    torch_step()
-    kt, tt = [], []
-    for _ in range(steps):  # interleaved, so both see the same machine load
-        t = time.perf_counter()
+    for _ in range(2):  # warm-up (builds, allocator, optimizer state)
         km.train_on_batch(xt, yt)
-        kt.append(time.perf_counter() - t)
-        t = time.perf_counter()
         torch_step()
-        tt.append(time.perf_counter() - t)
-    return batch / statistics.median(kt), batch / statistics.median(tt)
+    km.reset_metrics()
+    km.make_train_function()
+    keras_step = km.train_function
+    times = {"keras": [], "torch": []}
+    steps_of = {"keras": lambda: keras_step([(xt, yt)]), "torch": torch_step}
+    for k in range(steps):  # alternating which goes first, so neither always follows the other
+        for name in ("keras", "torch") if k % 2 == 0 else ("torch", "keras"):
+            t = time.perf_counter()
+            steps_of[name]()
+            times[name].append(time.perf_counter() - t)
+    return batch / statistics.median(times["keras"]), batch / statistics.median(times["torch"])
+
+
+def train_comparisons(size: int, batch: int, steps: int, which: str = "abc") -> list[tuple[str, float, float]]:
+    """(label, Keras img/s, torch img/s) for (a) small CNN, (b) neck+heads on cached features, (c) EffNet-Lite0."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (batch, size, size, 3)).astype(np.uint8)
+    rows = []
+    if "a" in which:
+        km = GeoMTLModel(HEADS, SCENE, backbone="small_cnn", input_size=size, conv_padding="same_symmetric")
+        tm = TorchSmallCNN().to(memory_format=torch.channels_last)
+        rows.append((f"(a) small_cnn {size}px, batch {batch}", *compare_training(km, tm, images, steps * 2)))
+    if "b" in which:
+        feats = rng.normal(size=(256, 1280)).astype(np.float32)
+        km = GeoMTLModel(HEADS, SCENE, backbone="features", input_size=size)
+        rows.append(("(b) neck+heads on cached features (1280), batch 256",
+                     *compare_training(km, TorchNeckHeads(1280), feats, steps * 3)))
+    if "c" in which:
+        km = GeoMTLModel(HEADS, SCENE, backbone="efficientnet_lite0", input_size=size)
+        tm = TorchEffNetLite0(size).to(memory_format=torch.channels_last)
+        rows.append((f"(c) efficientnet_lite0 fine-tuning {size}px, batch {batch}",
+                     *compare_training(km, tm, images, max(5, steps // 2))))
+    return rows
 
 
 def main() -> None:
@@ -99,8 +160,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--train", default="abc", help="which train comparisons: any of a, b, c")
+    ap.add_argument("--train-only", action="store_true", help="skip the per-backbone inference table")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, heads {HEADS | SCENE}")
+    if args.train_only:
+        return print_train(args)
     print(f"{'backbone':28s} {'size':>4s} {'params':>11s} {'MMACs/img':>10s} {'infer img/s':>12s}")
     for name, kw, size in [("small_cnn w0.5", {"backbone": "small_cnn", "width": 0.5}, args.size),
                            ("small_cnn w1", {"backbone": "small_cnn"}, args.size),
@@ -112,9 +177,15 @@ def main() -> None:
         rate = inference_rate(m, size, args.batch if size < 200 else 16)
         print(f"{name:28s} {size:4d} {m.count_params():11,d} {macs_per_image(m, size) / 1e6:10.1f} {rate:12.1f}",
               flush=True)
-    k, t = train_rates(args.size, args.batch, args.steps)
-    print(f"\ntrain step, small_cnn {args.size}px batch {args.batch}: Keras {k:.0f} img/s, plain PyTorch "
-          f"(channels_last) {t:.0f} img/s -> ratio {k / t:.2f} (goal >= 0.95)")
+    print_train(args)
+
+
+def print_train(args) -> None:
+    print("\ntrain step, Keras (lean train_step, fused layers) vs plain PyTorch (channels_last), median img/s "
+          "(goal: ratio >= 0.95)")
+    print(f"{'':58s} {'Keras':>8s} {'PyTorch':>8s} {'ratio':>6s}")
+    for label, k, t in train_comparisons(args.size, args.batch, args.steps, args.train):
+        print(f"{label:58s} {k:8.0f} {t:8.0f} {k / t:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

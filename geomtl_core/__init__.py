@@ -37,6 +37,8 @@ _API: dict[str, str] = {
     "export_proxy": "data.proxy.export",
     # models, inference, training
     "GeoMTLModel": "models.multitask", "Bundle": "models.bundle", "load_bundle": "models.bundle",
+    "resnet50": "models.resnet", "port_torchvision_resnet50": "models.resnet", "load_resnet50_weights": "models.resnet",
+    "SyncBatchNormalization": "models.sync_bn",
     "evaluate_split": "inference.evaluation", "predict": "inference.predict",
     "ExperimentConfig": "config", "train": "training.trainer",
     "InputError": "errors",

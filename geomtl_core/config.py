@@ -30,6 +30,12 @@ class DataConfig:
     workers: int = 2
     five_crop: bool = False
     cache_dir: str = "data/cache"
+    flip: bool = False  # horizontal flips mirror geography (coastlines, driving side, text): off unless asked
+    jitter: float = 0.2  # colour jitter strength of the training transform; 0: none (GeoEstimation had none)
+    scene_on_all: bool = False  # with train_fraction < 1: scene labels on every training image, geo on the fraction
+    aux_control: str = "none"  # scene labels as given, "shuffled" (no information) or "geographic" (a region code)
+    subset_task: str = ""  # train only on images whose label ``subset_task`` is ``subset_class`` (ISN models)
+    subset_class: int = -1
 
 
 @dataclass
@@ -40,6 +46,7 @@ class PartitionConfig:
     tau_max: list[int] = field(default_factory=lambda: [5000, 2000, 1000])
     cells_files: list[str] = field(default_factory=list)
     hierarchical: bool = True
+    from_full_train: bool = True  # built on the whole training split, whatever share of it a run trains on
 
 
 @dataclass
@@ -50,11 +57,13 @@ class ModelConfig:
     width: float = 1.0
     pretrained: bool = False
     freeze_backbone: bool = False
-    neck_units: int = 256
+    neck_units: int = 256  # 0: no neck, pooled backbone features go straight to the heads (GeoEstimation)
     neck_norm: str = "batch"
     dropout: float = 0.2
     loss_weighting: str = "fixed"
     scene_weight: float = 1.0
+    finetune_blocks: int = 0  # efficientnet_lite0: train its last k blocks and head conv (frozen below)
+    sync_bn: bool = True  # data-parallel: resnet50's BatchNorm uses the global batch's statistics
 
 
 @dataclass
@@ -71,8 +80,11 @@ class TrainConfig:
     step_every: int = 4
     step_gamma: float = 0.5
     seed: int = 0
-    cache_features: bool = True  # with model.freeze_backbone: train neck + heads on cached features
+    cache_features: bool = True  # frozen backbone (or frozen part of it): train on cached activations
+    label_smoothing: float = 0.0
+    samples_per_epoch: int = 0  # 0: one pass over the data; else this many samples (equal steps for any fraction)
     validate: bool = True  # validation losses and accuracies after every epoch (in history.csv)
+    mixed_precision: str = "auto"  # "auto": mixed_bfloat16 with a CUDA GPU, float32 without; or either name
 
 
 @dataclass

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geomtl_core.compendium.runner import ROOT, run_all
+from geomtl_core.compendium.runner import ROOT, report_problems, run_all
 
+import nbformat
+import pandas as pd
 import pytest
 
-EXPECTED_FIGURES = {"01_data": 5, "02_partitioning": 4, "04_single_task": 2, "05_multitask": 1, "07_summary": 2}
+EXPECTED_FIGURES = {"01_data": 5, "02_partitioning": 4, "04_single_task": 3, "05_multitask": 2, "06_ablations": 1,
+                    "07_summary": 2}
 
 
 @pytest.mark.slow
@@ -41,6 +44,27 @@ def test_smoke_book_runs_and_builds(tmp_path):
         assert "Traceback" not in page
     summary = json.loads((out / "07_summary.run.json").read_text())
     assert summary["wall_time_s"] > 0
+    for executed in sorted(out.glob("*.ipynb")):  # what the reader sees: no progress output, no machine paths
+        assert report_problems(nbformat.read(executed, as_version=4), ROOT) == [], executed.name
+    for name in ("verdict.csv", "paper_trends.csv"):  # the generated result files of the grid and the claims
+        table = pd.read_csv(ROOT / "results" / "smoke" / name)
+        assert len(table) > 0 and table["diff"].notna().all()
+        assert ((table["ci_lo"] <= table["diff"] + 1e-9) & (table["diff"] <= table["ci_hi"] + 1e-9)).all()
+
+
+def test_report_problems_flags_progress_bars_and_absolute_paths():
+    """The check the runner applies to every executed notebook fails on a progbar, a tqdm bar, a path."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x")]
+    clean = [nbformat.v4.new_output("stream", name="stdout", text="scale=smoke: data in data/proxy/ (project)\n")]
+    nb.cells[0].outputs = clean
+    assert report_problems(nb, ROOT) == []
+    for text in ("\x1b[1m 3/10\x1b[0m ━━━━━━━━━━━━ 1s 20ms/step\n", "predict:  40%|████      | 4/10 [00:01<00:02]\n",
+                 "Epoch 1/3\n", f"saved to {ROOT}/runs/x\n", "cache at /tmp/abc/features.npz\n"):
+        nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        assert report_problems(nb, ROOT), text
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "/home/me/geomtl"})]
+    assert report_problems(nb) != []
 
 
 def test_runner_rejects_unknown_scale(tmp_path):

@@ -54,7 +54,9 @@ def test_corrupt_records_are_dropped_not_replaced(bundle_dir, shared, tmp_path, 
     # every method's predictions beside the best one's, for paired comparisons within the model
     per_method = sorted(p.name for p in tmp_path.glob("clean.*.csv"))
     assert per_method == sorted(["clean.hierarchy.csv", "clean.cells_5_200.csv", "clean.cells_5_100.csv",
-                                 "clean.cells_5_60.csv"])
+                                 "clean.cells_5_60.csv", "clean.scenes.csv"])
+    scenes = pd.read_csv(tmp_path / "clean.scenes.csv")  # each scored image's true and predicted scene class
+    assert len(scenes) == len(photos) and {"img_id", "s3_true", "s3_pred"} <= set(scenes.columns)
     assert (tmp_path / "clean.hierarchy.csv").read_text() == (tmp_path / "clean.csv").read_text()
     assert (tmp_path / "clean.cells_5_60.csv").read_text() != (tmp_path / "clean.csv").read_text()
 

@@ -45,3 +45,19 @@ def test_config_and_data_are_in_the_key(tmp_path):
     assert run_key(ExperimentConfig.from_dict({"data": {"root": str(root)}, "train": {"seed": 1}}), "code", d0) != k0
     (root / "test.csv").write_text("IMG_ID,LAT,LON\na,1,3\n")
     assert data_fingerprint(cfg) != d0
+
+
+def test_a_moved_project_keeps_its_run_keys(tmp_path):
+    """Paths inside the project enter the key relative to it: a clone elsewhere reuses its trained runs,
+    while a path outside the project (another dataset) still changes the key."""
+    from geomtl_core.config import ExperimentConfig
+
+    def cfg(root, data):
+        return ExperimentConfig.from_dict({"data": {"root": str(data), "cache_dir": str(root / "data" / "cache")}})
+
+    a, b = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    for r in (a, b):
+        r.mkdir(parents=True)
+    key_a = run_key(cfg(a, a / "data" / "proxy"), "code", "data", root=a)
+    assert key_a == run_key(cfg(b, b / "data" / "proxy"), "code", "data", root=b)
+    assert key_a != run_key(cfg(b, tmp_path / "other" / "proxy"), "code", "data", root=b)

@@ -64,7 +64,7 @@ def experiment_config(scale: str, overrides: dict | None = None, root: Path | No
         "partition": {"tau_min": p["tau_min"], "tau_max": p["tau_max"]},
         "model": {"backbone": p["backbone"], "pretrained": p["pretrained"], "freeze_backbone": True,
                   "neck_units": 512, "dropout": 0.3},
-        "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": 1e-3,
+        "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": p.get("lr", 1e-3),
                   "weight_decay": 1e-4, "schedule": "cosine", "seed": 0},
     }
     return ExperimentConfig.from_dict(deep_merge(base, overrides or {}))
@@ -103,9 +103,13 @@ def data_fingerprint(cfg: ExperimentConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = None) -> str:
-    """What a cached run depends on: its config, the library code and the data it reads."""
-    parts = [cfg.to_dict(), code or code_fingerprint(), data or data_fingerprint(cfg)]
+def run_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = None,
+            root: Path | None = None) -> str:
+    """What a cached run depends on: its config (paths inside the project ``root`` written relative to it, so a
+    moved or cloned project keeps its runs), the library code and the data it reads."""
+    prefix = str(Path(find_root() if root is None else root).resolve()) + "/"
+    config = json.loads(json.dumps(cfg.to_dict()).replace(json.dumps(prefix)[1:-1], "<project>/"))
+    parts = [config, code or code_fingerprint(), data or data_fingerprint(cfg)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -121,7 +125,7 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
     logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
     root = find_root() if root is None else Path(root)
     seeds = list(scale_params(scale).get("seeds", [0]))
-    results = {s: _run_one(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),
+    results = {s: run_once(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),
                            root, verbose) for s in seeds}
     head = dict(results[seeds[0]])
     head["seeds"] = {str(s): seed_run_name(name, s, seeds) for s in seeds}
@@ -158,7 +162,7 @@ def seed_summary(scale: str, name: str, root: Path, seeds: dict[str, str], n_boo
                               "ci95": [float(ci[k, 0]), float(ci[k, 1])]} for k, t in enumerate(THRESHOLDS_KM)}}
 
 
-def _run_one(name: str, scale: str, overrides: dict | None, root: Path, verbose: int) -> dict:
+def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose: int) -> dict:
     """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``."""
     root = find_root() if root is None else Path(root)
     from geomtl_core.training.trainer import train
@@ -167,7 +171,7 @@ def _run_one(name: str, scale: str, overrides: dict | None, root: Path, verbose:
     out = root / "runs" / scale / name
     result_path = root / "results" / scale / f"{name}.json"
     code, data = code_fingerprint(), data_fingerprint(cfg)
-    key = run_key(cfg, code, data)
+    key = run_key(cfg, code, data, root)
     if result_path.exists() and (out / "model.keras").exists():
         old = json.loads(result_path.read_text())
         if old.get("run_key") == key:
@@ -181,7 +185,8 @@ def _run_one(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
         "config": cfg.to_dict(),
         "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
-        "train_images": metrics["train_images"], "params": metrics["params"], "val": metrics["val"], "test": test,
+        "train_images": metrics["train_images"], "geo_labelled_images": metrics.get("geo_labelled_images"),
+        "params": metrics["params"], "val": metrics["val"], "test": test,
         "git_commit": git_commit(root), "versions": package_versions(),
     }
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,25 +198,26 @@ def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
     """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
     from geomtl_core.data.dataset import make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
-    from geomtl_core.data.splits import load_meta, make_split
+    from geomtl_core.data.splits import load_tables, make_split
     from geomtl_core.inference.evaluation import evaluate_split
     from geomtl_core.models.bundle import load_bundle
     from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
 
 
     bundle = load_bundle(out)
-    data = make_split(cfg, split, load_meta(cfg, split), bundle.parts, train=False)
+    data = make_split(cfg, split, load_tables(cfg, (split,))[split], bundle.parts, train=False)
     hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
     csv = out / f"predictions_{split}.csv"
+    fixes = json.loads((out / "remedies.json").read_text()) if (out / "remedies.json").exists() else None
     if not uses_cached_features(cfg):
-        return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False)
+        return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False, remedies=fixes)
     feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
                              progress=False)
     loader = make_loader(FeatureDataset(feats, data.labels.targets), 512, seed=cfg.train.seed)
     from dataclasses import replace
 
     return evaluate_split(bundle.model, replace(data, loader=loader), bundle.parts, hierarchy, csv,
-                          progress=False, from_features=True)
+                          progress=False, from_features=True, remedies=fixes)
 
 
 def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
@@ -276,11 +282,13 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
     import inspect
 
     own = hashlib.sha256(inspect.getsource(baselines).encode()).hexdigest()[:8]  # this function's own code
-    key = run_key(cfg, code_fingerprint() + own, data_fingerprint(cfg))
+    key = run_key(cfg, code_fingerprint() + own, data_fingerprint(cfg), root)
     path = root / "results" / scale / "baselines" / "baselines.json"
     if path.exists() and json.loads(path.read_text()).get("key") == key:
         return json.loads(path.read_text())["baselines"]
-    run("st_hier", scale, root=root, verbose=0)  # its frozen backbone's features are the kNN space
+    from geomtl_core.compendium.grid import AUX, run_named  # (grid builds on this module)
+
+    run_named("st_hier", scale, AUX["st"], root)  # its frozen backbone's features are the kNN space
     train, test = load_meta(cfg, "train"), load_meta(cfg, "test")
     parts = make_partitionings(cfg, train)
     tl, tn, lat, lon = (x.to_numpy() for x in (train.lat, train.lon, test.lat, test.lon))

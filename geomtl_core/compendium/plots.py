@@ -56,7 +56,7 @@ def accuracy_with_ci(results: dict[str, dict], names: list[str] | None = None, s
 def training_curves(histories: dict[str, str | Path], metric: str = "loss", title: str | None = None):
     """A metric of the training log per epoch, one colour per run: training solid, validation dashed
     (where the training budget is read off)."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
     for k, (name, path) in enumerate(histories.items()):
         h = pd.read_csv(path)
         color = f"C{k % 10}"
@@ -66,7 +66,7 @@ def training_curves(histories: dict[str, str | Path], metric: str = "loss", titl
             ax.plot(h["epoch"] + 1, h[f"val_{metric}"], marker="s", ms=3, ls="--", color=color,
                     label=f"{name} (validation)")
     ax.set(xlabel="epoch", ylabel=metric, title=title or f"{metric}: training (solid) and validation (dashed)")
-    ax.legend(fontsize=7, ncols=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -110,6 +110,29 @@ def cells_vs_tau(table: pd.DataFrame, title: str = "classes against tau_max"):
     ax.plot(table["tau_max"], table["classes"], marker="o")
     ax.set(xscale="log", yscale="log", xlabel="tau_max (images per cell before split)", ylabel="classes", title=title)
     ax.grid(color="0.9")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def difference_intervals(table: pd.DataFrame, label: str = "comparison", title: str = "differences with 95% CIs",
+                         paper: str | None = None):
+    """Forest plot: one row per comparison, its difference (points) and 95% interval; a vertical line at 0
+    and, with ``paper`` (a column name), the published difference as a cross."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(t) + 1.4))
+    y = np.arange(len(t))[::-1]
+    colour = np.where(t["ci_lo"] > 0, "C2", np.where(t["ci_hi"] < 0, "C3", "0.35"))
+    ax.hlines(y, t["ci_lo"], t["ci_hi"], colors=list(colour), lw=1.4)
+    ax.scatter(t["diff"], y, c=colour, s=16, zorder=3, label="proxy (95% CI over seeds, then blocks)")
+    if paper is not None and t[paper].notna().any():
+        ax.scatter(t[paper], y, marker="x", color="C1", s=30, zorder=4, label="published (Im2GPS)")
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_yticks(y, t[label], fontsize=7)
+    ax.set(xlabel="difference b − a (percentage points)", title=title)
+    ax.set_ylim(-0.8, len(t) - 0.2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(axis="x", color="0.92")
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -79,9 +79,16 @@ def compare_runs(scale: str, a: str, b: str, root: Path | None = None, n_boot: i
     partitioning within one model).
     """
     from geomtl_core.compendium.experiments import seed_predictions
-    from geomtl_core.geo.stats import block_bootstrap, bootstrap_p, hierarchical_bootstrap, holm, percentile_ci
 
     fa, fb = seed_predictions(scale, a, root, method_a), seed_predictions(scale, b, root, method_b)
+    return compare_files(fa, fb, n_boot=n_boot, seed=seed)
+
+
+def compare_files(fa: list[Path], fb: list[Path], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """B minus A as in :func:`compare_runs`, from per-seed prediction files (any layout
+    :func:`geomtl_core.data.predictions.read_predictions` reads, e.g. GeoEstimation's published ones)."""
+    from geomtl_core.geo.stats import block_bootstrap, bootstrap_p, hierarchical_bootstrap, holm, percentile_ci
+
     n_seeds = min(len(fa), len(fb))
     ha, blocks = seed_hits(fa[:n_seeds])
     hb, _ = seed_hits([fa[0], *fb[:n_seeds]])
@@ -186,3 +193,27 @@ def split_table(meta: pd.DataFrame, block_deg: float = 5.0) -> pd.DataFrame:
                      "nearest train km (10th pct)": round(float(np.percentile(d, 10))),
                      "median": round(float(np.median(d))), "90th pct": round(float(np.percentile(d, 90)))})
     return pd.DataFrame(rows).set_index("split")
+
+
+def within_model_table(scale: str, run: str, reference: str = "hierarchy", root: Path | None = None,
+                       endpoint_km: int = PRIMARY_KM, n_boot: int = 2000) -> pd.DataFrame:
+    """Every prediction method of one run (each head alone, f*, the remedies) against ``reference`` on the
+    same images and seeds: mean accuracy and the paired difference with its seeds-then-blocks 95% CI."""
+    import json
+
+    from geomtl_core.compendium.experiments import find_root, seed_predictions
+
+    root = find_root() if root is None else Path(root)
+    methods = json.loads((root / "results" / scale / f"{run}.json").read_text())["test"]["methods"]
+    key = f"{endpoint_km} km"
+    rows = []
+    for m in methods:
+        hits, _ = seed_hits(seed_predictions(scale, run, root, m))
+        row = {"method": m, f"acc {key} %": round(100 * float(hits[..., THRESHOLDS_KM.index(endpoint_km)].mean()), 2)}
+        if m != reference:
+            d = compare_runs(scale, run, run, root, n_boot=n_boot, method_a=reference, method_b=m).loc[key]
+            row |= {f"− {reference} (points)": d["difference (points)"], "ci95 low": d["ci95 low"],
+                    "ci95 high": d["ci95 high"], "verdict": "better" if d["ci95 low"] > 0 else
+                    "worse" if d["ci95 high"] < 0 else "not resolved"}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")

@@ -170,6 +170,27 @@ def strip_progress(nb) -> int:
     return changed
 
 
+_PROGRESS = re.compile(r"\r|\d+/\d+ \[|it/s\]|s/it\]|━|Epoch \d+/\d+|\d+%\|")
+_ABSOLUTE = re.compile(r"(?<![\w.~])/(?:home|tmp|work|root|Users|var|opt|mnt|srv)/")
+
+
+def report_problems(nb, root: Path | None = None) -> list[str]:
+    """What a reader should never see in an executed notebook's outputs: progress bars (tqdm, Keras progbar)
+    and absolute paths of the machine that built it (``root`` itself included). One line per finding."""
+    problems = []
+    for k, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            texts = [out.get("text", "")] if out.get("output_type") == "stream" else \
+                [v for t, v in out.get("data", {}).items() if t.startswith("text/")]
+            for text in texts:
+                text = text if isinstance(text, str) else "".join(text)
+                if _PROGRESS.search(text):
+                    problems.append(f"cell {k}: progress output {_PROGRESS.search(text).group()!r}")
+                if _ABSOLUTE.search(text) or (root is not None and str(root) in text):
+                    problems.append(f"cell {k}: absolute path in output")
+    return problems
+
+
 def fold_code(nb) -> None:
     """Present an executed notebook as a report: every code cell's input collapsed (``hide-input``), the
     parameters cells (the notebook's own and papermill's injected one) removed from the page."""
@@ -248,6 +269,9 @@ def run_all(
         fold_code(done)
         nbformat.write(done, executed)
         check_figures(executed)
+        problems = report_problems(done, root)
+        if problems:
+            raise RuntimeError(f"{executed.name} shows what a report must not: " + "; ".join(problems[:5]))
         record = {
             "notebook": nb.name,
             "parameters": params,

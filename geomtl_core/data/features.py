@@ -21,7 +21,10 @@ from tqdm.auto import tqdm
 def cache_key(model_cfg, image_size: int, seed: int, source: str) -> str:
     """Hash of what features depend on: backbone (and its seed if random), input size, image source."""
     init = "pretrained" if model_cfg.pretrained else f"seed{seed}"
-    blob = json.dumps([model_cfg.backbone, model_cfg.width, init, image_size, source]).encode()
+    what = [model_cfg.backbone, model_cfg.width, init, image_size, source]
+    if getattr(model_cfg, "finetune_blocks", 0):  # activations below the tuned blocks, not pooled features
+        what.append(f"below_last_{model_cfg.finetune_blocks}_blocks")
+    blob = json.dumps(what).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -102,13 +105,3 @@ class FeatureDataset(Dataset):
     def __getitem__(self, k: int):
         y = {t: v[k] for t, v in self.y.items()}
         return (self.x[k], y) if self.w is None else (self.x[k], y, self.w[k])
-
-
-def transfer_head_weights(head_model, full_model) -> None:
-    """Copy neck, heads and learned loss weights from a feature model into an image model."""
-    for name in ("neck", "neck_bn"):
-        getattr(full_model, name).set_weights(getattr(head_model, name).get_weights())
-    for task, layer in head_model.heads.items():
-        full_model.heads[task].set_weights(layer.get_weights())
-    if head_model.log_vars is not None:
-        full_model.log_vars.assign(head_model.log_vars)

@@ -162,11 +162,13 @@ class ColorJitter(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, s = (1 + self.strength * (2 * torch.rand(3) - 1)).tolist()
-        xf = x.float() * b
+        # in place on one float buffer: the same operations in the same order as out-of-place
+        # ((x*b - mean)*c + mean, then (. - gray)*s + gray), so bit-identical pixels, fewer allocations
+        xf = x.float().mul_(b)
         mean = torch.dot(self._GRAY, xf.mean(dim=(-2, -1)))
-        xf = (xf - mean) * c + mean
+        xf.sub_(mean).mul_(c).add_(mean)
         gray = torch.einsum("c,chw->hw", self._GRAY, xf)
-        xf = (xf - gray) * s + gray
+        xf.sub_(gray).mul_(s).add_(gray)
         return xf.clamp_(0, 255).round_().to(torch.uint8)
 
 

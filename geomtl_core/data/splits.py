@@ -50,6 +50,41 @@ def subsample(meta: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     return meta.iloc[keep].reset_index(drop=True)
 
 
+def load_tables(cfg: ExperimentConfig, splits: tuple[str, ...] = ("train", "val")) -> dict[str, pd.DataFrame]:
+    """Metadata of ``splits`` with the configured auxiliary-label control applied (computed with the
+    training split, which is read whenever a control needs it)."""
+    from geomtl_core.data.aux_labels import control_labels
+
+    need = splits if cfg.data.aux_control == "none" or "train" in splits else ("train", *splits)
+    metas = control_labels({s: load_meta(cfg, s) for s in need}, cfg.data.scene_tasks, cfg.data.aux_control,
+                           cfg.train.seed)
+    return {s: metas[s] for s in splits}
+
+
+def training_rows(cfg: ExperimentConfig, train: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The training rows a run reads (its scene subset, then its seeded share) and, with
+    ``data.scene_on_all``, the mask of those that keep their geo labels (the others train the scene task only)."""
+    d = cfg.data
+    if d.subset_task:
+        if d.subset_task not in train:
+            raise InputError(f"data.subset_task {d.subset_task!r} is not a column of the training metadata")
+        train = train[train[d.subset_task] == d.subset_class].reset_index(drop=True)
+        if train.empty:
+            raise InputError(f"no training image has {d.subset_task} == {d.subset_class}")
+    share = subsample(train, d.train_fraction, cfg.train.seed)
+    if d.scene_on_all and d.train_fraction < 1:
+        return train, train["img_id"].isin(share["img_id"]).to_numpy()
+    return share, None
+
+
+def mask_geo_labels(labels: LabelTable, parts: list[Partitioning], keep_ids: np.ndarray) -> int:
+    """Set the geo targets of images not in ``keep_ids`` to -1 (masked out of the loss); returns how many keep them."""
+    keep = np.isin(labels.img_id, keep_ids)
+    for p in parts:
+        labels.targets[p.name] = np.where(keep, labels.targets[p.name], -1)
+    return int(keep.sum())
+
+
 def make_partitionings(cfg: ExperimentConfig, train_meta: pd.DataFrame) -> list[Partitioning]:
     """Read the configured cells files, or build them from the training coordinates (coarse -> fine)."""
     p = cfg.partition
@@ -78,28 +113,34 @@ def scene_classes(cfg: ExperimentConfig, metas: list[pd.DataFrame]) -> dict[str,
 class EpochSampler(Sampler[int]):
     """A permutation that depends only on (seed, epoch), so a resumed run replays the same order.
 
+    ``total`` samples per epoch (default ``n``): for equal optimiser steps whatever the training-set size.
     With ``world > 1`` (data-parallel training) rank ``r`` takes positions ``r, r + world, …`` of the
     permutation truncated to whole global batches (``batch * world``): the ranks' shares are disjoint,
     together they are exactly what one process with a ``world`` times larger batch would read.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, batch: int = 1):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, batch: int = 1,
+                 total: int = 0):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
         self.rank, self.world, self.batch = rank, world, batch
+        self.total = total or n  # samples per epoch: whole permutations concatenated, then cut to ``total``
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed * 100_003 + self.epoch)
-            perm = torch.randperm(self.n, generator=g).tolist()
-        else:
-            perm = list(range(self.n))
+        perm: list[int] = []
+        for rep in range(-(-self.total // self.n)):  # a small subset is read several times per epoch
+            if self.shuffle:
+                g = torch.Generator()
+                g.manual_seed(self.seed * 100_003 + self.epoch + 7_919 * rep)
+                perm += torch.randperm(self.n, generator=g).tolist()
+            else:
+                perm += list(range(self.n))
+        perm = perm[: self.total]
         if self.world == 1:
             return perm
-        usable = (self.n // (self.batch * self.world)) * self.batch * self.world
+        usable = (self.total // (self.batch * self.world)) * self.batch * self.world
         return perm[:usable][self.rank :: self.world]
 
     def __iter__(self):
@@ -107,8 +148,8 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         if self.world == 1:
-            return self.n
-        return (self.n // (self.batch * self.world)) * self.batch
+            return self.total
+        return (self.total // (self.batch * self.world)) * self.batch
 
 
 @dataclass
@@ -134,7 +175,9 @@ def make_split(
     labels = build_labels(source.ids, meta, parts if train else [], cfg.data.scene_tasks)
     if not train:  # evaluation keeps images outside every cell: label -1, masked out of that head's loss/accuracy
         labels.targets.update({p.name: p.assign(labels.lat, labels.lon) for p in parts})
-    ds = GeoImageDataset(source, labels, TransformConfig(size=cfg.data.image_size), train=train, faults=faults,
+    tfm = TransformConfig(size=cfg.data.image_size, flip=cfg.data.flip, jitter=cfg.data.jitter)
+    ds = GeoImageDataset(source, labels, tfm, train=train,
+                         faults=faults,
                          five_crop=cfg.data.five_crop and not train)
     if len(ds) == 0:
         raise InputError(f"split {split!r} has no usable images (report: {labels.report})")
@@ -143,7 +186,8 @@ def make_split(
                                                  workers=cfg.data.workers))
     from geomtl_core.distributed import rank, world_size
 
-    sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size)
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size,
+                           total=cfg.train.samples_per_epoch)
     loader = make_loader(ds, cfg.train.batch_size, sampler=sampler, seed=cfg.train.seed, workers=cfg.data.workers,
                          drop_last=len(ds) >= cfg.train.batch_size)
     return SplitData(labels, ds, loader)

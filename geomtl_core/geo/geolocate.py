@@ -28,9 +28,11 @@ class Geolocation:
 
 
 def geolocate(
-    probs: dict[str, np.ndarray], parts: list[Partitioning], hierarchy: Hierarchy | None = None
+    probs: dict[str, np.ndarray], parts: list[Partitioning], hierarchy: Hierarchy | None = None,
+    remedies: dict | None = None,
 ) -> dict[str, Geolocation]:
-    """Coordinates per partitioning (argmax class mean) and, with a hierarchy, ``"hierarchy"`` (f*)."""
+    """Coordinates per partitioning (argmax class mean) and, with a hierarchy, ``"hierarchy"`` (f*) and,
+    given fitted ``remedies``, their variants (see :mod:`geomtl_core.geo.hierarchy_fixes`)."""
     out = {}
     for part in parts:
         p = probs[part.name]
@@ -42,6 +44,13 @@ def geolocate(
         c = s.argmax(axis=1)
         lat, lon = parts[-1].class_coordinates(c)
         out["hierarchy"] = Geolocation(lat, lon, c, s[np.arange(len(c)), c])
+        if remedies:
+            from geomtl_core.geo.hierarchy_fixes import scores
+
+            for name, s in scores(probs, parts, hierarchy, remedies).items():
+                c = s.argmax(axis=1)
+                lat, lon = parts[-1].class_coordinates(c)
+                out[name] = Geolocation(lat, lon, c, s[np.arange(len(c)), c])
     return out
 
 

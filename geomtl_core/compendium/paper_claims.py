@@ -69,11 +69,14 @@ def _route(scale: str, name: str, members: dict[int, dict], router: dict, column
         first = next(iter(preds.values()))
         ids = first.img_id.astype(str)
         which = np.array([route[i] for i in ids])
-        lat, lon = np.empty(len(ids)), np.empty(len(ids))
+        lat, lon = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
         for c, p in preds.items():
             if not np.array_equal(p.img_id.astype(str), ids):
                 raise ValueError(f"ISN member {c} scored different test images")
             lat[which == c], lon[which == c] = p.pred_lat[which == c], p.pred_lon[which == c]
+        if np.isnan(lat).any():
+            missing = sorted(set(which[np.isnan(lat)].tolist()))
+            raise ValueError(f"test images routed to scene classes without an ISN member: {missing}")
         out = root / "runs" / scale / run
         out.mkdir(parents=True, exist_ok=True)
         for stem in ("predictions_test.csv", "predictions_test.hierarchy.csv"):

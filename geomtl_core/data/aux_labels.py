@@ -1,10 +1,11 @@
 """Control versions of the auxiliary (scene) labels, for telling "the scene task helps" apart from
 "any extra head regularises" (``shuffled``) and from "extra location supervision helps" (``geographic``).
 
-Both keep each split's label distribution over classes (so the auxiliary task has the same entropy):
-``shuffled`` permutes the labels among the images of a split (no information about the image);
-``geographic`` replaces them by a region code: the training images ordered along the S2 Hilbert curve are
-cut into consecutive runs with the training class frequencies, and every split uses the same cut points.
+``shuffled`` permutes the labels among the images of each split (each split's class frequencies exactly;
+no information about the image). ``geographic`` replaces them by a region code, a pure function of location:
+the training images ordered along the S2 Hilbert curve are cut into consecutive runs with the training class
+frequencies (so the same entropy, up to images sharing the location at a cut, which all go to the later
+region), and every split uses the same cut points (val and test get whatever their regions give).
 """
 
 from __future__ import annotations

@@ -65,6 +65,9 @@ def training_rows(cfg: ExperimentConfig, train: pd.DataFrame) -> tuple[pd.DataFr
     """The training rows a run reads (its scene subset, then its seeded share) and, with
     ``data.scene_on_all``, the mask of those that keep their geo labels (the others train the scene task only)."""
     d = cfg.data
+    if d.scene_on_all and not cfg.partition.from_full_train:  # cells from unlabelled images would leak location
+        raise InputError("data.scene_on_all needs partition.from_full_train: the cells must not be built from "
+                         "the images whose geo labels the run leaves out")
     if d.subset_task:
         if d.subset_task not in train:
             raise InputError(f"data.subset_task {d.subset_task!r} is not a column of the training metadata")

@@ -162,19 +162,40 @@ class _ConvMixin:
         return config
 
 
+def _relayout(variable, order: tuple[int, ...]) -> None:
+    """Store a torch-backend variable's elements in the memory order ``order`` (its dims, outermost first)
+    while keeping its shape: the same values, read and assigned (``copy_``) as before, but the HWIO kernel's
+    OIHW view is then channels_last, so torch's conv neither reorders the weight nor copies its gradient
+    (the gradient takes the parameter's strides) every step."""
+    if backend.backend() != "torch" or not hasattr(variable, "_value") or variable._value is None:
+        return
+    t = variable._value
+    inverse = tuple(order.index(d) for d in range(t.ndim))
+    t.data = t.data.permute(*order).contiguous().permute(*inverse)
+
+
 @keras.saving.register_keras_serializable(package="geomtl", name="FastConv2D")
 class Conv2D(_LeanCall, _ConvMixin, keras.layers.Conv2D):
     """``keras.layers.Conv2D`` computed by one ``torch.nn.functional.conv2d`` on a channels_last view.
 
-    Also accepts ``padding="same_symmetric"`` (see the module docstring)."""
+    Also accepts ``padding="same_symmetric"`` (see the module docstring). The kernel keeps Keras' HWIO shape,
+    stored in OHWI memory order (see ``_relayout``)."""
 
     def __init__(self, *args, padding: str = "valid", **kwargs):
         super().__init__(*args, padding=self._init_padding(padding), **kwargs)
         self._check_symmetric()
 
+    def _ohwi_kernel(self):
+        """The kernel's torch tensor, moved to OHWI memory on first use (a variable built in a symbolic or
+        deferred scope has no tensor until then)."""
+        k = self.kernel._value
+        if self.groups == 1 and k.stride()[2] != 1:
+            _relayout(self.kernel, (3, 0, 1, 2))
+        return k
+
     def call(self, inputs):
         if _fast_ok(self, inputs) and _plain_kernel(self):
-            weight = self.kernel._value.permute(3, 2, 0, 1)  # HWIO -> OIHW view
+            weight = self._ohwi_kernel().permute(3, 2, 0, 1)  # HWIO -> OIHW view, channels_last
             return self._torch_conv(inputs, weight, self.groups)
         return self._symbolic_call(inputs) if self.symmetric_padding else super().call(inputs)
 
@@ -200,6 +221,8 @@ class DepthwiseConv2D(_LeanCall, _ConvMixin, keras.layers.DepthwiseConv2D):
             return self._symbolic_call(inputs) if self.symmetric_padding else super().call(inputs)
         k = self.kernel._value  # (kh, kw, C, multiplier)
         kh, kw, c, mult = k.shape
+        if k.stride()[1] != 1 and kh * kw > 1:  # store as (C, multiplier, kh, kw): a contiguous OIHW weight
+            _relayout(self.kernel, (2, 3, 0, 1))
         w = k.reshape(kh, kw, 1, c * mult).permute(3, 2, 0, 1)  # (C * mult, 1, kh, kw)
         return self._torch_conv(inputs, w, c)
 
@@ -234,16 +257,13 @@ class BatchNormalization(_LeanCall, keras.layers.BatchNormalization):
             n = x.numel() // x.shape[1]
             if n < 2:
                 return super().call(inputs, training=training, mask=mask)
-            # torch updates running_var with the unbiased variance, Keras with the biased one: let torch update
-            # a copy scaled by n/(n-1) and scale it back. Copies, because torch's backward keeps the running
-            # tensors it was given (updating the variables in place would break a layer called twice).
-            with torch.no_grad():
-                run_mean, run_var = mean.clone(), var * (n / (n - 1))
-            y = torch.nn.functional.batch_norm(x, run_mean, run_var, gamma, beta, True, 1.0 - self.momentum,
-                                               self.epsilon)
-            with torch.no_grad():
-                mean.copy_(run_mean)
-                var.copy_(run_var * ((n - 1) / n))
+            # torch updates running_var with the unbiased variance, Keras with the biased one: scale the moving
+            # variance by n/(n-1) before torch's in-place update and back after it. Through ``.data``: the
+            # backward keeps the running tensors but, in training mode, never reads them, so no version bump.
+            run_var = var.data
+            run_var.mul_(n / (n - 1))
+            y = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, True, 1.0 - self.momentum, self.epsilon)
+            run_var.mul_((n - 1) / n)
         else:
             y = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, False, 0.0, self.epsilon)
         if axis != 1:
@@ -313,9 +333,25 @@ class Rescaling(_LeanCall, keras.layers.Rescaling):
     """``keras.layers.Rescaling`` without ``Layer.__call__``'s overhead on eager float32 calls."""
 
     def call(self, inputs):
-        if isinstance(self.scale, float | int) and isinstance(self.offset, float | int) and _fast_ok(self, inputs):
-            return inputs * float(self.scale) + float(self.offset)
+        if self._scalar() and _fast_ok(self, inputs):
+            return self._rescale(inputs)
         return super().call(inputs)
+
+    def _scalar(self) -> bool:
+        return isinstance(self.scale, float | int) and isinstance(self.offset, float | int)
+
+    def _rescale(self, x):
+        x = x * float(self.scale)
+        return x + float(self.offset) if self.offset else x
+
+    def from_uint8(self, images):
+        """float32 ``call(cast(images))`` for a uint8 torch batch without the cast pass (uint8 * float
+        promotes to float32 exactly), or None where that does not apply."""
+        if (_SCOPES is None or not self.built or not self._scalar() or self.compute_dtype != "float32"
+                or not isinstance(images, _SCOPES[0].Tensor) or images.dtype != _SCOPES[0].uint8
+                or _SCOPES[1]() or _SCOPES[2]()):
+            return None
+        return self._rescale(images)
 
 
 @keras.saving.register_keras_serializable(package="geomtl", name="LeanIdentity")

@@ -26,6 +26,7 @@ from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
+from geomtl_core.models.optimizers import SGD
 
 import keras
 import numpy as np
@@ -47,7 +48,7 @@ def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimiz
     else:
         raise InputError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
     if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)
+        return SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)  # Keras SGD, fused on CPU
     if t.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
     raise InputError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")

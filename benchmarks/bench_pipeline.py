@@ -3,7 +3,7 @@ bare decode rate of the same JPEGs (simplejpeg, one process), printed side by si
 
 Images: 2,000 JPEGs of ~320x240 px (MP-16 shards hold photos resized to a similar size),
 cut from the real landmark photos in ../shared when present, else from smooth noise.
-Goal (issue 4): pipeline >= 0.7x bare decode, and above the default model's training rate.
+Goal (issues 4 and 15): pipeline >= 0.7x bare decode at 64 and 96 px, and above the default model's training rate.
 """
 
 from __future__ import annotations

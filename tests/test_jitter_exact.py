@@ -1,10 +1,11 @@
-"""ColorJitter runs in place (issue #15, pipeline speed) but must produce exactly the pixels of its
-out-of-place definition: the training images do not change."""
+"""The training transform's fast parts (issue #15, pipeline speed): ColorJitter runs in place but produces
+exactly the pixels of its out-of-place definition; RandomResizedCrop draws torchvision's crop distribution."""
 
 from __future__ import annotations
 
 from geomtl_core.data.images import ColorJitter
 
+import pytest
 import torch
 
 
@@ -31,3 +32,48 @@ def test_in_place_jitter_is_bit_identical_to_the_reference():
         got = jitter(x)
         assert torch.equal(got, want)
         assert torch.equal(x, before)  # the input is not modified
+
+
+def _torchvision_params(height: int, width: int, n: int, scale=(0.66, 1.0)) -> torch.Tensor:
+    from torchvision.transforms import v2
+
+    t = v2.RandomResizedCrop(32, scale=scale)
+    img = torch.zeros((3, height, width), dtype=torch.uint8)
+    return torch.tensor([list(t.make_params([img]).values()) for _ in range(n)], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(("height", "width"), [(120, 160), (115, 300), (300, 60)])
+def test_random_resized_crop_draws_torchvision_distribution(height, width):
+    """Same crop distribution as torchvision's (first fitting draw of 10, else the clamped centre crop):
+    crop shares, aspect ratios, offsets and fallback rate agree within sampling error."""
+    from geomtl_core.data.images import RandomResizedCrop
+
+    n = 3000
+    torch.manual_seed(0)
+    want = _torchvision_params(height, width, n)
+    torch.manual_seed(1)
+    rrc = RandomResizedCrop(32, scale=(0.66, 1.0))
+    got = torch.tensor([rrc.params(height, width) for _ in range(n)], dtype=torch.float64)
+    top, left, h, w = got.T
+    assert bool(((top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width) & (h > 0) & (w > 0)).all())
+
+    def summary(p):
+        t, le, hh, ww = p.T
+        share = hh * ww / (height * width)
+        centred = (t == (height - hh) // 2) & (le == (width - ww) // 2)  # the fallback (or a chance centre)
+        return torch.stack([share.mean(), share.std(), torch.log(ww / hh).mean(), torch.log(ww / hh).std(),
+                            (t / (height - hh + 1)).mean(), centred.double().mean()])
+
+    a, b = summary(got), summary(want)
+    assert torch.allclose(a, b, atol=0.03), (a, b)
+
+
+def test_random_resized_crop_is_seeded_and_resizes():
+    from geomtl_core.data.images import RandomResizedCrop
+
+    x = torch.randint(0, 256, (3, 90, 140), dtype=torch.uint8)
+    rrc = RandomResizedCrop(48, scale=(0.66, 1.0))
+    torch.manual_seed(3)
+    a = rrc(x)
+    torch.manual_seed(3)
+    assert torch.equal(rrc(x), a) and a.shape == (3, 48, 48) and a.dtype == torch.uint8

@@ -61,3 +61,39 @@ def test_a_moved_project_keeps_its_run_keys(tmp_path):
     key_a = run_key(cfg(a, a / "data" / "proxy"), "code", "data", root=a)
     assert key_a == run_key(cfg(b, b / "data" / "proxy"), "code", "data", root=b)
     assert key_a != run_key(cfg(b, tmp_path / "other" / "proxy"), "code", "data", root=b)
+
+
+def test_feature_cache_survives_a_moved_project_and_follows_what_features_depend_on(tmp_path):
+    """The cache key holds the data root relative to the cache (not where the project lives), and changes
+    with what the features depend on (here small_cnn's padding)."""
+    from geomtl_core.training.trainer import feature_cache_path
+
+    def path(project: Path, **model) -> Path:
+        cfg = ExperimentConfig.from_dict({"data": {"root": str(project / "data" / "proxy"),
+                                                   "cache_dir": str(project / "data" / "cache")},
+                                          "model": {"freeze_backbone": True, **model}})
+        return feature_cache_path(cfg, "train")
+
+    a, b = path(tmp_path / "a"), path(tmp_path / "elsewhere" / "b")
+    assert a.name == b.name and a.parent != b.parent
+    assert path(tmp_path / "a", conv_padding="same").name != a.name
+    assert path(tmp_path / "a", width=0.5).name != a.name
+
+
+def test_config_conv_padding_reaches_the_model_and_is_checked():
+    from geomtl_core.errors import InputError
+    from geomtl_core.training.trainer import _build_model
+
+    import pytest
+
+    class Part:
+        name = "coarse"
+
+        def __len__(self):
+            return 4
+
+    cfg = ExperimentConfig.from_dict({"model": {"width": 0.25, "conv_padding": "same"}})
+    assert _build_model(cfg, [Part()], {}).backbone.blocks[0].symmetric_padding is False
+    assert _build_model(ExperimentConfig(), [Part()], {}).backbone.blocks[0].symmetric_padding is True
+    with pytest.raises(InputError, match="conv_padding"):
+        _build_model(ExperimentConfig.from_dict({"model": {"conv_padding": "full"}}), [Part()], {})

@@ -24,6 +24,8 @@ def cache_key(model_cfg, image_size: int, seed: int, source: str) -> str:
     what = [model_cfg.backbone, model_cfg.width, init, image_size, source]
     if getattr(model_cfg, "finetune_blocks", 0):  # activations below the tuned blocks, not pooled features
         what.append(f"below_last_{model_cfg.finetune_blocks}_blocks")
+    if model_cfg.backbone == "small_cnn" and getattr(model_cfg, "conv_padding", "same") != "same":
+        what.append(model_cfg.conv_padding)  # a different network ("same" keeps the keys it always had)
     blob = json.dumps(what).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

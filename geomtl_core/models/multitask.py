@@ -179,6 +179,8 @@ class GeoMTLModel(keras.Model):
         if not 0 <= label_smoothing < 1:
             raise InputError(f"label_smoothing must be in [0, 1), received: {label_smoothing}")
         self.finetune_blocks, self.inputs, self.label_smoothing = int(finetune_blocks), inputs, float(label_smoothing)
+        if conv_padding not in ("same", "same_symmetric"):
+            raise InputError(f"conv_padding must be 'same' or 'same_symmetric', received: {conv_padding!r}")
         self.conv_padding = conv_padding
         net, norm = build_backbone(backbone, input_size, width, pretrained, conv_padding)
         net.trainable = not freeze_backbone

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inp
         width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
         neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
         task_weights={s: m.scene_weight for s in scene}, finetune_blocks=m.finetune_blocks if backbone != "features"
-        else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing,
+        else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing, conv_padding=m.conv_padding,
     )
 
 
@@ -122,7 +123,9 @@ def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
     """Where the frozen backbone's features of a split are cached (shared by all runs that can)."""
     from geomtl_core.data.features import cache_key
 
-    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{Path(cfg.data.root).resolve()}:{split}")
+    # the data root relative to the cache: a moved or cloned project (data and cache inside it) keeps its cache
+    source = os.path.relpath(Path(cfg.data.root).resolve(), Path(cfg.data.cache_dir).resolve())
+    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:{split}")
     return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{split}_{key}.npz"
 
 

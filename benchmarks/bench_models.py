@@ -20,6 +20,7 @@ import time
 import geomtl_core  # noqa: F401
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
 from geomtl_core.models.optimizers import SGD
+from geomtl_core.training.malloc import keep_freed_memory
 
 import numpy as np
 import torch
@@ -175,6 +176,7 @@ def main() -> None:
     ap.add_argument("--train", default="abc", help="which train comparisons: any of a, b, c")
     ap.add_argument("--train-only", action="store_true", help="skip the per-backbone inference table")
     args = ap.parse_args()
+    keep_freed_memory()  # as training does (both loops below run in this process, under the same allocator)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, heads {HEADS | SCENE}")
     if args.train_only:
         return print_train(args)

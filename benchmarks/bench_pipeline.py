@@ -18,6 +18,7 @@ from geomtl_core.data.images import TransformConfig, decode_image
 from geomtl_core.data.metadata import read_metadata
 from geomtl_core.data.shards import index_shards, write_shards
 from geomtl_core.geo.partitioning import build_partitionings
+from geomtl_core.training.malloc import keep_freed_memory
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
 
 
 def main() -> int:
+    keep_freed_memory()  # as training does (its DataLoader workers inherit it)
     jpegs = make_jpegs(N)
     t = time.perf_counter()
     for data in jpegs:

@@ -223,3 +223,15 @@ def test_every_backbone_gives_finite_features_after_build(backbone):
         f = m.backbone_features(x)
         out = m(x)
     assert torch.isfinite(f).all() and all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_keep_freed_memory_takes_effect_once_per_process():
+    """glibc accepts the allocator settings (mallopt returns 1 for each) and they are applied once."""
+    import subprocess
+    import sys
+
+    code = ("from geomtl_core.training import malloc as m; a = m.keep_freed_memory(); "
+            "m.ctypes = None; print(a, m.keep_freed_memory())")  # a second call must not reach ctypes again
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    assert out == ([str(glibc)] * 2)

@@ -28,6 +28,7 @@ from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
 from geomtl_core.models.optimizers import SGD
+from geomtl_core.training.malloc import keep_freed_memory
 
 import keras
 import numpy as np
@@ -207,6 +208,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     if not resume and state_path.exists():
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
     dist.init_from_env()
+    keep_freed_memory()  # CPU steps reuse their freed activation buffers instead of faulting in fresh pages
     if resume:
         cfg = resume_config(out, cfg)
     elif cfg is None:

@@ -3,10 +3,10 @@ images/s; and the Keras train step against an equivalent plain-PyTorch loop (sam
 batch, input, SGD), median of many interleaved steps, printed as a ratio (goal >= 0.95).
 
 Train comparisons: (a) small CNN end to end (``conv_padding="same_symmetric"``, as torch's padding=1),
-(b) neck and heads on cached 1280-d features (batch 256), (c) EfficientNet-Lite0 fine-tuning. The Keras
-step (what ``fit`` runs per batch) also keeps the per-task loss means and top-1 accuracies that
-``compile_model`` asks for; "ratio" compares it with the torch loop doing the same bookkeeping,
-"bare" with the torch loop doing none.
+(b) neck and heads on cached 1280-d features (batch 256), (c) EfficientNet-Lite0 fine-tuning. Two pairs:
+the Keras step (what ``fit`` runs per batch) compiled by ``compile_model``, which keeps per-task top-1
+accuracies, against the torch loop keeping the same bookkeeping; and Keras compiled without metrics
+against the torch loop keeping none ("bare").
 
 Run: .venv/bin/python benchmarks/bench_models.py [--size 64] [--batch 64] [--steps 50] [--train abc] [--train-only]
 """
@@ -100,19 +100,21 @@ class TorchEffNetLite0(torch.nn.Module):
         return self.top(self.backbone.extract_features(x).mean(dim=(2, 3)))
 
 
-def compare_training(km: GeoMTLModel, tm: torch.nn.Module, x: np.ndarray, steps: int) -> tuple[float, float, float]:
-    """Median images/s of the Keras train step, of the plain torch step (SGD momentum 0.9, summed
-    cross-entropies) and of that torch step with the bookkeeping Keras' step does (per-task loss means and
-    top-1 hits accumulated in tensors, as a Lightning-style loop logs them), interleaved step by step
-    (rotating the order) so all three see the same machine load.
+def compare_training(make_keras, tm: torch.nn.Module, x: np.ndarray, steps: int) -> dict[str, float]:
+    """Median images/s of four train steps, interleaved step by step (rotating the order) so all see the same
+    machine load: the Keras step compiled by ``compile_model`` (per-task top-1 accuracies) and compiled with
+    no metrics, and the plain torch step (SGD momentum 0.9, summed cross-entropies) with the same per-task
+    loss-mean and top-1 bookkeeping (accumulated in tensors, as a Lightning-style loop logs them) and with none.
 
-    The Keras step is ``model.train_function``, what ``fit`` runs for every batch (metrics accumulate over
+    A Keras step is ``model.train_function``, what ``fit`` runs for every batch (metrics accumulate over
     the steps as in an epoch); ``train_on_batch`` adds a metrics reset and a logs conversion per call."""
     rng = np.random.default_rng(0)
     batch = len(x)
     yt = {t: torch.from_numpy(rng.integers(0, n, batch)) for t, n in {**HEADS, **SCENE}.items()}
     xt = torch.from_numpy(x)
+    km, bare = make_keras(), make_keras()
     compile_model(km, SGD(0.01, momentum=0.9))
+    bare.compile(optimizer=SGD(0.01, momentum=0.9))  # no compiled metrics (the loss means are always kept)
     opt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9)
     tm.train()
     sums = {t: torch.zeros(3) for t in yt}  # loss sum, hits, labelled count per task
@@ -129,42 +131,46 @@ def compare_training(km: GeoMTLModel, tm: torch.nn.Module, x: np.ndarray, steps:
                 for t, ce in losses.items():
                     sums[t] += torch.stack([ce.detach(), (out[t].argmax(dim=1) == yt[t]).sum(), torch.tensor(batch)])
 
-    for _ in range(2):  # warm-up (builds, allocator, optimizer state)
-        km.train_on_batch(xt, yt)
+    steps_of = {}
+    for name, model in (("keras", km), ("keras bare", bare)):
+        for _ in range(2):  # warm-up (builds, allocator, optimizer state)
+            model.train_on_batch(xt, yt)
+        model.reset_metrics()
+        model.make_train_function()
+        steps_of[name] = (lambda f: lambda: f([(xt, yt)]))(model.train_function)
+    for _ in range(2):
         torch_step(True)
-    km.reset_metrics()
-    km.make_train_function()
-    keras_step = km.train_function
-    steps_of = {"keras": lambda: keras_step([(xt, yt)]), "torch": torch_step, "torch+metrics": lambda: torch_step(True)}
+    steps_of |= {"torch+metrics": lambda: torch_step(True), "torch bare": torch_step}
     names = list(steps_of)
     times = {name: [] for name in names}
     for k in range(steps):  # rotating which goes first, so none always follows the same one
-        for name in names[k % 3:] + names[:k % 3]:
+        for name in names[k % len(names):] + names[:k % len(names)]:
             t = time.perf_counter()
             steps_of[name]()
             times[name].append(time.perf_counter() - t)
-    return tuple(batch / statistics.median(times[name]) for name in names)
+    return {name: batch / statistics.median(times[name]) for name in names}
 
 
-def train_comparisons(size: int, batch: int, steps: int, which: str = "abc") -> list[tuple]:
-    """(label, Keras, torch, torch+metrics img/s): (a) small CNN, (b) neck+heads on cached features, (c) Lite0."""
+def train_comparisons(size: int, batch: int, steps: int, which: str = "abc") -> list[tuple[str, dict]]:
+    """(label, img/s of the four steps): (a) small CNN, (b) neck+heads on cached features, (c) Lite0."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (batch, size, size, 3)).astype(np.uint8)
     rows = []
     if "a" in which:
-        km = GeoMTLModel(HEADS, SCENE, backbone="small_cnn", input_size=size, conv_padding="same_symmetric")
         tm = TorchSmallCNN().to(memory_format=torch.channels_last)
-        rows.append((f"(a) small_cnn {size}px, batch {batch}", *compare_training(km, tm, images, steps * 4)))
+        rows.append((f"(a) small_cnn {size}px, batch {batch}", compare_training(
+            lambda: GeoMTLModel(HEADS, SCENE, backbone="small_cnn", input_size=size, conv_padding="same_symmetric"),
+            tm, images, steps * 4)))
     if "b" in which:
         feats = rng.normal(size=(256, 1280)).astype(np.float32)
-        km = GeoMTLModel(HEADS, SCENE, backbone="features", input_size=size)
-        rows.append(("(b) neck+heads on cached features (1280), batch 256",
-                     *compare_training(km, TorchNeckHeads(1280), feats, steps * 6)))
+        rows.append(("(b) neck+heads on cached features (1280), batch 256", compare_training(
+            lambda: GeoMTLModel(HEADS, SCENE, backbone="features", input_size=size),
+            TorchNeckHeads(1280), feats, steps * 6)))
     if "c" in which:
-        km = GeoMTLModel(HEADS, SCENE, backbone="efficientnet_lite0", input_size=size)
         tm = TorchEffNetLite0(size).to(memory_format=torch.channels_last)
-        rows.append((f"(c) efficientnet_lite0 fine-tuning {size}px, batch {batch}",
-                     *compare_training(km, tm, images, max(5, steps // 2))))
+        rows.append((f"(c) efficientnet_lite0 fine-tuning {size}px, batch {batch}", compare_training(
+            lambda: GeoMTLModel(HEADS, SCENE, backbone="efficientnet_lite0", input_size=size),
+            tm, images, max(5, steps // 2))))
     return rows
 
 
@@ -195,12 +201,13 @@ def main() -> None:
 
 
 def print_train(args) -> None:
-    print("\ntrain step, Keras (lean train_step, fused layers) vs plain PyTorch (channels_last), median img/s;"
-          "\nratio = Keras / PyTorch with the same per-task loss and accuracy bookkeeping (goal >= 0.95);"
-          "\nbare = Keras / PyTorch without any metric")
-    print(f"{'':54s} {'Keras':>7s} {'PyTorch':>8s} {'+metrics':>8s} {'ratio':>6s} {'bare':>5s}")
-    for label, k, t, tm in train_comparisons(args.size, args.batch, args.steps, args.train):
-        print(f"{label:54s} {k:7.0f} {t:8.0f} {tm:8.0f} {k / tm:6.2f} {k / t:5.2f}", flush=True)
+    print("\ntrain step, Keras (lean train_step, fused layers) vs plain PyTorch (channels_last), median img/s;\n"
+          "with metrics: Keras compiled by compile_model (per-task accuracy) vs torch keeping the same per-task\n"
+          "loss means and top-1 hits; bare: Keras compiled without metrics vs torch keeping nothing (goal >= 0.95)")
+    print(f"{'':52s} {'Keras':>7s} {'PyTorch':>8s} {'ratio':>6s} | {'bare':>7s} {'PyTorch':>8s} {'ratio':>6s}")
+    for label, r in train_comparisons(args.size, args.batch, args.steps, args.train):
+        k, t, kb, tb = r["keras"], r["torch+metrics"], r["keras bare"], r["torch bare"]
+        print(f"{label:52s} {k:7.0f} {t:8.0f} {k / t:6.2f} | {kb:7.0f} {tb:8.0f} {kb / tb:6.2f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -75,8 +75,6 @@ def main() -> int:
     for size, r in rates.items():
         print(f"pipeline {size}px (read+decode+RandomResizedCrop+flip+jitter+labels, 2 workers): {r:.0f} img/s "
               f"-> ratio {r / bare:.2f} (goal >= 0.7)")
-    print("default model training rate for reference (measured on this machine, DEVELOPERS.md): "
-          "MobileNetV3Small 64px ~310 img/s, 96px ~240 img/s")
     return 0
 
 

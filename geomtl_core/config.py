@@ -64,9 +64,10 @@ class ModelConfig:
     scene_weight: float = 1.0
     finetune_blocks: int = 0  # efficientnet_lite0: train its last k blocks and head conv (frozen below)
     sync_bn: bool = True  # data-parallel: resnet50's BatchNorm uses the global batch's statistics
-    # small_cnn's stride-2 convolutions: "same_symmetric" pads 1 on every side (torch's padding=1, no pad copy,
-    # ~1.3x faster to train on a CPU); "same" is Keras/TensorFlow "same" (bundles saved before it load as saved)
-    conv_padding: str = "same_symmetric"
+    # small_cnn's stride-2 convolutions: "same" is Keras/TensorFlow "same" (what configs and bundles saved before
+    # this field mean, so resuming them rebuilds their network); "same_symmetric" pads 1 on every side (torch's
+    # padding=1: no pad copy, faster to train; a different network), what the experiment grid's small CNNs use
+    conv_padding: str = "same"
 
 
 @dataclass

@@ -395,3 +395,23 @@ def test_uint8_batches_are_normalised_as_cast_then_rescale(backbone):
     fused = m.normalise.from_uint8(x)
     assert fused is not None and fused.dtype == torch.float32
     torch.testing.assert_close(fused, m.normalise(x.float()), atol=0, rtol=0)
+
+
+def test_first_fast_call_under_inference_mode_leaves_a_trainable_kernel():
+    layer = fl.Conv2D(6, 3, padding="same")
+    x = _x((2, 8, 8, 4))
+    layer.build(x.shape)
+    with torch.inference_mode():
+        layer(x)
+    layer(x).sum().backward()  # "Inference tensors cannot be saved for backward" if the kernel became one
+    assert layer.kernel._value.grad is not None and not layer.kernel._value.is_inference()
+
+
+def test_batchnorm_error_leaves_the_moving_statistics_untouched():
+    bn = fl.BatchNormalization(momentum=0.9)
+    bn.build((None, 5, 5, 7))
+    before = [w.copy() for w in bn.get_weights()]
+    with pytest.raises(Exception):  # noqa: B017 - Keras' input-spec error for the wrong channel count
+        bn(_x((4, 5, 5, 6)), training=True)
+    for a, b in zip(before, bn.get_weights(), strict=True):
+        np.testing.assert_array_equal(b, a)

@@ -76,7 +76,7 @@ def test_feature_cache_survives_a_moved_project_and_follows_what_features_depend
 
     a, b = path(tmp_path / "a"), path(tmp_path / "elsewhere" / "b")
     assert a.name == b.name and a.parent != b.parent
-    assert path(tmp_path / "a", conv_padding="same").name != a.name
+    assert path(tmp_path / "a", conv_padding="same_symmetric").name != a.name
     assert path(tmp_path / "a", width=0.5).name != a.name
 
 
@@ -92,8 +92,9 @@ def test_config_conv_padding_reaches_the_model_and_is_checked():
         def __len__(self):
             return 4
 
-    cfg = ExperimentConfig.from_dict({"model": {"width": 0.25, "conv_padding": "same"}})
-    assert _build_model(cfg, [Part()], {}).backbone.blocks[0].symmetric_padding is False
-    assert _build_model(ExperimentConfig(), [Part()], {}).backbone.blocks[0].symmetric_padding is True
+    cfg = ExperimentConfig.from_dict({"model": {"width": 0.25, "conv_padding": "same_symmetric"}})
+    assert _build_model(cfg, [Part()], {}).backbone.blocks[0].symmetric_padding is True
+    # the default is what configs saved before the field meant: a resumed old run rebuilds its own network
+    assert _build_model(ExperimentConfig(), [Part()], {}).backbone.blocks[0].symmetric_padding is False
     with pytest.raises(InputError, match="conv_padding"):
         _build_model(ExperimentConfig.from_dict({"model": {"conv_padding": "full"}}), [Part()], {})

@@ -169,9 +169,11 @@ def _relayout(variable, order: tuple[int, ...]) -> None:
     (the gradient takes the parameter's strides) every step."""
     if backend.backend() != "torch" or not hasattr(variable, "_value") or variable._value is None:
         return
+    torch = _torch()
     t = variable._value
     inverse = tuple(order.index(d) for d in range(t.ndim))
-    t.data = t.data.permute(*order).contiguous().permute(*inverse)
+    with torch.inference_mode(False), torch.no_grad():  # a first call under inference_mode must not leave an
+        t.data = t.data.permute(*order).contiguous().permute(*inverse)  # inference tensor in a trainable weight
 
 
 @keras.saving.register_keras_serializable(package="geomtl", name="FastConv2D")
@@ -260,10 +262,15 @@ class BatchNormalization(_LeanCall, keras.layers.BatchNormalization):
             # torch updates running_var with the unbiased variance, Keras with the biased one: scale the moving
             # variance by n/(n-1) before torch's in-place update and back after it. Through ``.data``: the
             # backward keeps the running tensors but, in training mode, never reads them, so no version bump.
+            if x.shape[1] != var.shape[0]:  # Keras' own call raises its input-spec error
+                return super().call(inputs, training=training, mask=mask)
             run_var = var.data
             run_var.mul_(n / (n - 1))
-            y = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, True, 1.0 - self.momentum, self.epsilon)
-            run_var.mul_((n - 1) / n)
+            try:
+                y = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, True, 1.0 - self.momentum,
+                                                   self.epsilon)
+            finally:  # scaled back whatever happens (an error in the call leaves the variance as it was)
+                run_var.mul_((n - 1) / n)
         else:
             y = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, False, 0.0, self.epsilon)
         if axis != 1:

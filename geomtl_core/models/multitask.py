@@ -107,7 +107,8 @@ def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: b
 def _one_thread():
     """Run the per-step metric bookkeeping (a few reductions over (batch, classes) logits) on one CPU thread:
     waking torch's second OpenMP thread for each of them costs ~5x the reduction itself (measured: amax of
-    256 x 677 logits 55 us on two threads, 11 us on one; the setting is per calling thread and costs ~0.2 us)."""
+    256 x 677 logits 55 us on two threads, 11 us on one; switching costs ~0.2 us). The thread count is restored
+    on exit, errors included; a thread that first uses torch inside the window would keep one thread."""
     import torch
 
     threads = torch.get_num_threads()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import geomtl_core.models.multitask  # noqa: F401 - registers the custom Keras classes
-from geomtl_core.data.splits import EpochSampler
+from geomtl_core.data.loaders import EpochSampler
 
 import keras
 import numpy as np

@@ -7,7 +7,7 @@ import json
 import geomtl_core  # noqa: F401 - selects the torch backend
 from geomtl_core.compendium import grid
 from geomtl_core.data.aux_labels import control_labels
-from geomtl_core.data.splits import EpochSampler
+from geomtl_core.data.loaders import EpochSampler
 from geomtl_core.errors import InputError
 from geomtl_core.geo import hierarchy_fixes as H
 from geomtl_core.geo.partitioning import Hierarchy

@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from geomtl_core.config import merge
-    from geomtl_core.data.splits import load_meta, make_split
+    from geomtl_core.data.loaders import load_meta, split_loader
     from geomtl_core.inference.evaluation import evaluate_split
     from geomtl_core.models.bundle import load_bundle
 
@@ -59,7 +59,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                          "workers": args.workers}})
     meta = load_meta(cfg, "test")
     hierarchy = bundle.hierarchy if bundle.labels.get("hierarchical", True) and not args.no_hierarchy else None
-    split_data = make_split(cfg, "test", meta, bundle.parts, train=False)
+    split_data = split_loader(cfg, "test", meta, bundle.parts, train=False)
     out_csv = Path(args.out) if args.out else bundle.path / f"predictions_{split}.csv"
     res = evaluate_split(bundle.model, split_data, bundle.parts, hierarchy, out_csv, progress=not args.json)
     best = res["methods"][res["best"]]

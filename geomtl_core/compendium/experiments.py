@@ -93,7 +93,7 @@ def code_fingerprint(package: Path = PACKAGE) -> str:
 def data_fingerprint(cfg: ExperimentConfig) -> str:
     """sha256 over what a run reads besides images: the metadata CSVs of its splits and ``proxy.json``
     (which pins the image export's config and assets); missing files hash as absent."""
-    from geomtl_core.data.splits import split_paths
+    from geomtl_core.data.loaders import split_paths
 
     h = hashlib.sha256()
     root = Path(cfg.data.root)
@@ -198,14 +198,14 @@ def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
     """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
     from geomtl_core.data.dataset import make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
-    from geomtl_core.data.splits import load_tables, make_split
+    from geomtl_core.data.loaders import load_tables, split_loader
     from geomtl_core.inference.evaluation import evaluate_split
     from geomtl_core.models.bundle import load_bundle
     from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
 
 
     bundle = load_bundle(out)
-    data = make_split(cfg, split, load_tables(cfg, (split,))[split], bundle.parts, train=False)
+    data = split_loader(cfg, split, load_tables(cfg, (split,))[split], bundle.parts, train=False)
     hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
     csv = out / f"predictions_{split}.csv"
     fixes = json.loads((out / "remedies.json").read_text()) if (out / "remedies.json").exists() else None
@@ -273,7 +273,7 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
     features (those of the ``st_hier`` run, trained first if needed), and both oracles of the finest
     partitioning. Cached in ``results/<scale>/baselines/baselines.json`` while code and data are unchanged."""
     from geomtl_core.data.features import cached_features
-    from geomtl_core.data.splits import load_meta, make_partitionings
+    from geomtl_core.data.loaders import load_meta, make_partitionings
     from geomtl_core.geo import baselines as B
     from geomtl_core.training.trainer import feature_cache_path
 

@@ -124,7 +124,7 @@ def cells(scale: str) -> list[Cell]:
 
 def steps_budget(scale: str, root: Path | None = None) -> int:
     """Samples per epoch of every grid run: the size of the training split (equal steps for any share)."""
-    from geomtl_core.data.splits import load_meta
+    from geomtl_core.data.loaders import load_meta
 
     return len(load_meta(E.experiment_config(scale, root=root), "train"))
 

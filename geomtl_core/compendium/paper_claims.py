@@ -23,7 +23,7 @@ ISN_TASK = "s3"
 
 def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
     """Share of the training split in each scene class of :data:`ISN_TASK`."""
-    from geomtl_core.data.splits import load_meta
+    from geomtl_core.data.loaders import load_meta
 
     meta = load_meta(E.experiment_config(scale, root=root), "train")
     counts = meta[ISN_TASK].value_counts(normalize=True).sort_index()

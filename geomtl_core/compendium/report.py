@@ -178,7 +178,7 @@ def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: s
 def split_table(meta: pd.DataFrame, block_deg: float = 5.0) -> pd.DataFrame:
     """How each split is spread and how far it is from training: images, 5-degree blocks, the largest
     block's share, and the distance from each image to its nearest training location (km)."""
-    from geomtl_core.data.proxy.export import nearest_train_km
+    from geomtl_core.data.spatial_split import nearest_train_km
     from geomtl_core.geo.stats import spatial_blocks
 
     code = meta["split"].map({"train": 0, "val": 1, "test": 2}).to_numpy()

@@ -14,12 +14,12 @@ import geomtl_core  # noqa: F401 - selects the torch backend before keras is imp
 from geomtl_core import distributed as dist
 from geomtl_core.config import ExperimentConfig, differences
 from geomtl_core.data.dataset import FaultLog
-from geomtl_core.data.splits import (
+from geomtl_core.data.loaders import (
     load_tables,
     make_partitionings,
-    make_split,
     mask_geo_labels,
     scene_classes,
+    split_loader,
     training_rows,
 )
 from geomtl_core.errors import InputError
@@ -142,7 +142,7 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
     from geomtl_core.data.dataset import GeoImageDataset, make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
     from geomtl_core.data.images import TransformConfig
-    from geomtl_core.data.splits import EpochSampler
+    from geomtl_core.data.loaders import EpochSampler
 
     plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
                             train=False)
@@ -235,11 +235,11 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
             save_bundle_metadata(out, cfg, parts, scene)
         dist.barrier()
     faults = FaultLog(out / "faults.tsv")
-    train_split = make_split(cfg, "train", train_meta, parts, train=True, faults=faults)
+    train_split = split_loader(cfg, "train", train_meta, parts, train=True, faults=faults)
     geo_labelled = len(train_split.dataset)
     if geo_rows is not None:  # scene labels on every image, geo labels on the run's share only
         geo_labelled = mask_geo_labels(train_split.labels, parts, train_meta["img_id"].to_numpy()[geo_rows])
-    val_split = make_split(cfg, "val", val_meta, parts, train=False)
+    val_split = split_loader(cfg, "val", val_meta, parts, train=False)
     cached = uses_cached_features(cfg)
     if cached:  # the final image model, built first (seeded), provides the frozen backbone
         keras.utils.set_random_seed(cfg.train.seed)

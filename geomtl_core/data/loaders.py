@@ -164,7 +164,7 @@ class SplitData:
     loader: DataLoader
 
 
-def make_split(
+def split_loader(
     cfg: ExperimentConfig,
     split: str,
     meta: pd.DataFrame,

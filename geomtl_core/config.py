@@ -1,12 +1,18 @@
 """The typed experiment configuration: one object read by training, evaluation and notebooks.
 
 A YAML file (or a notebook's parameters) overrides the defaults with nested keys, e.g.
-``{"model": {"backbone": "small_cnn"}, "train": {"epochs": 3}}``; unknown keys are errors.
+``{"model": {"backbone": "small_cnn"}, "train": {"epochs": 3}}``; unknown keys are errors (naming the
+closest valid key). Every numeric field has an allowed range (:data:`RANGES`) and some string fields a set
+of choices (:data:`CHOICES`): a config is checked whole when it is built, before anything is trained or
+written, and a bad value is one line naming the key, the value and what is allowed. This module imports
+neither torch nor keras, so the command line reports a bad config at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +107,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        validate(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -119,6 +128,126 @@ class ExperimentConfig:
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval of a numeric field: ``lo``/``hi`` (None: unbounded), open or closed ends.
+
+    >>> str(Range(0, 1, lo_open=True)), Range(0, 1, lo_open=True).contains(0)
+    ('in (0, 1]', False)
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+RANGES: dict[str, Range] = {
+    "data.image_size": Range(16),
+    "data.train_fraction": Range(0, 1, lo_open=True),
+    "data.workers": Range(0),
+    "data.jitter": Range(0),
+    "data.subset_class": Range(-1),
+    "partition.tau_min": Range(1),
+    "partition.tau_max": Range(1),  # each; and each >= partition.tau_min (checked in validate)
+    "model.width": Range(0, lo_open=True),
+    "model.neck_units": Range(0),
+    "model.dropout": Range(0, 1, hi_open=True),
+    "model.scene_weight": Range(0),
+    "model.finetune_blocks": Range(0),
+    "train.epochs": Range(1),
+    "train.batch_size": Range(1),
+    "train.lr": Range(0, lo_open=True),
+    "train.momentum": Range(0, 1, hi_open=True),
+    "train.weight_decay": Range(0),
+    "train.step_every": Range(1),
+    "train.step_gamma": Range(0, 1, lo_open=True),
+    "train.seed": Range(0),
+    "train.label_smoothing": Range(0, 1, hi_open=True),
+    "train.samples_per_epoch": Range(0),
+}
+"""The allowed range of every numeric config field (lists: of each element), by dotted key."""
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.aux_control": ("none", "shuffled", "geographic"),
+    "model.neck_norm": ("batch", "layer"),
+    "model.loss_weighting": ("fixed", "learned"),
+    "model.conv_padding": ("same", "same_symmetric"),
+    "train.optimizer": ("sgd", "adamw"),
+    "train.schedule": ("step", "cosine", "constant"),
+    "train.mixed_precision": ("auto", "float32", "mixed_bfloat16"),
+}
+"""The valid values of string fields that have a fixed set (``model.backbone`` is checked by the model)."""
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""The split names of a data folder (``SPLIT.csv`` beside ``SPLIT/`` shards)."""
+
+
+def closest(name: str, valid, what: str = "") -> str:
+    """``"; did you mean X?"`` for the valid name closest to ``name`` (difflib), or ``""`` if none is close.
+
+    >>> closest("tset", ["train", "val", "test"])
+    '; did you mean test?'
+    """
+    match = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"; did you mean {what}{match[0]}?" if match else ""
+
+
+def validate_split_name(split: str) -> str:
+    """``split`` if it is one of :data:`SPLITS`, else an :class:`InputError` naming the valid ones.
+
+    >>> validate_split_name("tset")
+    Traceback (most recent call last):
+    ...
+    geomtl_core.errors.InputError: unknown split name 'tset' (valid: train, val, test); did you mean test?
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown split name {split!r} (valid: {', '.join(SPLITS)}){closest(split, SPLITS)}")
+    return split
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` if every field is in its range (:data:`RANGES`, :data:`CHOICES`), else one :class:`InputError`
+    naming the key, the value and what is allowed.
+
+    >>> ExperimentConfig.from_dict({"train": {"epochs": -1}})
+    Traceback (most recent call last):
+    ...
+    geomtl_core.errors.InputError: train.epochs=-1 is out of range: must be >= 1
+    """
+    values = flatten(cfg.to_dict())
+    for key, allowed in RANGES.items():
+        value = values[key]
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not allowed.contains(v):
+                each = "each element " if isinstance(value, list) else ""
+                raise InputError(f"{key}={value!r} is out of range: {each}must be {allowed}")
+    for key, options in CHOICES.items():
+        if values[key] not in options:
+            raise InputError(f"{key}={values[key]!r} is not one of {', '.join(options)}"
+                             f"{closest(values[key], options)}")
+    tau_min, tau_max = cfg.partition.tau_min, cfg.partition.tau_max
+    if any(t < tau_min for t in tau_max):
+        raise InputError(f"partition.tau_max={tau_max!r} is out of range: each element must be >= "
+                         f"partition.tau_min ({tau_min})")
+    return cfg
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +283,8 @@ def merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
     changes = {}
     for key, value in overrides.items():
         if key not in known:
-            raise InputError(f"unknown key {where}.{key}; valid keys: {', '.join(known)}")
+            raise InputError(f"unknown key {where}.{key}{_suggest(obj, key, where)} (valid keys in {where}: "
+                             f"{', '.join(known)})")
         current = getattr(obj, key)
         if is_dataclass(current):
             if not isinstance(value, dict):
@@ -183,3 +313,19 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
     if isinstance(current, list) and not isinstance(value, list):
         raise InputError(f"{where} must be a list, got {value!r}")
     return value
+
+
+def _suggest(obj: Any, key: str, where: str) -> str:
+    """``"; did you mean ..."`` for an unknown ``key`` of ``obj``: a close sibling, else a close key anywhere
+    in the config (``epochs`` at the top level -> ``train.epochs``)."""
+    prefix = where.removeprefix("config").lstrip(".")
+    prefix = f"{prefix}." if prefix else ""
+    near = closest(key, [f.name for f in fields(obj)], prefix)
+    if near:
+        return near
+    if not is_dataclass(obj) or prefix:
+        return ""
+    flat = flatten(asdict(obj))
+    leaves = {k.rsplit(".", 1)[-1]: k for k in flat}
+    match = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
+    return f"; did you mean {leaves[match[0]]}?" if match else ""

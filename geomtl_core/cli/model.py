@@ -26,11 +26,27 @@ def _parse_set(items: list[str] | None) -> dict:
     return out
 
 
+def _check_data_root(root: str, given: bool) -> None:
+    """A missing data folder is an error that says where the book's proxy data lives (data.root's default,
+    data/proxy, is what ``geomtl data proxy --out data/proxy`` writes; ``make book`` writes elsewhere)."""
+    path = Path(root)
+    if path.is_dir():
+        return
+    found = sorted(str(p) + "/" for p in Path("data").glob("proxy_*_*px_*km") if p.is_dir())
+    where = f" (here: {', '.join(found)})" if found else ""
+    hint = "" if given else " (no --config given: the default data.root)"
+    raise InputError(f"data folder {root} does not exist{hint}; the book's proxy data is in "
+                     f"data/proxy_*_64px_300km/{where}, made by `make book`, or make one with `geomtl data proxy "
+                     f"--out {root}`; then pass --set data.root=FOLDER or a --config")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from geomtl_core.config import ExperimentConfig, deep_merge
-    from geomtl_core.training.trainer import train
 
+    # the whole config is built and validated before torch/keras are imported and before anything is written
     data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    if not isinstance(data or {}, dict):
+        raise InputError(f"{args.config}: expected a mapping of config keys at the top level")
     overrides = deep_merge(data or {}, _parse_set(args.set))
     if args.resume:  # --config/--set on top of the saved config; train() refuses unsafe changes
         saved = Path(args.out) / "config.yaml"
@@ -38,6 +54,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if overrides and saved.exists() else None
     else:
         cfg = ExperimentConfig.from_dict(overrides)
+        _check_data_root(cfg.data.root, given=bool(args.config) or "data" in overrides)
+    from geomtl_core.training.trainer import train
+
     metrics = train(cfg, args.out, resume=args.resume)
     if not metrics:  # a non-zero rank of a data-parallel run: rank 0 reports
         return 0

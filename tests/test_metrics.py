@@ -1,9 +1,11 @@
 """Distances and accuracies exactly as the literature computes them."""
 
 import csv
+import json
 import math
 
 from geomtl_core.data.predictions import read_predictions
+from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, InvalidCoordinatesError, haversine_km, validate_coordinates
 from geomtl_core.geo.metrics import (
     THRESHOLDS_KM,
@@ -13,6 +15,7 @@ from geomtl_core.geo.metrics import (
     summarize_errors,
     summarize_predictions,
 )
+from geomtl_core.geo.stats import BLOCK_DEG, spatial_blocks
 
 import numpy as np
 import pytest
@@ -102,8 +105,8 @@ def test_bootstrap_ci_contains_estimate_and_shrinks_with_n():
     rng = np.random.default_rng(1)
     small = rng.exponential(800, size=200)
     large = rng.exponential(800, size=5000)
-    ci_s = bootstrap_accuracy_ci(small, seed=0)
-    ci_l = bootstrap_accuracy_ci(large, seed=0)
+    ci_s = bootstrap_accuracy_ci(small, seed=0, blocks=None)  # i.i.d., asked for explicitly
+    ci_l = bootstrap_accuracy_ci(large, seed=0, blocks=None)
     acc_s = accuracy_at(small)
     assert np.all(ci_s[:, 0] <= acc_s + 1e-12) and np.all(acc_s <= ci_s[:, 1] + 1e-12)
     assert np.all((ci_l[:, 1] - ci_l[:, 0])[1:] < (ci_s[:, 1] - ci_s[:, 0])[1:])
@@ -136,3 +139,39 @@ def test_reproduces_every_published_im2gps_summary(shared):
         got = [round(s.accuracy[t], 6) for t in THRESHOLDS_KM]
         assert got == pytest.approx(expected, abs=5e-7), path.name
         assert s.mean_km == pytest.approx(mean_dev, abs=0.01), path.name
+
+
+def test_api_interval_is_the_cli_block_bootstrap(shared, capsys):
+    """Catches the API's image-level intervals differing from `geomtl score --ci` (today: 1 km CI [0.094, 0.116]
+    from summarize_predictions against [0.079, 0.132] from the CLI on the same file)."""
+    from geomtl_core.cli import main
+
+    path = shared / "geoestimation/results/im2gps/ISNs_M-fstar-S3.csv"
+    preds = read_predictions(path)
+    api = summarize_predictions(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon, with_ci=True)
+    assert main(["score", str(path), "--json", "--ci"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert api.to_json_dict() == cli  # identical numbers, intervals included
+    iid = summarize_predictions(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon, with_ci=True,
+                                block_deg=None)
+    assert iid.ci != api.ci and iid.accuracy == api.accuracy  # the i.i.d. bootstrap only when asked for
+    wide = [api.ci[t][1] - api.ci[t][0] for t in THRESHOLDS_KM]
+    narrow = [iid.ci[t][1] - iid.ci[t][0] for t in THRESHOLDS_KM]
+    assert sum(wide) > sum(narrow)  # clustered images: blocks give wider intervals
+
+
+def test_block_size_is_a_parameter_and_errors_alone_need_blocks():
+    """Catches an interval silently computed i.i.d. when the errors come without locations."""
+    rng = np.random.default_rng(3)
+    lat, lon = rng.uniform(-60, 60, 300), rng.uniform(-180, 180, 300)
+    plat, plon = np.clip(lat + rng.normal(0, 2, 300), -90, 90), np.clip(lon + rng.normal(0, 2, 300), -180, 180)
+    s5 = summarize_predictions(lat, lon, plat, plon, with_ci=True)
+    s5b = summarize_predictions(lat, lon, plat, plon, with_ci=True, block_deg=BLOCK_DEG)
+    s20 = summarize_predictions(lat, lon, plat, plon, with_ci=True, block_deg=20.0)
+    assert s5 == s5b and s20.ci != s5.ci
+    blocks = spatial_blocks(lat, lon, 20.0)
+    err = haversine_km(lat, lon, plat, plon)
+    assert summarize_errors(err, with_ci=True, blocks=blocks).ci == s20.ci
+    with pytest.raises(InputError, match="spatial blocks"):
+        summarize_errors(err, with_ci=True)
+    assert summarize_errors(err).ci is None  # no interval asked for: no blocks needed

@@ -1,22 +1,32 @@
 """``geomtl score`` and ``geomtl compare``: accuracy of one per-image prediction file, and the paired
-difference of two (bootstrap over spatial blocks of the true locations)."""
+difference of two (bootstrap over spatial blocks of the true locations). Both read the CSV that
+``geomtl predict --csv`` writes as it is (rows without true or predicted coordinates are skipped, and said so).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from geomtl_core.data.predictions import read_predictions
-from geomtl_core.geo.metrics import THRESHOLDS_KM, summarize_errors
+from geomtl_core.data.predictions import Predictions, read_predictions
+from geomtl_core.geo.metrics import THRESHOLDS_KM, summarize_predictions
+from geomtl_core.geo.stats import BLOCK_DEG
+
+
+def _skipped_note(preds: Predictions, name: str) -> None:
+    if preds.skipped:
+        print(f"{name}: {preds.skipped} rows without true or predicted coordinates skipped (failed images, or no "
+              "known truth)", file=sys.stderr)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """Print the accuracy table (or JSON) of a per-image prediction file."""
     preds = read_predictions(args.predictions)
-    from geomtl_core.geo.stats import spatial_blocks
-
-    blocks = spatial_blocks(preds.true_lat, preds.true_lon, args.block_deg)
-    summary = summarize_errors(preds.errors_km, with_ci=args.ci, blocks=blocks)
+    _skipped_note(preds, args.predictions)
+    # the one interval of the project: the API's default (block bootstrap over the true locations' blocks)
+    summary = summarize_predictions(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon,
+                                    with_ci=args.ci, block_deg=args.block_deg)
     if args.json:
         print(json.dumps(summary.to_json_dict()))
     else:
@@ -31,16 +41,24 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--ci", action="store_true",
                    help="add 95%% confidence intervals (bootstrap over spatial blocks of the true locations)")
-    p.add_argument("--block-deg", type=float, default=5.0, help="block size in degrees for --ci (default 5)")
+    p.add_argument("--block-deg", type=float, default=BLOCK_DEG,
+                   help=f"block size in degrees for --ci (default {BLOCK_DEG:g})")
     p.set_defaults(handler=_cmd_score)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """Paired comparison of two per-image prediction files (block bootstrap over the true locations)."""
-    from geomtl_core.data.predictions import align_predictions
+    from geomtl_core.data.predictions import align_predictions, common_ids
     from geomtl_core.geo.stats import paired_comparison
 
-    a, b = align_predictions(read_predictions(args.a), read_predictions(args.b), args.a, args.b)
+    a, b = read_predictions(args.a), read_predictions(args.b)
+    _skipped_note(a, args.a)
+    _skipped_note(b, args.b)
+    if args.common:
+        n, only_a, only_b = common_ids(a, b)
+        print(f"--common: {n} images in both files; dropped {only_a} only in {args.a}, {only_b} only in {args.b}",
+              file=sys.stderr)
+    a, b = align_predictions(a, b, args.a, args.b, common=args.common)
     res = paired_comparison(a.errors_km, b.errors_km, a.true_lat, a.true_lon, THRESHOLDS_KM,
                             block_deg=args.block_deg, n_boot=args.n_boot, seed=args.seed)
     print(json.dumps(res.to_json_dict()) if args.json else res.to_table(args.a, args.b))
@@ -51,7 +69,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="paired accuracy difference A - B of two prediction files, block bootstrap")
     p.add_argument("a", help="per-image predictions A (either layout geomtl score reads)")
     p.add_argument("b", help="per-image predictions B, same images (matched by image id)")
-    p.add_argument("--block-deg", type=float, default=5.0, help="spatial block size in degrees (default 5)")
+    p.add_argument("--common", action="store_true",
+                   help="compare the images in both files only (says how many were dropped from each side)")
+    p.add_argument("--block-deg", type=float, default=BLOCK_DEG,
+                   help=f"spatial block size in degrees (default {BLOCK_DEG:g})")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object (fractions) instead of a table")

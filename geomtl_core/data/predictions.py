@@ -2,7 +2,9 @@
 
 GeoEstimation: ``img_id,gt_lat,predicted_lat,gt_long,predicted_long,great_circle_distance``
 followed by a blank line and a summary header + row, which we ignore.
-geomtl: ``img_id,true_lat,true_lon,pred_lat,pred_lon,error_km`` (extra columns allowed).
+geomtl: ``img_id,true_lat,true_lon,pred_lat,pred_lon,error_km`` (extra columns allowed), as
+``geomtl evaluate`` and ``geomtl predict --csv`` write it. Rows whose true or predicted coordinates are
+empty (``predict``: a file that failed, or one with no known truth) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class Predictions:
     pred_lat: np.ndarray
     pred_lon: np.ndarray
     layout: str
+    skipped: int = 0  # rows with an empty true or predicted coordinate, left out
+
+    def take(self, index: np.ndarray) -> Predictions:
+        """The rows at ``index`` (an integer or boolean array), in that order."""
+        return Predictions(self.img_id[index], self.true_lat[index], self.true_lon[index], self.pred_lat[index],
+                           self.pred_lon[index], self.layout, self.skipped)
 
     @property
     def errors_km(self) -> np.ndarray:
@@ -63,6 +71,8 @@ def read_predictions(path: str | Path) -> Predictions:
         idx = {k: header.index(v) for k, v in spec.items()}
         rows: list[list[str]] = []
         line_numbers: list[int] = []
+        coords = [idx[k] for k in ("lat", "lon", "pred_lat", "pred_lon")]
+        skipped = 0
         for row in reader:
             if not row or all(not c.strip() for c in row):
                 break  # trailing summary block
@@ -70,10 +80,15 @@ def read_predictions(path: str | Path) -> Predictions:
                 raise PredictionFileError(
                     f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)}"
                 )
+            if any(not row[i].strip() for i in coords):
+                skipped += 1  # no truth known, or no prediction (a file that failed)
+                continue
             rows.append(row)
             line_numbers.append(reader.line_num)
     if not rows:
-        raise PredictionFileError(f"{path}: no prediction rows")
+        why = (f" ({skipped} rows lack true or predicted coordinates: give `geomtl predict` the truth with "
+               "--truth FILE, or photos with EXIF GPS)") if skipped else ""
+        raise PredictionFileError(f"{path}: no prediction rows with true and predicted coordinates{why}")
     labels = np.array([f"line {n}" for n in line_numbers])
 
     def column(key: str) -> np.ndarray:
@@ -90,7 +105,7 @@ def read_predictions(path: str | Path) -> Predictions:
         column("pred_lat"), column("pred_lon"), what="predicted coordinates", labels=labels
     )
     ids = np.array([r[idx["img_id"]] for r in rows], dtype=object)
-    return Predictions(ids, tl, tn, pl, pn, layout.name)
+    return Predictions(ids, tl, tn, pl, pn, layout.name, skipped)
 
 
 def write_predictions(
@@ -126,27 +141,47 @@ def _is_float(text: str) -> bool:
     return True
 
 
+def _check_unique(ids: np.ndarray, name: str) -> None:
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise PredictionFileError(f"{name}: {int((counts > 1).sum())} duplicated image ids, e.g. "
+                                  f"{uniq[counts > 1][:3].tolist()}")
+
+
+def _examples(ids: np.ndarray) -> str:
+    return f" (e.g. {ids[:3].tolist()})" if len(ids) else ""
+
+
 def align_predictions(a: Predictions, b: Predictions, name_a: str = "A", name_b: str = "B",
-                      tolerance_deg: float = 1e-4) -> tuple[Predictions, Predictions]:
-    """Both files' rows in one order, matched by image id; an error names ids found in only one file,
-    duplicated ids, or images whose true coordinates disagree."""
+                      tolerance_deg: float = 1e-4, *, common: bool = False) -> tuple[Predictions, Predictions]:
+    """Both files' rows in one order, matched by image id; an error names ids found in only one file
+    (unless ``common``: then only the ids in both are kept, see :func:`common_ids`), duplicated ids, or
+    images whose true coordinates disagree."""
     ids_a, ids_b = a.img_id.astype(str), b.img_id.astype(str)
-    for name, ids in ((name_a, ids_a), (name_b, ids_b)):
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise PredictionFileError(f"{name}: {int((counts > 1).sum())} duplicated image ids, e.g. "
-                                      f"{uniq[counts > 1][:3].tolist()}")
+    _check_unique(ids_a, name_a)
+    _check_unique(ids_b, name_b)
     only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
-    if len(only_a) or len(only_b):
+    if common:
+        a = a.take(np.flatnonzero(np.isin(ids_a, ids_b)))
+        ids_a = a.img_id.astype(str)
+        if not len(ids_a):
+            raise PredictionFileError(f"{name_a} and {name_b} have no image id in common")
+    elif len(only_a) or len(only_b):
         raise PredictionFileError(
-            f"the files do not cover the same images: {len(only_a)} ids only in {name_a} "
-            f"(e.g. {only_a[:3].tolist()}), {len(only_b)} only in {name_b} (e.g. {only_b[:3].tolist()})")
+            f"the files do not cover the same images: {len(only_a)} ids only in {name_a}{_examples(only_a)}, "
+            f"{len(only_b)} only in {name_b}{_examples(only_b)}; --common compares the images in both")
     order_b = np.argsort(ids_b)[np.searchsorted(np.sort(ids_b), ids_a)]
-    b = Predictions(*(getattr(b, f)[order_b] for f in ("img_id", "true_lat", "true_lon", "pred_lat", "pred_lon")),
-                    layout=b.layout)
+    b = b.take(order_b)
     off = (np.abs(a.true_lat - b.true_lat) > tolerance_deg) | (np.abs(a.true_lon - b.true_lon) > tolerance_deg)
     if off.any():
         raise PredictionFileError(f"{int(off.sum())} images have different true coordinates in {name_a} and "
                                   f"{name_b}, e.g. {ids_a[off][:3].tolist()}")
     return a, b
 
+
+def common_ids(a: Predictions, b: Predictions) -> tuple[int, int, int]:
+    """(images in both, ids only in ``a``, ids only in ``b``): what ``align_predictions(common=True)`` keeps
+    and drops from each side."""
+    ids_a, ids_b = a.img_id.astype(str), b.img_id.astype(str)
+    both = np.intersect1d(ids_a, ids_b)
+    return len(both), len(np.setdiff1d(ids_a, ids_b)), len(np.setdiff1d(ids_b, ids_a))

@@ -180,13 +180,15 @@ def test_exif_truth_gives_error_column(bundle_dir, landmarks, tmp_path):
         lat, lon = truth[row["path"]]
         assert float(row["true_lat"]) == pytest.approx(lat, abs=1e-6)
         assert float(row["true_lon"]) == pytest.approx(lon, abs=1e-6)
-        expected = haversine_km(lat, lon, float(row["lat"]), float(row["lon"]))
+        expected = haversine_km(lat, lon, float(row["pred_lat"]), float(row["pred_lon"]))
         assert abs(float(row["error_km"]) - expected) < 0.01
-        assert row["place"] and row["country"] and row["error"] == "" and row["s3"]
+        assert row["place"] and row["country"] and row["error"] == "" and row["s3"] and row["truth"] == "exif"
+        assert row["img_id"] == Path(row["path"]).name
 
 
 def test_bad_files_in_a_folder(bundle_dir, tmp_path, capsys):
-    """A corrupt JPEG, a zero-byte file and a text file: three clear errors, the rest predicted, status 1."""
+    """A corrupt JPEG and a zero-byte JPEG: two clear errors, the rest predicted, status 1. A text file in the
+    folder is not an image: skipped and listed once, not a failure (caught: it was counted as a failed image)."""
     folder = tmp_path / "mixed"
     folder.mkdir()
     for k in range(4):
@@ -196,12 +198,17 @@ def test_bad_files_in_a_folder(bundle_dir, tmp_path, capsys):
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.txt").write_text("not an image\n")
     (folder / ".hidden.jpg").write_text("skipped")
-    rc, res = _run_json(capsys, ["predict", str(bundle_dir), str(folder), "--batch-size", "3"])
-    assert rc == 1 and len(res) == 7
+    (folder / "photo_without_suffix").write_bytes(_jpeg(5))  # recognised by its content
+    rc = main(["predict", str(bundle_dir), str(folder), "--batch-size", "3", "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert rc == 1 and len(res) == 7 and "notes.txt" not in {Path(r["path"]).name for r in res}
+    assert captured.err.count("notes.txt") == 1 and "skipped 1 files that are not images" in captured.err
+    assert "5 of 7 images predicted, 2 failed" in captured.err
     errors = {Path(r["path"]).name: r["error"] for r in res if r["error"]}
-    assert set(errors) == {"corrupt.jpg", "empty.jpg", "notes.txt"}
+    assert set(errors) == {"corrupt.jpg", "empty.jpg"}
     assert "truncated" in errors["corrupt.jpg"] and "0 bytes" in errors["empty.jpg"]
-    assert "not an image" in errors["notes.txt"]
+    assert main(["predict", str(bundle_dir), str(folder / "notes.txt"), "--no-progress"]) == 1  # named: tried
     assert all(r["lat"] is not None for r in res if not r["error"])
 
 

@@ -1,8 +1,11 @@
-"""``geomtl predict BUNDLE IMAGE_OR_FOLDER... [--top-k K] [--json | --csv OUT] [--map OUT.png]``.
+"""``geomtl predict BUNDLE IMAGE_OR_FOLDER... [--truth FILE] [--top-k K] [--json | --csv OUT] [--map OUT.png]``.
 
 Prints a table (default), a JSON list (``--json``) or writes one CSV row per file (``--csv``), then
-a summary: failed files, and the error statistics where the files carry EXIF GPS. Exit status 0 if
-every file was predicted, 1 if any failed, 2 for usage errors (e.g. a missing bundle).
+a summary: files in folders skipped as not images (listed once), failed files, and the error statistics
+where the true location is known: from ``--truth FILE`` (a CSV/TSV of id or file name -> lat, lon) or else
+from the photo's EXIF GPS. The CSV begins with geomtl's prediction layout (``img_id, true_lat, true_lon,
+pred_lat, pred_lon, error_km``), so ``geomtl score OUT`` and ``geomtl compare OUT OTHER`` read it as it is.
+Exit status 0 if every image was predicted, 1 if any failed, 2 for usage errors (e.g. a missing bundle).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from pathlib import Path
 
 from geomtl_core.errors import InputError
 
-CSV_FIXED = ["path", "lat", "lon", "place", "admin1", "country", "country_code", "method", "score"]
-CSV_TAIL = ["true_lat", "true_lon", "error_km", "error", "warnings"]
+CSV_FIXED = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km",  # geomtl's prediction layout
+             "path", "place", "admin1", "country", "country_code", "method", "score"]
+CSV_TAIL = ["truth", "error", "warnings"]
+RESULT_KEYS = {"pred_lat": "lat", "pred_lon": "lon"}  # CSV column -> result key, where they differ
 
 
 def csv_columns(bundle) -> list[str]:
-    """CSV header: fixed fields, top-1 token and probability per partitioning, top scene per task, truth."""
+    """CSV header: geomtl's prediction layout first (``geomtl score`` reads it), then the path, place and method,
+    top-1 token and probability per partitioning, top scene per task, where the truth came from, errors."""
     cols = list(CSV_FIXED)
     for p in bundle.parts:
         cols += [f"{p.name}_token", f"{p.name}_p"]
@@ -32,7 +38,7 @@ def csv_columns(bundle) -> list[str]:
 
 def csv_row(r: dict) -> dict:
     """One flat CSV row of a result dict."""
-    row = {k: r.get(k) for k in CSV_FIXED + CSV_TAIL}
+    row = {k: r.get(RESULT_KEYS.get(k, k)) for k in CSV_FIXED + CSV_TAIL}
     row["warnings"] = "; ".join(r.get("warnings") or [])
     for name, cells in (r.get("cells") or {}).items():
         row[f"{name}_token"], row[f"{name}_p"] = cells[0]["token"], round(cells[0]["p"], 6)
@@ -55,8 +61,9 @@ TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'sce
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from geomtl_core.data.predictions import read_truth
     from geomtl_core.geo.metrics import summarize_errors
-    from geomtl_core.inference.predict import expand_inputs, iter_predict
+    from geomtl_core.inference.predict import iter_predict, scan_inputs
     from geomtl_core.models.bundle import load_bundle
 
     from PIL import Image
@@ -66,12 +73,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", module="PIL.TiffImagePlugin")  # "Corrupt EXIF data": EXIF read leniently
     if args.top_k < 1 or args.batch_size < 1:
         raise InputError("--top-k and --batch-size must be at least 1")
+    folder = Path(args.bundle)
+    if not folder.exists():
+        raise InputError(f"model bundle folder {args.bundle} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{args.bundle} is a file, not a model bundle folder (from geomtl train)")
+    truth = read_truth(args.truth) if args.truth else None
     bundle = load_bundle(args.bundle)
     if bundle.caution:
         print(bundle.caution, file=sys.stderr)
-    files = expand_inputs(args.inputs)
+    inputs = scan_inputs(args.inputs)
+    files = inputs.files
     if not files:
-        raise InputError(f"no files found in {', '.join(args.inputs)}")
+        skipped = f" ({len(inputs.skipped)} files that are not images)" if inputs.skipped else ""
+        raise InputError(f"no image files found in {', '.join(args.inputs)}{skipped}")
     csv_file = writer = None
     if args.csv:
         csv_file = sys.stdout if args.csv == "-" else Path(args.csv).open("w", newline="")
@@ -79,12 +94,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         writer.writeheader()
     table = not args.json and not args.csv
     report = sys.stderr if args.json or args.csv == "-" else sys.stdout
+    if inputs.skipped:
+        names = ", ".join(str(p) for p in inputs.skipped[:10]) + (", …" if len(inputs.skipped) > 10 else "")
+        print(f"skipped {len(inputs.skipped)} files that are not images: {names}", file=report)
     if table:
         print(TABLE_HEADER)
     results = []
     try:
         for r in iter_predict(bundle, files, args.top_k, args.batch_size, map_out=args.map, map_dpi=args.map_dpi,
-                              progress=None if not args.no_progress else False):
+                              progress=None if not args.no_progress else False, truth=truth, ids=inputs.ids):
             results.append(r)
             if writer is not None:
                 writer.writerow(csv_row(r))
@@ -96,15 +114,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     failed = [r for r in results if r["error"]]
-    print(f"\n{len(results) - len(failed)} of {len(results)} files predicted" + (f", {len(failed)} failed:" if failed
-                                                                                  else ""), file=report)
+    print(f"\n{len(results) - len(failed)} of {len(results)} images predicted" +
+          (f", {len(failed)} failed:" if failed else ""), file=report)
     for r in failed:
         print(f"  {r['path']}: {r['error']}", file=report)
-    errors = [r["error_km"] for r in results if r.get("error_km") is not None]
-    if errors:
-        print("error against EXIF GPS:", file=report)
-        print(summarize_errors(errors).to_table(), file=report)
+    _error_summary([r for r in results if not r["error"]], truth, report, summarize_errors)
     return 1 if failed else 0
+
+
+def _error_summary(predicted: list[dict], truth, report, summarize_errors) -> None:
+    """Where the truth came from, which images the truth file does not list, and the error statistics."""
+    from_file = sum(r.get("truth") == "file" for r in predicted)
+    from_exif = sum(r.get("truth") == "exif" for r in predicted)
+    if truth is not None:
+        missing = [r["img_id"] for r in predicted if r.get("truth") != "file"]
+        if missing:
+            names = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+            print(f"{len(missing)} images not listed in {truth.source}: {names}", file=report)
+    errors = [r["error_km"] for r in predicted if r.get("error_km") is not None]
+    if errors:
+        sources = [f"{n} from {what}" for n, what in ((from_file, truth.source if truth else ""),
+                                                       (from_exif, "EXIF GPS")) if n]
+        print(f"error against the true locations ({', '.join(sources)}):", file=report)
+        print(summarize_errors(errors).to_table(), file=report)
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -113,11 +145,15 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="model bundle folder (from geomtl train)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                   help="image files, or folders (every non-hidden file inside, recursively, sorted)")
+                   help="image files, or folders (their image files, recursively, sorted; others skipped)")
+    p.add_argument("--truth", metavar="FILE",
+                   help="true locations: a CSV/TSV of image id or file name -> lat, lon (a header naming them, or "
+                        "none: name, lat, lon, ...); each listed image gets its error (else EXIF GPS is used)")
     p.add_argument("--top-k", type=int, default=5, help="cells listed per partitioning (default 5)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
-    out.add_argument("--csv", metavar="OUT", help="write one CSV row per file to OUT ('-': stdout)")
+    out.add_argument("--csv", metavar="OUT", help="write one CSV row per file to OUT ('-': stdout), in the layout "
+                     "geomtl score and geomtl compare read")
     p.add_argument("--map", metavar="OUT.png",
                    help="probability maps: OUT.png for one file; OUT_<stem>.png per file for several "
                         "(or OUT/<stem>.png when OUT is a folder or ends with '/')")

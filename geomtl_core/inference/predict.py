@@ -1,7 +1,12 @@
 """Predict where photos were taken with a trained bundle: one call for files and folders.
 
 ``predict(bundle_or_path, paths)`` returns one dict per input file (folders are expanded,
-recursively, in sorted order, hidden files skipped; every other file is tried, whatever its name):
+recursively, in sorted order; hidden files and files that are not images are skipped: a photo is a file
+with an image ending (:data:`~geomtl_core.data.predictions.IMAGE_SUFFIXES`) or one whose first bytes are
+an image format's; files named one by one are always tried):
+
+- ``img_id``: the file's path relative to the folder it was found in (its name, for a file named alone),
+  the id ``geomtl score`` and ``geomtl compare`` match images by;
 
 - ``lat``, ``lon``: the best guess (hierarchical f* when the bundle is hierarchical and has several
   partitionings, else the finest partitioning), with ``method`` and ``score``;
@@ -11,7 +16,9 @@ recursively, in sorted order, hidden files skipped; every other file is tried, w
   coordinates ``lat``/``lon`` and the S2 ``token``;
 - ``scene``: per scene task the top class (``label`` = the class name the bundle's training data gave it,
   ``class``, ``p``);
-- ``true_lat``, ``true_lon``, ``error_km`` when the file carries a valid EXIF GPS position;
+- ``true_lat``, ``true_lon``, ``error_km`` and ``truth`` (``"file"`` or ``"exif"``) when the true position
+  is known: from a truth table (``truth=``, :func:`~geomtl_core.data.predictions.read_truth`) that lists
+  the image, else from a valid EXIF GPS position in the file;
 - ``warnings`` (e.g. malformed EXIF GPS, ignored) and ``error`` (None, or why the file failed).
 
 Images are decoded and resized in a thread pool while the model runs on the previous batch.
@@ -27,6 +34,7 @@ from pathlib import Path
 
 from geomtl_core.data.exif import ExifInfo, read_exif
 from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
+from geomtl_core.data.predictions import IMAGE_SUFFIXES, TruthTable
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax, top_k
@@ -36,25 +44,63 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
 
-def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Files in input order; a folder contributes its files recursively, sorted, hidden ones skipped.
 
-    A path that does not exist is kept (it becomes a per-file error).
-    """
+def looks_like_image(path: Path) -> bool:
+    """An image ending, or (any other name) the first bytes of an image format; unreadable files count as
+    images, so that their error is reported."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return True
+    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
+
+
+@dataclass
+class Inputs:
+    """The files to predict (input order), their ids, and the folder files skipped as not images."""
+
+    files: list[Path]
+    ids: list[str]
+    skipped: list[Path]
+
+
+def scan_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> Inputs:
+    """Files in input order with their ids; a folder contributes its image files recursively, sorted (ids
+    relative to it), hidden files skipped silently and other non-images listed in ``skipped``. A path that does
+    not exist is kept (it becomes a per-file error)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[Path] = []
+    ids: list[str] = []
+    skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            for p in sorted(path.rglob("*")):
+                rel = p.relative_to(path)
+                if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+                    continue
+                if looks_like_image(p):
+                    files.append(p)
+                    ids.append(rel.as_posix())
+                else:
+                    skipped.append(p)
         else:
             files.append(path)
-    return files
+            ids.append(path.name)
+    if len(set(ids)) < len(ids):  # the same name from two folders: the paths tell them apart
+        ids = [str(f) for f in files]
+    return Inputs(files, ids, skipped)
+
+
+def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of :func:`scan_inputs` (folders: their image files, recursively, sorted)."""
+    return scan_inputs(inputs).files
 
 
 @dataclass
@@ -70,12 +116,14 @@ class Loaded:
 class Predictor:
     """A bundle ready to predict: transform, hierarchy choice, cell tokens and the decode pool."""
 
-    def __init__(self, bundle, top_k: int = 5, batch_size: int = 32, workers: int | None = None):
+    def __init__(self, bundle, top_k: int = 5, batch_size: int = 32, workers: int | None = None,
+                 truth: TruthTable | None = None):
         if top_k < 1:
             raise InputError(f"top_k must be >= 1, got {top_k}")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.bundle = bundle
+        self.truth = truth
         self.k = top_k
         self.batch_size = batch_size
         # decode threads beside the model's own torch threads: one per two cores (1 on a 2-core laptop)
@@ -169,10 +217,13 @@ class Predictor:
             for t in self.scene_tasks:
                 c = int(probs[t][j].argmax())
                 r["scene"][t] = {"label": self.class_names[t][c], "class": c, "p": float(probs[t][j, c])}
-            gps = loaded[i].exif.gps
-            if gps is not None:
-                err = haversine_km(gps[0], gps[1], r["lat"], r["lon"])
-                r.update(true_lat=gps[0], true_lon=gps[1], error_km=float(err))
+            known = self.truth.get(loaded[i].path) if self.truth is not None else None
+            source = "file"
+            if known is None:
+                known, source = loaded[i].exif.gps, "exif"
+            if known is not None:
+                err = haversine_km(known[0], known[1], r["lat"], r["lon"])
+                r.update(true_lat=known[0], true_lon=known[1], error_km=float(err), truth=source)
             if on_probs is not None:
                 on_probs(r, {t: v[j] for t, v in probs.items()})
         return results
@@ -193,23 +244,31 @@ def predict(
     map_dpi: int = 100,
     progress: bool | None = False,
     workers: int | None = None,
+    truth: str | os.PathLike | TruthTable | None = None,
 ) -> list[dict]:
     """One dict per input file (see the module docstring); failed files carry ``error``.
 
     ``map_out``: write a probability map per image (see :func:`geomtl_core.inference.maps.map_paths`).
+    ``truth``: a truth table (or the path of a CSV/TSV, :func:`~geomtl_core.data.predictions.read_truth`)
+    giving the true location, and so the error, of the images it lists.
     """
+    from geomtl_core.data.predictions import read_truth
     from geomtl_core.models.bundle import Bundle, load_bundle
 
     bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
-    files = expand_inputs(paths)
-    return list(iter_predict(bundle, files, top_k, batch_size, map_out=map_out, map_dpi=map_dpi, progress=progress,
-                             workers=workers))
+    if truth is not None and not isinstance(truth, TruthTable):
+        truth = read_truth(truth)
+    inputs = scan_inputs(paths)
+    return list(iter_predict(bundle, inputs.files, top_k, batch_size, map_out=map_out, map_dpi=map_dpi,
+                             progress=progress, workers=workers, truth=truth, ids=inputs.ids))
 
 
 def iter_predict(bundle, files: list[Path], top_k: int = 5, batch_size: int = 32, *, map_out=None, map_dpi: int = 100,
-                 progress: bool | None = False, workers: int | None = None) -> Iterator[dict]:
-    """Streaming form of :func:`predict` over an expanded file list."""
-    predictor = Predictor(bundle, top_k=top_k, batch_size=batch_size, workers=workers)
+                 progress: bool | None = False, workers: int | None = None, truth: TruthTable | None = None,
+                 ids: list[str] | None = None) -> Iterator[dict]:
+    """Streaming form of :func:`predict` over a scanned file list (``ids``: default, the file names)."""
+    predictor = Predictor(bundle, top_k=top_k, batch_size=batch_size, workers=workers, truth=truth)
+    ids = [Path(f).name for f in files] if ids is None else ids
     on_probs = None
     if map_out is not None:
         from geomtl_core.inference.maps import map_paths, plot_prediction
@@ -224,4 +283,5 @@ def iter_predict(bundle, files: list[Path], top_k: int = 5, batch_size: int = 32
             except Exception as exc:
                 result["warnings"].append(f"map not written ({type(exc).__name__}: {exc})")
 
-    yield from predictor.run(files, progress=progress, on_probs=on_probs)
+    for img_id, result in zip(ids, predictor.run(files, progress=progress, on_probs=on_probs), strict=True):
+        yield {"img_id": img_id, **result}

@@ -4,8 +4,8 @@ numerically the stock Keras layers / Keras' train step (issue #15), and old bund
 from __future__ import annotations
 
 import geomtl_core  # noqa: F401  (selects the torch backend)
-from geomtl_core.models import effnet_lite, multitask
 from geomtl_core.models import fast_layers as fl
+from geomtl_core.models import fast_path, metrics, train_steps
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
 
 import keras
@@ -161,12 +161,9 @@ HEADS, SCENE = {"coarse": 5, "fine": 9}, {"s3": 3}
 
 
 def _stock_layers(monkeypatch):
-    """Make multitask/effnet_lite build with the stock Keras layers, as before issue #15."""
-    monkeypatch.setattr(multitask, "fl", keras.layers)
-    monkeypatch.setattr(multitask, "FastConv2D", keras.layers.Conv2D)
-    monkeypatch.setattr(multitask, "FastDense", keras.layers.Dense)
-    monkeypatch.setattr(multitask, "FusedBatchNormalization", keras.layers.BatchNormalization)
-    monkeypatch.setattr(effnet_lite, "fl", keras.layers)
+    """Make the model builders take the stock Keras layers (as before issue #15): the fast path decided off."""
+    off = fast_path.FastPath(False, "test: stock layers")
+    monkeypatch.setattr(fast_path, "fast_path_enabled", lambda *a, **k: off)
 
 
 def _data(n=16, size=32, seed=0):
@@ -299,7 +296,7 @@ def test_mixed_precision_takes_keras_path():
         m = _model(conv_padding="same_symmetric")
         compile_model(m, keras.optimizers.SGD(0.05))
         logs = m.train_on_batch(x, y, return_dict=True)
-        assert not m._lean_applies()
+        assert not train_steps.lean_applies(m) and not m.fast_path
         assert np.isfinite(logs["loss"])
     finally:
         keras.config.set_dtype_policy("float32")
@@ -354,12 +351,12 @@ def test_top1_hit_counts_are_argmax_counts():
     def expected():
         return torch.stack([((x.argmax(dim=1) == target[i]) & labelled[i]).sum() for i, x in enumerate(logits)])
 
-    got = multitask._top1_hit_counts(logits, target, labelled)
+    got = metrics.top1_hit_counts(logits, target, labelled)
     assert got.dtype == torch.float32 and got.tolist() == expected().float().tolist()
     assert got[0] >= 10 and got[1] >= 9
     logits[1][3] = 0.25  # a constant row: argmax says class 0
     target[1, 3] = 7
-    got = multitask._top1_hit_counts(logits, target, labelled)
+    got = metrics.top1_hit_counts(logits, target, labelled)
     assert got.tolist() == expected().float().tolist()
 
 

@@ -25,11 +25,18 @@ configs) as ``geomtl>FastConv2D``, ``geomtl>FastDepthwiseConv2D``, ``geomtl>Fast
 * ``ReLU``, ``Dropout``, ``GlobalAveragePooling2D``, ``Rescaling``, ``Identity``: the stock layers; like the ones above
   they skip ``Layer.__call__``'s per-call overhead on eager float32 calls (see ``_LeanCall``).
 
-Anything the fast path does not cover (another backend, mixed precision, masks, renorm, symbolic or
-stateless tracing, ...) falls back to the stock Keras ``call``.
+The fast path runs only where ``fast_path.fast_path_enabled`` allows it (the torch backend on a CPU, float32,
+the tested Keras version); anything else it does not cover (a GPU, mixed precision, another Keras version,
+masks, renorm, symbolic or stateless tracing, ...) falls back to the stock Keras ``call`` through
+``Layer.__call__``. Model builders take the stock Keras classes themselves where the fast path is off
+(``layer_set``).
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+
+from geomtl_core.models.fast_path import fast_path_now, keras_internals
 
 import keras
 from keras import backend
@@ -48,6 +55,7 @@ __all__ = [
     "Identity",
     "ReLU",
     "Rescaling",
+    "layer_set",
     "same_pads",
 ]
 
@@ -66,12 +74,13 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[i
 
 
 def _fast_ok(layer, x) -> bool:
-    """True when the eager torch fast path applies to this call (float32 layer, input and so variables, whose
-    ``._value`` the fast paths then read directly)."""
+    """True when the eager torch fast path applies to this call: the process may take it (``_SCOPES``), and a
+    float32 layer gets a float32 CPU tensor (so its variables are float32 CPU tensors, whose ``._value`` the
+    fast paths then read directly)."""
     if _SCOPES is None:
         return False
     torch, in_stateless_scope, in_symbolic_scope = _SCOPES
-    return (isinstance(x, torch.Tensor) and x.dtype == torch.float32 and layer.compute_dtype == "float32"
+    return (isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.is_cpu and layer.compute_dtype == "float32"
             and not in_stateless_scope() and not in_symbolic_scope())
 
 
@@ -81,13 +90,16 @@ def _plain_kernel(layer) -> bool:
 
 
 def _scopes():
-    if backend.backend() != "torch":
+    """``(torch, in_stateless_scope, in_symbolic_scope)`` where this process may take the fast path at all
+    (``fast_path.fast_path_enabled``: torch backend on a CPU, the tested Keras version, its internals
+    importable), else None: every layer here is then its stock Keras class in behaviour, through
+    ``Layer.__call__``. The dtype is checked per layer and call (``_fast_ok``)."""
+    found = keras_internals()
+    if found is None or not fast_path_now("float32"):
         return None
     import torch
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-    return torch, in_stateless_scope, in_symbolic_scope
+    return torch, found[0], found[1]
 
 
 _SCOPES = _scopes()
@@ -358,7 +370,7 @@ class Rescaling(_LeanCall, keras.layers.Rescaling):
         batch-sized buffer is not free: on a CPU, ``uint8 * float`` measured 1.9 ms against 45 us for the
         cast and an in-place multiply (64 images of 64 px; fresh pages of the second allocation)."""
         if (_SCOPES is None or not self.built or not self._scalar() or self.compute_dtype != "float32"
-                or not isinstance(images, _SCOPES[0].Tensor) or images.dtype != _SCOPES[0].uint8
+                or not isinstance(images, _SCOPES[0].Tensor) or images.dtype != _SCOPES[0].uint8 or not images.is_cpu
                 or _SCOPES[1]() or _SCOPES[2]()):
             return None
         return self._rescale(images.to(_SCOPES[0].float32), fresh=True)
@@ -367,3 +379,24 @@ class Rescaling(_LeanCall, keras.layers.Rescaling):
 @keras.saving.register_keras_serializable(package="geomtl", name="LeanIdentity")
 class Identity(_LeanCall, keras.layers.Identity):
     """``keras.layers.Identity`` without ``Layer.__call__``'s overhead on eager float32 calls."""
+
+
+def _stock_conv2d(*args, padding: str = "valid", **kwargs):
+    """``keras.layers.Conv2D``, or for ``padding="same_symmetric"`` (which Keras lacks) this module's
+    ``Conv2D``, which with the fast path off computes it with Keras ops through ``Layer.__call__``."""
+    cls = Conv2D if padding == "same_symmetric" else keras.layers.Conv2D
+    return cls(*args, padding=padding, **kwargs)
+
+
+def layer_set(fast: bool) -> SimpleNamespace:
+    """The layer classes a model builder uses: this module's (``fast``) or the stock ``keras.layers`` ones
+    (layer names and weight-file entries are the same either way)."""
+    if fast:
+        return SimpleNamespace(Conv2D=Conv2D, DepthwiseConv2D=DepthwiseConv2D, BatchNormalization=BatchNormalization,
+                               Dense=Dense, ReLU=ReLU, Dropout=Dropout, GlobalAveragePooling2D=GlobalAveragePooling2D,
+                               Rescaling=Rescaling, Identity=Identity)
+    stock = keras.layers
+    return SimpleNamespace(Conv2D=_stock_conv2d, DepthwiseConv2D=stock.DepthwiseConv2D,
+                           BatchNormalization=stock.BatchNormalization, Dense=stock.Dense, ReLU=stock.ReLU,
+                           Dropout=stock.Dropout, GlobalAveragePooling2D=stock.GlobalAveragePooling2D,
+                           Rescaling=stock.Rescaling, Identity=stock.Identity)

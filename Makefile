@@ -33,7 +33,7 @@ test: lint
 
 book: $(STAMP)
 	$(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE)
-	$(BIN)/python -m geomtl_core.compendium.experiments --scale $(SCALE) --publish mtl_s3
+	$(BIN)/python -m geomtl_core.compendium.publish --scale $(SCALE) --run mtl_s3
 	$(BIN)/jupyter-book build book/ -W --keep-going
 
 # JupyterLab on the project root with the venv's kernel; prints the URL (with its token) to open.

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geomtl_core.compendium.runner import ROOT, report_problems, run_all
+from geomtl_core.compendium.project import ROOT
+from geomtl_core.compendium.runner import report_problems, run_all
 
 import nbformat
 import pandas as pd

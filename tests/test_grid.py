@@ -5,7 +5,8 @@ and the generated conclusions."""
 import json
 
 import geomtl_core  # noqa: F401 - selects the torch backend
-from geomtl_core.compendium import grid
+from geomtl_core.compendium import design, prose
+from geomtl_core.compendium.verdict import decide
 from geomtl_core.data.aux_labels import control_labels
 from geomtl_core.data.loaders import EpochSampler
 from geomtl_core.errors import InputError
@@ -172,32 +173,29 @@ def test_temperature_fit_softens_an_overconfident_head():
 def _verdict(diff, lo, hi, p):
     return pd.DataFrame([{"comparison": "mtl_vs_st", "model": "frozen", "data_fraction": 0.1, "aux_label": "s3",
                           "endpoint": "acc_200km", "a_mean": 10.0, "b_mean": 10.0 + diff, "diff": diff,
-                          "ci_lo": lo, "ci_hi": hi, "p_holm": p, "n_seeds": 3, "n_blocks": 200}])
+                          "ci_lo": lo, "ci_hi": hi, "p": p, "n_seeds": 3, "n_blocks": 200}])
 
 
 def test_conclusions_are_generated_from_the_verdict():
-    up = _verdict(1.5, 0.5, 2.5, 0.01)
-    up["verdict"] = [grid.verdict_word(r) for _, r in up.iterrows()]
-    down = _verdict(-1.5, -2.5, -0.5, 0.01)
-    down["verdict"] = [grid.verdict_word(r) for _, r in down.iterrows()]
-    flat = _verdict(0.3, -0.5, 1.1, 0.6)
-    flat["verdict"] = [grid.verdict_word(r) for _, r in flat.iterrows()]
-    texts = [grid.conclusions(t, "smoke") for t in (up, down, flat)]
+    up = decide(_verdict(1.5, 0.5, 2.5, 0.01))
+    down = decide(_verdict(-1.5, -2.5, -0.5, 0.01))
+    flat = decide(_verdict(0.3, -0.5, 1.1, 0.6))
+    texts = [prose.conclusions(t, "smoke") for t in (up, down, flat)]
     assert "**supported**" in texts[0] and "**contradicted**" in texts[1] and "**not resolved**" in texts[2]
     assert "+1.50 points [+0.50, +2.50]" in texts[0]
     assert len(set(texts)) == 3
-    assert "1 supported" in grid.answer(up) and "1 contradicted" in grid.answer(down)
+    assert "1 supported" in prose.answer(up) and "1 contradicted" in prose.answer(down)
     # an interval above 0 that does not survive Holm stays unresolved
-    assert grid.verdict_word(_verdict(1.5, 0.5, 2.5, 0.2).iloc[0]) == "not resolved"
+    assert decide(_verdict(1.5, 0.5, 2.5, 0.2)).loc[0, "verdict"] == "not resolved"
 
 
 def test_grid_cells_cover_every_axis_at_the_default_scale():
-    cs = grid.cells("default")
+    cs = design.cells("default")
     models = {c.model for c in cs}
     assert {"frozen", "tuned"} <= models and sum(m.startswith("cnn_w") for m in models) >= 2
     assert len({c.fraction for c in cs}) >= 3
     assert {"st", "s3", "s16", "kg"} <= {c.aux for c in cs}
-    rows = grid.comparisons("default")
+    rows = design.comparisons("default")
     labels = {r[0] for r in rows}
     assert any("shuffled" in x for x in labels) and any("geographic" in x for x in labels)
     for _, a, b in rows:
@@ -220,13 +218,13 @@ def test_direction_against_the_paper_in_words():
 
 def test_published_isn_minus_base_on_im2gps(shared):
     """The paper column of the trend table, computed from GeoEstimation's published per-image predictions."""
-    from geomtl_core.compendium.report import compare_files
+    from geomtl_core.compendium.statistics import compare_files
 
     ref = shared / "geoestimation/results/im2gps"
-    d = compare_files([ref / "base_M-fstar.csv"], [ref / "ISNs_M-fstar-S3.csv"], n_boot=500)
+    d = compare_files([ref / "ISNs_M-fstar-S3.csv"], [ref / "base_M-fstar.csv"], n_boot=500)  # ISNs − base
     # published summaries: base(M, f*) 15.2/40.9/51.5/65.4/78.5, ISNs 16.9/43.0/51.9/66.7/80.2 on 237 images
-    np.testing.assert_allclose(d["difference (points)"].to_numpy(), [1.69, 2.11, 0.42, 1.27, 1.69], atol=0.01)
-    assert (d["ci95 low"] <= d["difference (points)"]).all() and (d["difference (points)"] <= d["ci95 high"]).all()
+    np.testing.assert_allclose(100 * d.diff, [1.69, 2.11, 0.42, 1.27, 1.69], atol=0.01)
+    assert (d.ci[:, 0] <= d.diff).all() and (d.diff <= d.ci[:, 1]).all()
 
 
 def test_scene_on_all_needs_cells_from_the_whole_training_split(tmp_path):
@@ -238,4 +236,4 @@ def test_scene_on_all_needs_cells_from_the_whole_training_split(tmp_path):
 
 def test_answer_without_multitask_rows_says_so():
     flat = _verdict(0.3, -0.5, 1.1, 0.6).assign(comparison="koppen_geographic_label_vs_st", verdict="not resolved")
-    assert grid.answer(flat).startswith("Not answered")
+    assert prose.answer(flat).startswith("Not answered")

@@ -1,7 +1,7 @@
-"""The package layout is the architecture: layers import downward only.
+"""The package layout is the architecture: layers import downward only, and no module imports itself back.
 
 base (errors, config, distributed; may import each other) <- geo <- data <- models <- inference
-<- training <- cli, compendium.
+<- training <- cli, compendium. Inside the compendium its rooms are layered too (:data:`COMPENDIUM`).
 Function-level imports count too (a lazy import is still a dependency).
 """
 
@@ -92,3 +92,78 @@ def test_every_library_file_is_tracked_by_git():
     untracked = [str(p.relative_to(root)) for p in PACKAGE.rglob("*") if p.is_file() and p.suffix in {".py", ".json"}
                  and "__pycache__" not in p.parts and str(p.relative_to(root)) not in tracked]
     assert not untracked, f"not committed: {untracked}"
+
+
+COMPENDIUM = {"scales": 0, "project": 0, "statistics": 1, "results": 2, "runs": 3, "design": 3, "grid": 4,
+              "baselines": 5, "verdict": 5, "paper_claims": 5, "tables": 6, "prose": 6, "plots": 6, "proxy_plots": 6,
+              "publish": 6, "runner": 6}
+"""The compendium's rooms, bottom up: the scales and the project folder; statistics of prediction files; reading
+results; the run cache and the study design; running the grid; the verdict, the baselines and the paper's
+claims; presentation (tables, prose, plots), publishing and the notebook runner."""
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Every geomtl_core module and the geomtl_core modules it imports (packages resolved to their modules)."""
+    mods = {"geomtl_core." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for dep in _imports(path):
+            if dep in mods:
+                deps.add(dep)
+            else:  # "from geomtl_core.compendium import runs": the names are modules
+                deps |= {m for m in mods if m.startswith(dep + ".") and m.count(".") == dep.count(".") + 1}
+        graph[name] = deps - {name}
+    if "geomtl_core" in graph:
+        graph["geomtl_core"] = set()  # the package root lists the public API lazily (a table of names)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph, or None (depth-first search with colours)."""
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph.get(n, ())):
+            if state.get(d) == 1:
+                return [*stack[stack.index(d):], d]
+            if d not in state and (found := visit(d)):
+                return found
+        state[n] = 2
+        stack.pop()
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_import_cycle_anywhere():
+    """No module of geomtl_core imports itself back through others, function-level imports included (the
+    compendium once ran experiments -> grid -> report -> experiments behind lazy imports)."""
+    cycle = _cycle(_module_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_check_can_fail():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_compendium_rooms_import_downward_only():
+    """Each compendium module imports only rooms below it (or beside it at rank 0)."""
+    room = PACKAGE / "compendium"
+    names = {p.stem for p in room.glob("*.py")} - {"__init__"}
+    assert names == set(COMPENDIUM), f"rooms not ranked: {names ^ set(COMPENDIUM)}"
+    bad = []
+    for name in sorted(names):
+        for dep in _module_graph()[f"geomtl_core.compendium.{name}"]:
+            if dep.startswith("geomtl_core.compendium."):
+                other = dep.rsplit(".", 1)[1]
+                if COMPENDIUM[other] >= COMPENDIUM[name] and not COMPENDIUM[name] == COMPENDIUM[other] == 0:
+                    bad.append(f"{name} ({COMPENDIUM[name]}) imports {other} ({COMPENDIUM[other]})")
+    assert not bad, bad

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geomtl_core.compendium import runner
+from geomtl_core.compendium import project, runner
 from geomtl_core.compendium.runner import KERNEL_NAME, ProjectRootNotFound, find_root, run_all, strip_progress
 
 import nbformat
@@ -36,7 +36,7 @@ def test_find_root_from_subfolder(tmp_path, monkeypatch):
     assert find_root(proj / "_config.yml") == proj.resolve()  # a file: its folder
     monkeypatch.chdir(deep)
     assert find_root() == proj.resolve()
-    assert runner.ROOT == proj.resolve()  # kept for `from geomtl_core.compendium.runner import ROOT`
+    assert project.ROOT == proj.resolve()  # `from geomtl_core.compendium.project import ROOT`
     assert ROOT == Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +49,7 @@ def test_find_root_clear_error_when_absent(tmp_path, monkeypatch, capsys):
     with pytest.raises(ProjectRootNotFound, match=r"no geomtl project at or above .*_config\.yml and notebooks/"):
         find_root()
     with pytest.raises(ProjectRootNotFound):
-        runner.ROOT  # noqa: B018
+        project.ROOT  # noqa: B018
     with pytest.raises(SystemExit) as e:
         runner.main(["--scale", "smoke"])
     assert e.value.code == 2 and "--root" in capsys.readouterr().err
@@ -96,7 +96,7 @@ def _tiny_notebook() -> nbformat.NotebookNode:
         params,
         nbformat.v4.new_code_cell(
             "import os, sys\nfrom tqdm import tqdm\n\nfor _ in tqdm(range(3), desc='work', file=sys.stderr):\n"
-            "    pass\nfrom pathlib import Path\nfrom geomtl_core.compendium.runner import ROOT\n"
+            "    pass\nfrom pathlib import Path\nfrom geomtl_core.compendium.project import ROOT\n"
             "print('scale', scale, 'root', ROOT.name, 'cwd is root', Path(os.getcwd()).resolve() == ROOT.resolve())"
         ),
     ]

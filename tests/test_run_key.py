@@ -4,7 +4,8 @@ import shutil
 from pathlib import Path
 
 import geomtl_core
-from geomtl_core.compendium.experiments import code_fingerprint, data_fingerprint, run_key
+from geomtl_core.compendium.runs import cache_key as run_key
+from geomtl_core.compendium.runs import code_fingerprint, data_fingerprint
 from geomtl_core.config import ExperimentConfig
 
 
@@ -29,9 +30,47 @@ def test_editing_a_library_function_body_changes_the_run_key(tmp_path):
 def test_presentation_modules_do_not_change_the_key(tmp_path):
     pkg = _copy_package(tmp_path)
     before = code_fingerprint(pkg)
-    report = next(pkg.rglob("report.py"))
-    report.write_text(report.read_text() + "\n# a comment in a presentation module\n")
+    tables = pkg / "compendium" / "tables.py"
+    tables.write_text(tables.read_text() + "\n# a comment in a presentation module\n")
     assert code_fingerprint(pkg) == before
+
+
+def test_the_code_that_computes_cached_test_metrics_is_in_the_key(tmp_path):
+    """Editing the compendium's run evaluation or the verdict's statistics changes the key (the old fingerprint
+    left all of ``compendium/`` out, so an edit of ``evaluate_run`` reused stale test metrics)."""
+    pkg = _copy_package(tmp_path)
+    before = code_fingerprint(pkg)
+    for rel in ("compendium/runs.py", "compendium/statistics.py", "compendium/paper_claims.py"):
+        f = pkg / rel
+        f.write_text(f.read_text() + "\n# an edit\n")
+        assert code_fingerprint(pkg) != before, rel
+        before = code_fingerprint(pkg)
+
+
+def test_no_cached_number_depends_on_a_presentation_module():
+    """A module outside PRESENTATION_MODULES never imports one inside (at any depth of its code): what is left
+    out of the fingerprint cannot change a cached number. Catches e.g. ``runs.py`` importing ``tables.py``."""
+    import ast
+
+    from geomtl_core.compendium.runs import PACKAGE, PRESENTATION_MODULES
+
+    def presentation(rel: str) -> bool:
+        return rel.startswith(PRESENTATION_MODULES)
+
+    bad = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        rel = f.relative_to(PACKAGE).as_posix()
+        if presentation(rel) or rel == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geomtl_core."):
+                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                for m in mods:
+                    dep = m.removeprefix("geomtl_core.").replace(".", "/")
+                    if any(presentation(x) for x in (dep + ".py", dep + "/")) and \
+                            ((PACKAGE / (dep + ".py")).exists() or (PACKAGE / dep).is_dir()):
+                        bad.append(f"{rel} imports {m}")
+    assert not bad, bad
 
 
 def test_config_and_data_are_in_the_key(tmp_path):

@@ -1,17 +1,26 @@
-"""Comparisons across seeds: paired by seed and image, intervals over seeds then blocks, Holm over a family."""
+"""Comparisons across seeds: one sign convention (A − B), paired by seed and image, intervals over seeds then
+blocks checked against their analytic variance, Holm over a family, and the verdict on runs with known effects."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from geomtl_core.compendium.report import compare_runs, verdict_table
+from geomtl_core.compendium.design import Cell
+from geomtl_core.compendium.results import compare_runs
+from geomtl_core.compendium.statistics import seed_summary
+from geomtl_core.compendium.verdict import decide, verdict_table
 from geomtl_core.data.predictions import write_predictions
+from geomtl_core.geo.stats import hierarchical_bootstrap
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
 def _fake_experiment(root: Path, scale: str, name: str, shift_km: float, seeds=(0, 1, 2), noise=0.0):
-    """Per-seed prediction files: predictions `shift_km` east of the truth (plus per-seed noise)."""
+    """Per-seed prediction files: predictions `shift_km` east of the truth (plus per-seed noise), and a
+    result file with its seeds and seed summary."""
     rng = np.random.default_rng(0)  # the same test images for every experiment
     lat = np.repeat(np.linspace(-60, 60, 40), 10) + rng.normal(0, 0.2, 400)
     lon = np.tile(np.linspace(-170, 170, 10), 40) + rng.normal(0, 0.2, 400)
@@ -25,35 +34,114 @@ def _fake_experiment(root: Path, scale: str, name: str, shift_km: float, seeds=(
         runs[str(s)] = run
     (root / "results" / scale).mkdir(parents=True, exist_ok=True)
     best = {"methods": {"hierarchy": {"acc_200km": 0.0}}, "best": "hierarchy"}
-    (root / "results" / scale / f"{name}.json").write_text(json.dumps({"seeds": runs, "test": best}))
+    summary = seed_summary([root / "runs" / scale / r / "predictions_test.csv" for r in runs.values()], n_boot=50)
+    (root / "results" / scale / f"{name}.json").write_text(json.dumps({"seeds": runs, "test": best,
+                                                                      "seed_summary": summary}))
 
 
 def test_identical_runs_differ_by_exactly_zero(tmp_path):
     _fake_experiment(tmp_path, "x", "a", 150.0)
     _fake_experiment(tmp_path, "x", "b", 150.0)
     d = compare_runs("x", "a", "b", root=tmp_path, n_boot=300)
-    assert (d["difference (points)"] == 0).all() and (d["ci95 low"] == 0).all() and (d["n_seeds"] == 3).all()
+    assert (d.diff == 0).all() and (d.ci == 0).all() and d.n_seeds == 3
+
+
+def test_the_sign_is_a_minus_b_everywhere(tmp_path):
+    """A − B: the first argument minus the second, in the Python API, the run comparison and the CLI. Catches a
+    flipped sign in :func:`geomtl_core.geo.stats.paired_comparison` (the CLI and the book once disagreed)."""
+    _fake_experiment(tmp_path, "x", "near", 150.0)  # every image within 200 km
+    _fake_experiment(tmp_path, "x", "far", 260.0)  # every image beyond 200 km
+    d = compare_runs("x", "near", "far", root=tmp_path, n_boot=300).at(200)
+    assert d["diff"] == pytest.approx(100.0) and d["ci_lo"] > 0 and d["acc_a"] == pytest.approx(100.0)
+    files = [tmp_path / "runs" / "x" / n / "predictions_test.csv" for n in ("near", "far")]
+    out = subprocess.run([sys.executable, "-m", "geomtl_core.cli", "compare", *map(str, files), "--json",
+                          "--n-boot", "200"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["thresholds_km"]["200"]["diff"] == pytest.approx(1.0)
 
 
 def test_a_real_difference_is_found_and_seed_noise_widens_the_interval(tmp_path):
     _fake_experiment(tmp_path, "x", "near", 150.0)
-    _fake_experiment(tmp_path, "x", "far", 260.0)  # every image beyond 200 km
-    d = compare_runs("x", "far", "near", root=tmp_path, n_boot=300)
-    assert d.loc["200 km", "difference (points)"] == pytest.approx(100.0)
-    assert d.loc["200 km", "ci95 low"] > 0 and d.loc["200 km", "n_blocks"] > 30
+    _fake_experiment(tmp_path, "x", "far", 260.0)
+    d = compare_runs("x", "near", "far", root=tmp_path, n_boot=300)
+    assert d.at(200)["ci_lo"] > 0 and d.n_blocks > 30
     _fake_experiment(tmp_path, "x", "noisy", 150.0, noise=60.0)
-    quiet = compare_runs("x", "near", "far", root=tmp_path, n_boot=500)
-    noisy = compare_runs("x", "noisy", "far", root=tmp_path, n_boot=500)
-    width = lambda t: (t.loc["200 km", "ci95 high"] - t.loc["200 km", "ci95 low"])  # noqa: E731
-    assert width(noisy) > width(quiet)
+    quiet = compare_runs("x", "far", "near", root=tmp_path, n_boot=500).at(200)
+    noisy = compare_runs("x", "far", "noisy", root=tmp_path, n_boot=500).at(200)
+    assert noisy["ci_hi"] - noisy["ci_lo"] > quiet["ci_hi"] - quiet["ci_lo"]
 
 
-def test_verdict_table_holm_adjusts_over_its_family(tmp_path):
-    for name, shift in (("st", 210.0), ("better", 150.0), ("same", 210.0)):
-        _fake_experiment(tmp_path, "x", name, shift)
-    table = verdict_table("x", [("better vs st", "st", "better"), ("same vs st", "st", "same"),
-                                ("missing", "st", "nope")], root=tmp_path, n_boot=300)
-    assert list(table.index) == ["better vs st", "same vs st"]  # missing runs are left out, not invented
-    assert table.loc["better vs st", "verdict"] == "b better" and table.loc["same vs st", "verdict"] == "not resolved"
-    assert (table["p_holm"] >= table["p"]).all()
-    assert {"a %", "b %", "b − a (points)", "ci95 low", "ci95 high", "n_seeds", "n_blocks"} <= set(table.columns)
+def test_unequal_seed_counts_are_refused(tmp_path):
+    _fake_experiment(tmp_path, "x", "three", 150.0)
+    _fake_experiment(tmp_path, "x", "two", 150.0, seeds=(0, 1))
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_runs("x", "three", "two", root=tmp_path)
+
+
+def _analytic_variance(values: np.ndarray, blocks: np.ndarray) -> float:
+    """Exact variance of the seeds-then-blocks bootstrap mean (equal block sizes): seed weights w = m/S with
+    m ~ Multinomial(S, 1/S), block counts c ~ Multinomial(B, 1/B), independent; mean = sum_sb w_s c_b M_sb / B."""
+    n_seeds, n_blocks = values.shape[0], int(blocks.max()) + 1
+    m = np.stack([np.bincount(blocks, v, minlength=n_blocks) / np.bincount(blocks) for v in values])  # (S, B)
+    ew = (np.eye(n_seeds) * (1 - 1 / n_seeds) / n_seeds ** 2 - (1 - np.eye(n_seeds)) / n_seeds ** 3
+          + 1 / n_seeds ** 2)  # E[w_s w_t]
+    ec = np.eye(n_blocks) - 1 / n_blocks + 1  # E[c_b c_d]
+    second = float(np.sum(ew * (m @ ec @ m.T))) / n_blocks ** 2
+    return second - float(m.mean()) ** 2
+
+
+def test_hierarchical_bootstrap_matches_its_analytic_variance():
+    """Data with a strong seed effect, a seed × block interaction and a block effect: the bootstrap's variance
+    equals the exact variance of resampling seeds, then blocks (within 6%). Catches a bootstrap that drops the
+    seed resampling (its variance falls to the blocks-only value, about half here) or the block resampling."""
+    rng = np.random.default_rng(1)
+    n_seeds, n_blocks, per = 3, 30, 4
+    blocks = np.repeat(np.arange(n_blocks), per)
+    seed_effect = np.array([-0.3, 0.0, 0.3])[:, None]
+    block_effect = rng.normal(0, 0.3, n_blocks)[blocks][None]
+    interaction = rng.normal(0, 0.3, (n_seeds, n_blocks))[:, blocks]
+    values = seed_effect + block_effect + interaction + rng.normal(0, 0.1, (n_seeds, n_blocks * per))
+    reps = hierarchical_bootstrap(values, blocks, n_boot=20_000, seed=3)[:, 0]
+    exact = _analytic_variance(values, blocks)
+    blocks_only = _analytic_variance(values.mean(0, keepdims=True), blocks)
+    assert blocks_only < 0.7 * exact  # the design separates the two (else the test could not fail)
+    assert reps.var() == pytest.approx(exact, rel=0.06)
+    assert reps.mean() == pytest.approx(values.mean(), abs=0.01)
+
+
+def _rows(*p_lo_hi):
+    return pd.DataFrame([{"comparison": f"c{k}", "diff": (lo + hi) / 2, "ci_lo": lo, "ci_hi": hi, "p": p}
+                         for k, (p, lo, hi) in enumerate(p_lo_hi)])
+
+
+def test_holm_decides_over_the_family():
+    """Three intervals above 0 with p = 0.02, 0.03, 0.04: alone each is supported, as a family of three none
+    survives Holm (0.06, 0.06, 0.06). Catches a verdict that skips Holm or adjusts within a row only."""
+    alone = decide(_rows((0.02, 0.5, 2.0)))
+    assert alone.loc[0, "verdict"] == "supported" and alone.loc[0, "p_holm"] == pytest.approx(0.02)
+    family = decide(_rows((0.02, 0.5, 2.0), (0.03, 0.4, 2.0), (0.04, 0.1, 2.0)))
+    np.testing.assert_allclose(family["p_holm"], [0.06, 0.06, 0.06])
+    assert (family["verdict"] == "not resolved").all()
+    strong = decide(_rows((0.001, 0.5, 2.0), (0.03, 0.4, 2.0), (0.04, -2.0, -0.1)))
+    assert strong["verdict"].tolist() == ["supported", "not resolved", "not resolved"]
+    assert decide(_rows((0.001, -2.0, -0.5)))["verdict"].tolist() == ["contradicted"]
+
+
+def test_verdict_on_runs_with_known_effects(tmp_path):
+    """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at 200 km, once equal),
+    its interval containing the difference, Holm over all rows, and refusal of unequal seed counts."""
+    cells = {k: Cell("frozen", 0.1, k) for k in ("st", "s3", "s16", "kg")}
+    for aux, shift in (("st", 260.0), ("s3", 150.0), ("s16", 260.0), ("kg", 150.0)):
+        _fake_experiment(tmp_path, "x", cells[aux].name, shift)
+    (tmp_path / "results" / "x").mkdir(parents=True, exist_ok=True)
+    pairs = [("mtl_vs_st", cells["st"], cells["s3"]), ("mtl_vs_st", cells["st"], cells["s16"]),
+             ("koppen_geographic_label_vs_st", cells["st"], cells["kg"])]
+    table = verdict_table("x", tmp_path, n_boot=300, pairs=pairs)
+    assert table["diff"].tolist() == pytest.approx([100.0, 0.0, 100.0])
+    assert table["verdict"].tolist() == ["supported", "not resolved", "supported"]
+    assert ((table["ci_lo"] <= table["diff"]) & (table["diff"] <= table["ci_hi"])).all()
+    assert table["a_mean"].tolist() == pytest.approx([0.0] * 3) and table["b_mean"].iloc[0] == pytest.approx(100.0)
+    assert (table["n_seeds"] == 3).all() and table["p_holm"].iloc[1] == pytest.approx(1.0)
+    assert (tmp_path / "results" / "x" / "verdict.csv").exists()
+    _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(0, 1))
+    with pytest.raises(ValueError, match="different numbers of seeds"):
+        verdict_table("x", tmp_path, n_boot=100, pairs=pairs)

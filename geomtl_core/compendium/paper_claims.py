@@ -5,15 +5,23 @@ from the paper's published per-image Im2GPS predictions (when ``../shared`` hold
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from geomtl_core.compendium import experiments as E
 from geomtl_core.compendium import grid
-from geomtl_core.compendium.runner import find_root
+from geomtl_core.compendium.design import AUX
+from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.results import compare_runs, read_result, results_dir, seed_predictions
+from geomtl_core.compendium.runs import experiment_config, seed_run_name, write_json_atomic
 from geomtl_core.compendium.scales import scale_params
+from geomtl_core.compendium.statistics import compare_files, seed_summary
 from geomtl_core.config import deep_merge
+from geomtl_core.data.loaders import load_meta
+from geomtl_core.data.predictions import read_predictions, write_predictions
+from geomtl_core.geo.geodesy import haversine_km
+from geomtl_core.geo.metrics import summarize_errors
+from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, interval_word
+from geomtl_core.geo.stats import spatial_blocks
 
 import numpy as np
 import pandas as pd
@@ -23,9 +31,7 @@ ISN_TASK = "s3"
 
 def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
     """Share of the training split in each scene class of :data:`ISN_TASK`."""
-    from geomtl_core.data.loaders import load_meta
-
-    meta = load_meta(E.experiment_config(scale, root=root), "train")
+    meta = load_meta(experiment_config(scale, root=root), "train")
     counts = meta[ISN_TASK].value_counts(normalize=True).sort_index()
     return {int(k): float(v) for k, v in counts.items()}
 
@@ -42,7 +48,7 @@ def run_isn(scale: str, root: Path | None = None) -> dict:
         over = {"data": {"subset_task": ISN_TASK, "subset_class": c, "scene_tasks": []},
                 "train": {"samples_per_epoch": max(1, round(share * budget))}}
         members[c] = grid.run_named(f"isn_{ISN_TASK}_c{c}", scale, over, root)
-    router = grid.run_named("mtl_s3", scale, grid.AUX["s3"], root)
+    router = grid.run_named("mtl_s3", scale, AUX["s3"], root)
     out = {}
     for name, column in ((f"isn_{ISN_TASK}", f"{ISN_TASK}_pred"), (f"isn_{ISN_TASK}_true", f"{ISN_TASK}_true")):
         out[name] = _route(scale, name, members, router, column, root)
@@ -51,16 +57,10 @@ def run_isn(scale: str, root: Path | None = None) -> dict:
 
 def _route(scale: str, name: str, members: dict[int, dict], router: dict, column: str, root: Path) -> dict:
     """Per seed: each test image takes the f* prediction of the member of its ``column`` scene class."""
-    from geomtl_core.compendium.experiments import seed_summary
-    from geomtl_core.data.predictions import read_predictions, write_predictions
-    from geomtl_core.geo.geodesy import haversine_km
-    from geomtl_core.geo.metrics import summarize_errors
-    from geomtl_core.geo.stats import spatial_blocks
-
     seeds = list(scale_params(scale)["seeds"])
     runs = {}
     for s in seeds:
-        run = E.seed_run_name(name, s, seeds)
+        run = seed_run_name(name, s, seeds)
         scenes = pd.read_csv(root / "runs" / scale / router["seeds"][str(s)] / "predictions_test.scenes.csv",
                              dtype={"img_id": str})
         route = dict(zip(scenes["img_id"], scenes[column], strict=True))
@@ -94,8 +94,8 @@ def _route(scale: str, name: str, members: dict[int, dict], router: dict, column
                     "test": {"n": len(ids), "best": "hierarchy", "methods": {"hierarchy": summary.to_json_dict()},
                              "scene_accuracy": {}}}
     head["seeds"] = runs
-    head["seed_summary"] = seed_summary(scale, name, root, runs)
-    (root / "results" / scale / f"{name}.json").write_text(json.dumps(head, indent=2))
+    head["seed_summary"] = seed_summary([root / "runs" / scale / r / "predictions_test.csv" for r in runs.values()])
+    write_json_atomic(head, results_dir(scale, root) / f"{name}.json")
     return head
 
 
@@ -112,7 +112,7 @@ def shared_reference() -> Path | None:
 def claims(scale: str, root: Path | None = None) -> list[dict]:
     """The paper's claims as proxy comparisons (run, method) and their published counterpart files."""
     root = find_root() if root is None else Path(root)
-    methods = list(json.loads((root / "results" / scale / "st_hier.json").read_text())["test"]["methods"])
+    methods = list(read_result(scale, "st_hier", root)["test"]["methods"])
     heads = [m for m in methods if not m.startswith("hierarchy")]  # coarse -> fine
     middle, fine = heads[len(heads) // 2], heads[-1]
     return [
@@ -137,36 +137,30 @@ TREND_COLUMNS = ["claim", "method_a", "method_b", "endpoint", "diff", "ci_lo", "
 
 
 def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ...] = (200, 750, 2500),
-                 n_boot: int = 2000) -> pd.DataFrame:
+                 n_boot: int = N_BOOT) -> pd.DataFrame:
     """``results/<scale>/paper_trends.csv``: per claim and threshold, the proxy's b − a (points, 95% CI over
     seeds then blocks) and the paper's (Im2GPS, 237 images; empty where the paper published no such pair or
     the reference files are absent), with the paper's block-bootstrap interval."""
-    from geomtl_core.compendium.experiments import seed_predictions
-    from geomtl_core.compendium.report import compare_files
-
     root = find_root() if root is None else Path(root)
     ref = shared_reference()
     rows = []
     for c in claims(scale, root):
         fa = seed_predictions(scale, c["a"][0], root, c["a"][1])
         fb = seed_predictions(scale, c["b"][0], root, c["b"][1])
-        d = compare_files(fa, fb, n_boot=n_boot)
+        d = compare_files(fb, fa, n_boot=n_boot)  # b − a
         p = None
         if c["paper"] and ref is not None:
-            p = compare_files([ref / f"{c['paper'][0]}.csv"], [ref / f"{c['paper'][1]}.csv"], n_boot=n_boot)
+            p = compare_files([ref / f"{c['paper'][1]}.csv"], [ref / f"{c['paper'][0]}.csv"], n_boot=n_boot)
         for t in thresholds:
-            k = f"{t} km"
+            x, y = d.at(t), (p.at(t) if p is not None else None)
             rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
-                         "endpoint": f"acc_{t}km", "diff": d.loc[k, "difference (points)"],
-                         "ci_lo": d.loc[k, "ci95 low"], "ci_hi": d.loc[k, "ci95 high"],
-                         "n_seeds": int(d.loc[k, "n_seeds"]),
-                         "paper_diff": p.loc[k, "difference (points)"] if p is not None else np.nan,
-                         "paper_ci_lo": p.loc[k, "ci95 low"] if p is not None else np.nan,
-                         "paper_ci_hi": p.loc[k, "ci95 high"] if p is not None else np.nan,
+                         "endpoint": f"acc_{t}km", "diff": x["diff"], "ci_lo": x["ci_lo"], "ci_hi": x["ci_hi"],
+                         "n_seeds": x["n_seeds"], "paper_diff": y["diff"] if y else np.nan,
+                         "paper_ci_lo": y["ci_lo"] if y else np.nan, "paper_ci_hi": y["ci_hi"] if y else np.nan,
                          "paper_pair": " → ".join(c["paper"]) if c["paper"] else ""})
     table = pd.DataFrame(rows)
     table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
-    table.to_csv(root / "results" / scale / "paper_trends.csv", index=False)
+    table.to_csv(results_dir(scale, root) / "paper_trends.csv", index=False)
     return table
 
 
@@ -179,8 +173,8 @@ def direction(row) -> str:
     """Whether the proxy reproduces the direction of the published effect, in words."""
     if pd.isna(row["paper_diff"]):
         return "no published counterpart"
-    proxy = "up" if row["ci_lo"] > 0 else "down" if row["ci_hi"] < 0 else "unresolved"
-    paper = "up" if row["paper_ci_lo"] > 0 else "down" if row["paper_ci_hi"] < 0 else "unresolved"
+    proxy = interval_word(row["ci_lo"], row["ci_hi"], words=("up", "down", "unresolved"))
+    paper = interval_word(row["paper_ci_lo"], row["paper_ci_hi"], words=("up", "down", "unresolved"))
     if proxy == "unresolved" or paper == "unresolved":
         which = " and ".join(n for n, v in (("proxy", proxy), ("paper", paper)) if v == "unresolved")
         a, b = np.sign(row["diff"]), np.sign(row["paper_diff"])
@@ -205,25 +199,23 @@ def granularity_runs(scale: str, root: Path | None = None) -> dict[str, dict]:
     """The three-partitioning single-task model at the scale's partition granularity and at the earlier one
     (``SCALES[scale]["granularity"]``)."""
     g = scale_params(scale)["granularity"]
-    return {"st_hier": grid.run_named("st_hier", scale, grid.AUX["st"], root),
-            "st_hier_tau": grid.run_named("st_hier_tau", scale, deep_merge(grid.AUX["st"], {"partition": g}), root)}
+    return {"st_hier": grid.run_named("st_hier", scale, AUX["st"], root),
+            "st_hier_tau": grid.run_named("st_hier_tau", scale, deep_merge(AUX["st"], {"partition": g}), root)}
 
 
 def granularity_table(scale: str, runs: dict[str, dict], root: Path | None = None) -> pd.DataFrame:
     """Per granularity: classes per partitioning, and f* against the fine head (hierarchy on and off)
     within each model, paired over seeds and blocks."""
-    from geomtl_core.compendium.report import PRIMARY_KM, compare_runs
-
     rows = []
     for name, r in runs.items():
         heads = [m for m in r["test"]["methods"] if not m.startswith("hierarchy")]
-        d = compare_runs(scale, name, name, root, method_a=heads[-1], method_b="hierarchy").loc[f"{PRIMARY_KM} km"]
+        d = compare_runs(scale, name, name, root, method_a="hierarchy", method_b=heads[-1]).at(PRIMARY_KM)
         p = r["config"]["partition"]
         rows.append({"run": name, "tau_min": p["tau_min"], "tau_max": str(p["tau_max"]),
                      "partitionings": ", ".join(heads),
                      f"f* {PRIMARY_KM} km %": round(100 * r["seed_summary"][f"acc_{PRIMARY_KM}km"]["mean"], 2),
-                     "f* − fine head (points)": d["difference (points)"], "ci95 low": d["ci95 low"],
-                     "ci95 high": d["ci95 high"]})
+                     "f* − fine head (points)": round(d["diff"], 3), "ci95 low": round(d["ci_lo"], 3),
+                     "ci95 high": round(d["ci_hi"], 3)})
     return pd.DataFrame(rows).set_index("run")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geomtl_core.data.predictions import read_predictions
-from geomtl_core.geo.metrics import THRESHOLDS_KM
+from geomtl_core.geo.protocol import THRESHOLDS_KM, direction
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -122,7 +122,8 @@ def difference_intervals(table: pd.DataFrame, label: str = "comparison", title: 
     t = table.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(t) + 1.4))
     y = np.arange(len(t))[::-1]
-    colour = np.where(t["ci_lo"] > 0, "C2", np.where(t["ci_hi"] < 0, "C3", "0.35"))
+    colour = np.array([{1: "C2", -1: "C3", 0: "0.35"}[direction(lo, hi)] for lo, hi in zip(t["ci_lo"], t["ci_hi"],
+                                                                                             strict=True)])
     ax.hlines(y, t["ci_lo"], t["ci_hi"], colors=list(colour), lw=1.4)
     ax.scatter(t["diff"], y, c=colour, s=16, zorder=3, label="proxy (95% CI over seeds, then blocks)")
     if paper is not None and t[paper].notna().any():

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -40,21 +42,22 @@ def extract_features(
     10% training subset) is served from it; missing images are extracted and added.
     """
     ids = np.asarray(dataset.labels.img_id).astype(str)
-    cached_ids, cached = np.empty(0, dtype=str), None
-    if path.exists():
-        z = np.load(path)
-        cached_ids, cached = z["ids"].astype(str), z["feats"]
-    pos = {k: i for i, k in enumerate(cached_ids)}
-    missing = np.array([k for k, i in enumerate(ids) if i not in pos], dtype=np.int64)
-    if len(missing):
-        new = _run(model, torch.utils.data.Subset(dataset, missing.tolist()), batch_size, workers, progress)
-        cached_ids = np.concatenate([cached_ids, ids[missing]])
-        cached = new if cached is None else np.concatenate([cached, new])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, ids=cached_ids, feats=cached)
-        tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):  # one writer at a time; a waiting reader sees its rows
+        cached_ids, cached = np.empty(0, dtype=str), None
+        if path.exists():
+            z = np.load(path)
+            cached_ids, cached = z["ids"].astype(str), z["feats"]
         pos = {k: i for i, k in enumerate(cached_ids)}
+        missing = np.array([k for k, i in enumerate(ids) if i not in pos], dtype=np.int64)
+        if len(missing):
+            new = _run(model, torch.utils.data.Subset(dataset, missing.tolist()), batch_size, workers, progress)
+            cached_ids = np.concatenate([cached_ids, ids[missing]])
+            cached = new if cached is None else np.concatenate([cached, new])
+            tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
+            np.savez(tmp, ids=cached_ids, feats=cached)
+            tmp.replace(path)
+            pos = {k: i for i, k in enumerate(cached_ids)}
     return cached[[pos[i] for i in ids]].astype(np.float32)
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km, validate_coordinates
+from geomtl_core.geo.protocol import THRESHOLDS_KM
 from geomtl_core.geo.stats import BLOCK_DEG, N_BOOT, spatial_blocks
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
-"""Street, city, region, country and continent scales (Hays & Efros 2008)."""
+# THRESHOLDS_KM: street, city, region, country and continent scales (Hays & Efros 2008), defined by the protocol
 
 GEOSCORE_SCALE_KM = 1492.7
 """GeoGuessr-style score decay (5000 points at 0 km), as used by OSV-5M and PIGEON."""

@@ -1,5 +1,8 @@
 """The one statistics module: spatial-block bootstrap CIs, paired differences, seeds, Holm.
 
+:func:`paired_comparison` is the one paired comparison of the project (CLI, book, verdict, the paper's claims
+and the plots all call it): **A − B**, the first argument minus the second, with one seed or several.
+
 Images close together are not independent (a city contributes many test images), so every interval
 resamples whole **spatial blocks** of the true locations: cells of ``block_deg`` degrees, numbered
 ``floor((lat + 90) / d)`` by ``floor((lon + 180) / d)``. Paired comparisons resample the same blocks for
@@ -13,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geomtl_core.errors import InputError
+from geomtl_core.geo.protocol import BLOCK_DEG, LEVEL, N_BOOT
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-BLOCK_DEG = 5.0
-"""Default block size in degrees (latitude and longitude)."""
-N_BOOT = 2000
-LEVEL = 0.95
+__all__ = ["BLOCK_DEG", "LEVEL", "N_BOOT", "PairedComparison", "block_bootstrap", "bootstrap_p",
+           "hierarchical_bootstrap", "hits", "holm", "paired_comparison", "percentile_ci", "spatial_blocks"]
 
 
 def spatial_blocks(lat: ArrayLike, lon: ArrayLike, block_deg: float = BLOCK_DEG) -> np.ndarray:
@@ -127,7 +129,8 @@ def holm(p: ArrayLike) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Accuracy of A and B at each threshold, B's paired difference A - B with its block-bootstrap CI and p."""
+    """Accuracy of A and B at each threshold (mean over seeds and images), the paired difference A − B with its
+    bootstrap CI (seeds, then spatial blocks), two-sided p, and Holm-adjusted p over the thresholds."""
 
     thresholds_km: list[int]
     n: int
@@ -139,16 +142,19 @@ class PairedComparison:
     ci: np.ndarray  # (T, 2)
     p: np.ndarray
     p_holm: np.ndarray
+    n_seeds: int = 1
 
     def to_json_dict(self) -> dict:
         """The JSON object of ``geomtl compare --json`` (fractions, not percent)."""
-        return {"n": self.n, "n_blocks": self.n_blocks, "block_deg": self.block_deg, "thresholds_km": {
+        return {"n": self.n, "n_blocks": self.n_blocks, "block_deg": self.block_deg, "n_seeds": self.n_seeds,
+                "thresholds_km": {
             str(t): {"acc_a": float(self.acc_a[k]), "acc_b": float(self.acc_b[k]), "diff": float(self.diff[k]),
                      "ci95": [float(self.ci[k, 0]), float(self.ci[k, 1])], "p": float(self.p[k]),
                      "p_holm": float(self.p_holm[k])}
             for k, t in enumerate(self.thresholds_km)}}
 
     def to_table(self, name_a: str = "A", name_b: str = "B") -> str:
+        """The text table of ``geomtl compare``."""
         lines = [f"{self.n} images in {self.n_blocks} blocks of {self.block_deg:g} deg; A = {name_a}, B = {name_b}",
                  f"{'threshold':>10} {'acc A':>7} {'acc B':>7} {'A - B':>7}  {'95% CI (block bootstrap)':>24}"
                  f" {'p':>6} {'p_holm':>6}"]
@@ -158,19 +164,40 @@ class PairedComparison:
                          f"{f'[{lo:+.4f}, {hi:+.4f}]':>24} {self.p[k]:6.3f} {self.p_holm[k]:6.3f}")
         return "\n".join(lines)
 
+    def at(self, threshold_km: int) -> dict:
+        """One threshold's numbers in percentage points: acc_a, acc_b, diff, ci_lo, ci_hi, p, p_holm, n_seeds,
+        n_blocks."""
+        k = self.thresholds_km.index(int(threshold_km))
+        return {"acc_a": 100 * float(self.acc_a[k]), "acc_b": 100 * float(self.acc_b[k]),
+                "diff": 100 * float(self.diff[k]), "ci_lo": 100 * float(self.ci[k, 0]),
+                "ci_hi": 100 * float(self.ci[k, 1]), "p": float(self.p[k]), "p_holm": float(self.p_holm[k]),
+                "n_seeds": self.n_seeds, "n_blocks": self.n_blocks}
+
 
 def paired_comparison(
     errors_a: ArrayLike, errors_b: ArrayLike, lat: ArrayLike, lon: ArrayLike,
     thresholds_km: ArrayLike, *, block_deg: float = BLOCK_DEG, n_boot: int = N_BOOT, seed: int = 0,
 ) -> PairedComparison:
-    """A - B accuracy at each threshold on the same images (true locations ``lat``/``lon``), with a
-    paired spatial-block bootstrap CI, two-sided p and Holm-adjusted p over the thresholds."""
+    """A − B accuracy at each threshold on the same images (true locations ``lat``/``lon``).
+
+    ``errors_a``/``errors_b`` are (n,) for one model each, or (S, n) for S training seeds paired by seed
+    (seed s of A against seed s of B; unequal seed counts are refused). The 95% CI resamples spatial blocks
+    (one seed) or seeds, then blocks (:func:`hierarchical_bootstrap`); two-sided p; Holm over the thresholds.
+    """
     thr = [int(t) for t in np.asarray(thresholds_km).ravel()]
-    ha, hb = hits(errors_a, thr), hits(errors_b, thr)
-    if ha.shape != hb.shape:
-        raise InputError(f"A and B must score the same images, got {len(ha)} and {len(hb)}")
+    ea, eb = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
+    ea, eb = (ea[None] if ea.ndim == 1 else ea), (eb[None] if eb.ndim == 1 else eb)
+    if ea.shape[0] != eb.shape[0]:
+        raise InputError(f"A and B must have the same number of seeds to be paired, got {ea.shape[0]} and "
+                         f"{eb.shape[0]}; rerun the missing seeds")
+    if ea.shape != eb.shape:
+        raise InputError(f"A and B must score the same images, got {ea.shape[-1]} and {eb.shape[-1]}")
+    ha = np.stack([hits(e, thr) for e in ea])  # (S, n, T)
+    hb = np.stack([hits(e, thr) for e in eb])
     blocks = spatial_blocks(lat, lon, block_deg)
-    reps = block_bootstrap(ha - hb, blocks, n_boot=n_boot, seed=seed)
+    diff = ha - hb
+    reps = hierarchical_bootstrap(diff, blocks, n_boot=n_boot, seed=seed) if len(diff) > 1 else \
+        block_bootstrap(diff[0], blocks, n_boot=n_boot, seed=seed)
     p = bootstrap_p(reps)
-    return PairedComparison(thr, len(ha), int(blocks.max()) + 1, float(block_deg), ha.mean(0), hb.mean(0),
-                            ha.mean(0) - hb.mean(0), percentile_ci(reps), p, holm(p))
+    return PairedComparison(thr, ha.shape[1], int(blocks.max()) + 1, float(block_deg), ha.mean((0, 1)),
+                            hb.mean((0, 1)), diff.mean((0, 1)), percentile_ci(reps), p, holm(p), len(diff))

@@ -1,0 +1,150 @@
+"""The experiment that answers the project's question: does the scene task help geolocation with less data
+and smaller models? A grid of (model, share of the training set, auxiliary label) cells, each trained with
+the protocol's seeds under one training recipe chosen on validation (:mod:`geomtl_core.compendium.grid` runs
+it), and the comparisons its verdict makes (:mod:`geomtl_core.compendium.verdict`). Nothing here trains.
+
+Design (declared here, read by the notebooks and the book):
+
+* partitionings are built once on the whole training split, whatever share a run trains on;
+* every run takes the same number of optimiser steps (``samples_per_epoch`` = the training split's size),
+  so a 10% run sees its images ten times as often instead of training ten times less;
+* ``scene_all`` runs keep scene labels on every training image while geo labels stay on the share: with the
+  same steps, a share f of each batch carries geo labels, where the single-task run at share f sees its geo
+  labels 1/f times per epoch (more scene supervision, less geo supervision per step: read the row as such);
+* controls: the same auxiliary head trained on ``shuffled`` labels (regularisation alone) and on a
+  ``geographic`` label of the same entropy (a region code: extra location supervision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geomtl_core.compendium.scales import scale_params
+from geomtl_core.config import deep_merge
+
+RECIPES: dict[str, dict] = {
+    # today's recipe before this grid: validation loss rose from the first epochs (heads overfit)
+    "previous": {"model": {"dropout": 0.3}, "train": {"weight_decay": 1e-4, "label_smoothing": 0.0, "epochs": 6}},
+    # regularised: dropout, decoupled weight decay and label smoothing, with three budgets
+    "regularised_1ep": {"model": {"dropout": 0.5}, "train": {"weight_decay": 0.05, "label_smoothing": 0.1,
+                                                             "epochs": 1}},
+    "regularised_2ep": {"model": {"dropout": 0.5}, "train": {"weight_decay": 0.05, "label_smoothing": 0.1,
+                                                             "epochs": 2}},
+    "regularised_4ep": {"model": {"dropout": 0.5}, "train": {"weight_decay": 0.05, "label_smoothing": 0.1,
+                                                             "epochs": 4}},
+}
+"""Candidate training recipes (overrides of the scale's base config); :func:`recipe` picks one on validation."""
+
+AUX: dict[str, dict] = {
+    "st": {"data": {"scene_tasks": []}},
+    "s3": {"data": {"scene_tasks": ["s3"]}},
+    "s16": {"data": {"scene_tasks": ["s16"]}},
+    "kg": {"data": {"scene_tasks": ["kg"]}},
+    "shuffled_s3": {"data": {"scene_tasks": ["s3"], "aux_control": "shuffled"}},
+    "shuffled_s16": {"data": {"scene_tasks": ["s16"], "aux_control": "shuffled"}},
+    "geographic_s3": {"data": {"scene_tasks": ["s3"], "aux_control": "geographic"}},
+    "geographic_s16": {"data": {"scene_tasks": ["s16"], "aux_control": "geographic"}},
+}
+"""Auxiliary label of a run: none (single-task), a scene grouping, Köppen, or a control of a scene grouping."""
+
+LEGACY = {("frozen", 1.0, "st", ""): "st_hier", ("frozen", 1.0, "s3", ""): "mtl_s3",
+          ("frozen", 1.0, "s16", ""): "mtl_s16", ("frozen", 1.0, "kg", ""): "mtl_kg"}
+"""Grid cells that are also the book's named runs (trained once, under both names' notebooks)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run configuration of the grid (trained once per seed of the scale)."""
+
+    model: str
+    fraction: float
+    aux: str
+    variant: str = ""  # "" or "scene_all"
+
+    @property
+    def name(self) -> str:
+        legacy = LEGACY.get((self.model, self.fraction, self.aux, self.variant))
+        if legacy:
+            return legacy
+        tag = f"-{self.variant}" if self.variant else ""
+        return f"{self.model}-f{round(100 * self.fraction):03d}-{self.aux}{tag}"
+
+
+def model_label(model: str, scale: str) -> str:
+    """Readable name of a grid model at a scale."""
+    p = scale_params(scale)
+    if model == "frozen":
+        return f"{p['backbone']} ({'ImageNet' if p['pretrained'] else 'random'}), frozen"
+    if model == "tuned":
+        return f"efficientnet_lite0 (ImageNet), last {p['grid']['tune_blocks']} blocks tuned"
+    if model.startswith("cnn_w"):
+        return f"small CNN ×{_width(model)} from scratch"
+    raise KeyError(model)
+
+
+def _width(model: str) -> float:
+    """``cnn_w25`` -> 0.25: the small CNN's width multiplier."""
+    return int(model.removeprefix("cnn_w")) / 100
+
+
+def model_overrides(model: str, scale: str) -> dict:
+    """Config overrides of a grid model (``frozen``: the scale's backbone, heads on cached features)."""
+    p = scale_params(scale)
+    if model == "frozen":
+        return {}
+    if model == "tuned":
+        return {"model": {"backbone": "efficientnet_lite0", "pretrained": True, "freeze_backbone": False,
+                          "finetune_blocks": p["grid"]["tune_blocks"]}}
+    if model.startswith("cnn_w"):
+        return {"model": {"backbone": "small_cnn", "width": _width(model), "pretrained": False,
+                          "freeze_backbone": False, "conv_padding": "same_symmetric"},  # torch's padding: faster
+                "train": {"epochs": p["scratch_epochs"]}}
+    raise KeyError(f"unknown grid model {model!r}")
+
+
+def cells(scale: str) -> list[Cell]:
+    """The grid of a scale (``SCALES[scale]["grid"]``): the auxiliary labels of every model and share, the
+    ``scene_all`` variant, the controls and Köppen where the scale declares them."""
+    g = scale_params(scale)["grid"]
+    out = []
+    for model, shares in g["models"].items():
+        for f, labels in shares.items():
+            out += [Cell(model, f, a) for a in labels]
+    out += [Cell(m, f, "s3", "scene_all") for m, f in g["scene_all"]]
+    out += [Cell(m, f, a) for m, f in g["controls"] for a in g["control_labels"]]
+    out += [Cell(m, f, "kg") for m, f in g["koppen"]]
+    return list(dict.fromkeys(out))
+
+
+def cell_overrides(cell: Cell, scale: str) -> dict:
+    """Config overrides of a grid cell (model, share, auxiliary label, variant)."""
+    over = deep_merge(model_overrides(cell.model, scale), AUX[cell.aux])
+    over = deep_merge(over, {"data": {"train_fraction": cell.fraction}})
+    if cell.variant == "scene_all":
+        over = deep_merge(over, {"data": {"scene_on_all": True}})
+    return over
+
+
+def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
+    """(comparison, a, b) rows of the verdict, b − a: multi-task against single-task in every cell, the
+    scene_all variant against single-task, scene against its shuffled and geographic controls, each control
+    against single-task, and Köppen (a geographic label) against single-task."""
+    grid = set(cells(scale))
+    rows = []
+    for c in sorted(grid, key=lambda c: (c.model, c.fraction, c.aux, c.variant)):
+        st = Cell(c.model, c.fraction, "st")
+        if st not in grid or c.aux == "st":
+            continue
+        if c.aux in ("s3", "s16") and not c.variant:
+            rows.append(("mtl_vs_st", st, c))
+        elif c.variant == "scene_all":
+            rows.append(("mtl_scene_on_all_vs_st", st, c))
+        elif c.aux == "kg":
+            rows.append(("koppen_geographic_label_vs_st", st, c))
+        else:
+            kind, label = c.aux.split("_")
+            rows.append((f"{kind}_control_vs_st", st, c))
+            scene = Cell(c.model, c.fraction, label)
+            if scene in grid:
+                rows.append((f"mtl_vs_{kind}_control", c, scene))
+    return rows

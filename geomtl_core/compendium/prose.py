@@ -1,0 +1,96 @@
+"""The book's sentences, generated from result files: a comparison in words, the verdict's conclusions and
+the one-paragraph answer (presentation only)."""
+
+from __future__ import annotations
+
+from geomtl_core.compendium.design import model_label
+from geomtl_core.geo.protocol import DIRECTION_WORDS, PRIMARY_KM, interval_word
+from geomtl_core.geo.stats import PairedComparison
+
+import pandas as pd
+
+
+def describe_difference(c: PairedComparison, a: str, b: str, primary_km: int = PRIMARY_KM) -> str:
+    """Plain sentences for the book from a comparison A − B (``a``, ``b``: what A and B are called): the primary
+    endpoint first (better, worse or not resolved, with its interval), then the secondary thresholds."""
+    def word(t: int) -> str:
+        k = c.thresholds_km.index(t)
+        return interval_word(float(c.ci[k, 0]), float(c.ci[k, 1]))
+
+    seeds = f"{c.n_seeds} seeds, " if c.n_seeds > 1 else ""
+    out = []
+    if primary_km in c.thresholds_km:
+        d = c.at(primary_km)
+        said = {"better": f"{a} is better than {b}", "worse": f"{a} is worse than {b}",
+                "not resolved": f"not resolved ({a} − {b} could be either sign)"}[word(primary_km)]
+        out.append(f"Primary endpoint ({primary_km} km): {a} − {b} = {d['diff']:+.2f} points, 95% CI "
+                   f"[{d['ci_lo']:+.2f}, {d['ci_hi']:+.2f}] ({seeds}{c.n_blocks} blocks): {said}.")
+    rest = {v: [f"{t} km" for t in c.thresholds_km if t != primary_km and word(t) == v] for v in DIRECTION_WORDS}
+    parts = [f"{a} better at {', '.join(rest['better'])}"] if rest["better"] else []
+    parts += [f"{a} worse at {', '.join(rest['worse'])}"] if rest["worse"] else []
+    parts += [f"not resolved at {', '.join(rest['not resolved'])}"] if rest["not resolved"] else []
+    if parts:
+        out.append("Secondary thresholds: " + "; ".join(parts) + ".")
+    return " ".join(out)
+
+
+SUBJECT = {
+    "mtl_vs_st": "the {aux} scene task against geolocation alone",
+    "mtl_scene_on_all_vs_st": "the {aux} scene task on all images (geo labels on the share only, so fewer geo "
+                              "labels per step than the single-task run) against geolocation alone",
+    "shuffled_control_vs_st": "an auxiliary head on shuffled {aux} labels against geolocation alone",
+    "geographic_control_vs_st": "an auxiliary geographic region code ({aux}) against geolocation alone",
+    "mtl_vs_shuffled_control": "the real scene labels against the same head on shuffled labels ({aux})",
+    "mtl_vs_geographic_control": "the scene labels against a geographic label of equal entropy ({aux})",
+    "koppen_geographic_label_vs_st": "Köppen climate (a geographic label) against geolocation alone",
+}
+
+
+def conclusions(table: pd.DataFrame, scale: str) -> str:
+    """The summary's answer, generated from a verdict table: one line per row (grouped by model) and a
+    closing count of supported, contradicted and unresolved comparisons."""
+    if table.empty:
+        return "No comparison has run yet at this scale."
+    lines = []
+    for model, rows in table.groupby("model", sort=False):
+        lines.append(f"**{model_label(model, scale)}**")
+        for _, r in rows.sort_values(["comparison", "data_fraction"]).iterrows():
+            what = SUBJECT.get(r["comparison"], r["comparison"]).format(aux=r["aux_label"])
+            lines.append(f"- {round(100 * r['data_fraction'])}% of the training images, {what}: "
+                         f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], Holm p = "
+                         f"{r['p_holm']:.3f} → **{r['verdict']}**")
+        lines.append("")
+    n = table["verdict"].value_counts()
+    seeds, blocks = int(table["n_seeds"].min()), int(table["n_blocks"].min())
+    lines.append(f"Of {len(table)} comparisons ({seeds} seeds and {blocks} spatial blocks each at least), "
+                 f"{n.get('supported', 0)} are supported, {n.get('contradicted', 0)} contradicted and "
+                 f"{n.get('not resolved', 0)} not resolved at this power.")
+    return "\n".join(lines)
+
+
+def answer(table: pd.DataFrame) -> str:
+    """One paragraph: does the scene task help with less data and smaller models, by the verdict rows."""
+    if table.empty:
+        return "Not answered: no verdict at this scale yet."
+    mtl = table[table["comparison"] == "mtl_vs_st"]
+    ctrl = table[table["comparison"].isin(["mtl_vs_shuffled_control", "mtl_vs_geographic_control"])]
+    if mtl.empty:
+        return "Not answered: the verdict has no multi-task against single-task row yet."
+    small = mtl[mtl["data_fraction"] == mtl["data_fraction"].min()]
+
+    def tally(t: pd.DataFrame) -> str:
+        c = t["verdict"].value_counts()
+        return (f"{c.get('supported', 0)} supported, {c.get('contradicted', 0)} contradicted, "
+                f"{c.get('not resolved', 0)} not resolved of {len(t)}")
+
+    best = mtl.loc[mtl["diff"].idxmax()] if len(mtl) else None
+    worst = mtl.loc[mtl["diff"].idxmin()] if len(mtl) else None
+    text = (f"Multi-task against single-task, every model and share: {tally(mtl)}. "
+            f"At the smallest share ({round(100 * small['data_fraction'].min())}%): {tally(small)}. ")
+    if best is not None:
+        text += (f"The differences range from {worst['diff']:+.2f} to {best['diff']:+.2f} points, accuracy "
+                 f"within {table['endpoint'].iloc[0].removeprefix('acc_').removesuffix('km')} km. ")
+    text += f"Scene labels against the controls (shuffled, geographic): {tally(ctrl)}."
+    return text
+
+

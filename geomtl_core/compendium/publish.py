@@ -1,0 +1,45 @@
+"""Publishing a trained run as the model bundle of its scale, ``models/<scale>/`` (``geomtl predict
+models/default photo.jpg``): each scale writes only its own folder, by a copy and an atomic rename."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.scales import SCALES
+
+
+def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None) -> Path:
+    """Copy a trained run (without its checkpoints) to ``models/<scale>`` (or ``dest``), replacing what was
+    there only once the copy is complete."""
+    root = find_root() if root is None else Path(root)
+    src = root / "runs" / scale / name
+    if not (src / "model.keras").exists():
+        raise FileNotFoundError(f"run {name!r} at scale {scale!r} has no model at {src}; run `make book` first")
+    dest = Path(dest) if dest is not None else root / "models" / scale
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt"))
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staging, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m geomtl_core.compendium.publish --scale SCALE [--run NAME]`` (used by ``make book``)."""
+    p = argparse.ArgumentParser(description="publish a trained experiment as the scale's model bundle")
+    p.add_argument("--scale", default="default", choices=list(SCALES))
+    p.add_argument("--run", default="mtl_s3", help="experiment name (default: mtl_s3)")
+    args = p.parse_args(argv)
+    print(f"model bundle of scale {args.scale}: {publish_bundle(args.scale, args.run)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

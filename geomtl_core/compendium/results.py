@@ -1,0 +1,53 @@
+"""Reading what runs left behind: ``results/<scale>/<name>.json`` (one per experiment, its seeds inside) and
+the per-seed prediction files under ``runs/<scale>/``, and comparing two experiments by name."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.statistics import compare_files
+from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM
+from geomtl_core.geo.stats import PairedComparison
+
+
+def results_dir(scale: str, root: Path | None = None) -> Path:
+    """``results/<scale>`` of the project."""
+    return (find_root() if root is None else Path(root)) / "results" / scale
+
+
+def read_result(scale: str, name: str, root: Path | None = None) -> dict:
+    """The result JSON of one experiment (a clear error when it has not run)."""
+    path = results_dir(scale, root) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"experiment {name!r} has no result at scale {scale!r} ({path}); run its notebook")
+    return json.loads(path.read_text())
+
+
+def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
+    """Every experiment's result JSON of a scale, by experiment name (the extra seeds' runs are inside)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results_dir(scale, root).glob("*.json"))
+            if not re.search(r"\.s\d+$", p.stem)}
+
+
+def seed_predictions(scale: str, name: str, root: Path | None = None, method: str | None = None) -> list[Path]:
+    """Per-image test prediction files of an experiment, one per seed (``method``: a per-method file)."""
+    root = find_root() if root is None else Path(root)
+    runs = list(read_result(scale, name, root).get("seeds", {"0": name}).values())
+    stem = "predictions_test" if method is None else f"predictions_test.{method}"
+    return [root / "runs" / scale / r / f"{stem}.csv" for r in runs]
+
+
+def compare_runs(scale: str, a: str, b: str, root: Path | None = None, n_boot: int = N_BOOT, seed: int = 0,
+                 method_a: str | None = None, method_b: str | None = None) -> PairedComparison:
+    """A − B over all their seeds, paired on the same images and seeds (``method_a``/``method_b`` pick a
+    per-method prediction file, e.g. ``hierarchy`` against a head's partitioning within one model)."""
+    return compare_files(seed_predictions(scale, a, root, method_a), seed_predictions(scale, b, root, method_b),
+                         n_boot=n_boot, seed=seed)
+
+
+def mean_accuracy(scale: str, name: str, root: Path | None = None, endpoint_km: int = PRIMARY_KM) -> float:
+    """Accuracy at ``endpoint_km``, mean over the experiment's seeds (a fraction)."""
+    return float(read_result(scale, name, root)["seed_summary"][f"acc_{endpoint_km}km"]["mean"])

@@ -1,0 +1,236 @@
+"""Running and caching experiments: the scale's proxy data and base config, and training runs that are reused
+while nothing they depend on has changed.
+
+A run is keyed by its resolved config, a fingerprint of the library code that trains **and evaluates** it
+(every module but the presentation ones, :data:`PRESENTATION_MODULES`), and a fingerprint of the data it
+reads. A run is trained under a lock into a staging folder and published by an atomic rename, so two
+processes asking for the same run get one training and the same result, and a process killed mid-run leaves
+no half result (its staging folder is resumed, or replaced when its key differs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from geomtl_core.compendium.project import find_root, git_commit, package_versions
+from geomtl_core.compendium.results import results_dir
+from geomtl_core.compendium.scales import scale_params
+from geomtl_core.compendium.statistics import seed_summary
+from geomtl_core.config import ExperimentConfig, deep_merge
+
+from filelock import FileLock
+
+
+def data_dir(scale: str, root: Path | None = None) -> Path:
+    """``data/proxy_<n>_<size>px_<fov>km``: the proxy export of a scale."""
+    root = find_root() if root is None else Path(root)
+    p = scale_params(scale)
+    return root / "data" / f"proxy_{p['n'] or 'all'}_{p['size']}px_{int(p['fov_km'])}km"
+
+
+def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) -> Path:
+    """The proxy export of a scale (built once, reused while its proxy.json matches; built under a lock)."""
+    from dataclasses import asdict
+
+    from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
+
+    root = find_root() if root is None else Path(root)
+    p = scale_params(scale)
+    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])
+    out = data_dir(scale, root)
+    info = out / "proxy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if info.exists() and json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(cfg))):
+            return out
+        export_proxy(out, cfg, progress=progress)
+    return out
+
+
+def experiment_config(scale: str, overrides: dict | None = None, root: Path | None = None) -> ExperimentConfig:
+    """The scale's base config (frozen backbone, ImageNet-pretrained at default/full, on
+    cached features, 3 partitionings, no scene task) with nested ``overrides`` applied."""
+    root = find_root() if root is None else Path(root)
+    p = scale_params(scale)
+    base = {
+        "name": "base",
+        "data": {"root": str(data_dir(scale, root)), "image_size": p["size"], "scene_tasks": [],
+                 "workers": p["workers"], "cache_dir": str(root / "data" / "cache")},
+        "partition": {"tau_min": p["tau_min"], "tau_max": p["tau_max"]},
+        "model": {"backbone": p["backbone"], "pretrained": p["pretrained"], "freeze_backbone": True,
+                  "neck_units": 512, "dropout": 0.3},
+        "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": p.get("lr", 1e-3),
+                  "weight_decay": 1e-4, "schedule": "cosine", "seed": 0},
+    }
+    return ExperimentConfig.from_dict(deep_merge(base, overrides or {}))
+
+
+PRESENTATION_MODULES = (
+    "cli/", "inference/predict.py", "inference/maps.py", "inference/geocode.py", "geo/basemap.py",
+    "compendium/plots.py", "compendium/proxy_plots.py", "compendium/tables.py", "compendium/prose.py",
+    "compendium/publish.py", "compendium/runner.py",
+)
+"""Library paths that only present results: no module that computes a cached number imports them (a test
+checks), so their edits never change a trained run or its test metrics. Everything else is fingerprinted."""
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 over the source of every library module that can change a run or its cached numbers."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        rel = f.relative_to(package).as_posix()
+        if rel.startswith(PRESENTATION_MODULES):
+            continue
+        h.update(rel.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg: ExperimentConfig) -> str:
+    """sha256 over what a run reads besides images: the metadata CSVs of its splits and ``proxy.json``
+    (which pins the image export's config and assets); missing files hash as absent."""
+    from geomtl_core.data.loaders import split_paths
+
+    h = hashlib.sha256()
+    root = Path(cfg.data.root)
+    for f in [split_paths(cfg, s)[1] for s in ("train", "val", "test")] + [root / "proxy.json"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"<absent>")
+    return h.hexdigest()[:16]
+
+
+def cache_key(cfg: ExperimentConfig, code: str | None = None, data: str | None = None,
+              root: Path | None = None) -> str:
+    """What a cached run depends on: its config (paths inside the project ``root`` written relative to it, so a
+    moved or cloned project keeps its runs), the library code and the data it reads."""
+    prefix = str(Path(find_root() if root is None else root).resolve()) + "/"
+    config = json.loads(json.dumps(cfg.to_dict()).replace(json.dumps(prefix)[1:-1], "<project>/"))
+    parts = [config, code or code_fingerprint(), data or data_fingerprint(cfg)]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(obj: dict, path: Path) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it over ``path`` (readers never see half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def seed_run_name(name: str, seed: int, seeds: list[int]) -> str:
+    """The run of one seed: the first seed keeps the experiment's name, the others get ``.s<seed>``."""
+    return name if seed == seeds[0] else f"{name}.s{seed}"
+
+
+def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0) -> dict:
+    """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
+    first seed's result with ``seeds`` (per-seed run names) and ``seed_summary`` (mean, sd across seeds and
+    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``. Training
+    logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
+    root = find_root() if root is None else Path(root)
+    seeds = list(scale_params(scale).get("seeds", [0]))
+    results = {s: run_once(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),
+                           root, verbose) for s in seeds}
+    head = dict(results[seeds[0]])
+    head["seeds"] = {str(s): seed_run_name(name, s, seeds) for s in seeds}
+    head["seed_summary"] = seed_summary([root / "runs" / scale / r / "predictions_test.csv"
+                                         for r in head["seeds"].values()])
+    write_json_atomic(head, results_dir(scale, root) / f"{name}.json")
+    return head
+
+
+def _cached(result_path: Path, out: Path, key: str) -> dict | None:
+    """The cached result of a run when its key matches and its model is there."""
+    if result_path.exists() and (out / "model.keras").exists():
+        old = json.loads(result_path.read_text())
+        if old.get("run_key") == key:
+            return old
+    return None
+
+
+def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose: int = 0) -> dict:
+    """Train (or reuse) ``runs/<scale>/<name>``, evaluate on test, write ``results/<scale>/<name>.json``.
+
+    Under ``runs/<scale>/.<name>.lock``: a valid cached result is returned; otherwise the run trains into
+    ``runs/<scale>/<name>.partial`` (resumed from its checkpoints when an interrupted run of the same key left
+    it), is evaluated there, and replaces the old folder by renames; the result file is written atomically.
+    """
+    from geomtl_core.training.trainer import train
+
+    root = find_root() if root is None else Path(root)
+    cfg = experiment_config(scale, {"name": name, **(overrides or {})}, root)
+    out = root / "runs" / scale / name
+    result_path = results_dir(scale, root) / f"{name}.json"
+    code, data = code_fingerprint(), data_fingerprint(cfg)
+    key = cache_key(cfg, code, data, root)
+    if (hit := _cached(result_path, out, key)) is not None:
+        return hit
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if (hit := _cached(result_path, out, key)) is not None:  # another process trained it meanwhile
+            return hit
+        staging = out.with_name(out.name + ".partial")
+        key_file = staging / "run_key.txt"
+        resume = (staging / "checkpoints" / "state.json").exists() and key_file.exists() and \
+            key_file.read_text() == key
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key)
+        start = time.perf_counter()
+        metrics = train(cfg, staging, resume=resume, verbose=verbose)
+        test = evaluate_run(staging, cfg, "test")
+        result = {
+            "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
+            "config": cfg.to_dict(),
+            "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
+            "train_images": metrics["train_images"], "geo_labelled_images": metrics.get("geo_labelled_images"),
+            "params": metrics["params"], "val": metrics["val"], "test": test,
+            "git_commit": git_commit(root), "versions": package_versions(),
+        }
+        result = json.loads(json.dumps(result).replace(str(staging), str(out)))  # files as published
+        _publish_folder(staging, out)
+        write_json_atomic(result, result_path)
+        return result
+
+
+def _publish_folder(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging`` with renames (the old folder is moved aside first, then deleted)."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
+    """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
+    from dataclasses import replace
+
+    from geomtl_core.data.dataset import make_loader
+    from geomtl_core.data.features import FeatureDataset, extract_features
+    from geomtl_core.data.loaders import load_tables, split_loader
+    from geomtl_core.inference.evaluation import evaluate_split
+    from geomtl_core.models.bundle import load_bundle
+    from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
+
+    bundle = load_bundle(out)
+    data = split_loader(cfg, split, load_tables(cfg, (split,))[split], bundle.parts, train=False)
+    hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
+    csv = out / f"predictions_{split}.csv"
+    fixes = json.loads((out / "remedies.json").read_text()) if (out / "remedies.json").exists() else None
+    if not uses_cached_features(cfg):
+        return evaluate_split(bundle.model, data, bundle.parts, hierarchy, csv, progress=False, remedies=fixes)
+    feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
+                             progress=False)
+    loader = make_loader(FeatureDataset(feats, data.labels.targets), 512, seed=cfg.train.seed)
+    return evaluate_split(bundle.model, replace(data, loader=loader), bundle.parts, hierarchy, csv,
+                          progress=False, from_features=True, remedies=fixes)

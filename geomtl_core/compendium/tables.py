@@ -1,0 +1,189 @@
+"""Tables for the notebooks: samples, partitionings against tau, baselines, the splits, results of runs, the
+grid, the recipe, the verdict and within-model comparisons (presentation only: nothing cached is computed here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from geomtl_core.compendium.baselines import baselines
+from geomtl_core.compendium.design import cells
+from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.results import compare_runs, mean_accuracy, read_result, results_dir, seed_predictions
+from geomtl_core.compendium.statistics import seed_hits
+from geomtl_core.config import deep_merge
+from geomtl_core.data.images import decode_image
+from geomtl_core.data.metadata import read_metadata
+from geomtl_core.data.shards import open_source
+from geomtl_core.data.spatial_split import SPLIT_CODES, nearest_train_km
+from geomtl_core.geo.baselines import nearest_cell_oracle, prior_baseline, random_baseline, true_cell_oracle
+from geomtl_core.geo.partitioning import Partitioning, build_partitionings
+from geomtl_core.geo.protocol import BLOCK_DEG, N_BOOT, PRIMARY_KM, THRESHOLDS_KM, interval_word
+from geomtl_core.geo.stats import spatial_blocks
+
+import numpy as np
+import pandas as pd
+
+
+def load_samples(root: Path, split: str = "test", n: int = 18, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """``n`` random decoded images of a split with their metadata rows."""
+    meta = read_metadata(root / f"{split}.csv")
+    src = open_source(root / split)
+    pos = pd.Series(np.arange(len(src)), index=src.ids)
+    rows = meta.sample(n=min(n, len(meta)), random_state=seed)
+    images = np.stack([decode_image(src.read(int(pos[i]))[1]) for i in rows["img_id"]])
+    return images, rows
+
+
+def partition_table(lat: np.ndarray, lon: np.ndarray, tau_min: int, tau_max: list[int]) -> pd.DataFrame:
+    """Classes, points kept and cell sizes for each tau_max (same points, same tau_min)."""
+    parts = build_partitionings(lat, lon, tau_max, tau_min)
+    rows = []
+    for t, p in zip(tau_max, parts, strict=True):
+        rows.append({"tau_max": t, "classes": len(p), "points_in_cells": p.points_in_cells,
+                     "share_kept": round(p.points_in_cells / len(lat), 4), "min_level": int(p.levels.min()),
+                     "max_level": int(p.levels.max()), "median_images_per_cell": float(np.median(p.counts))})
+    return pd.DataFrame(rows)
+
+
+def baseline_table(parts: list[Partitioning], lat: np.ndarray, lon: np.ndarray) -> pd.DataFrame:
+    """Prior, random and both oracles' accuracies (%) at the five thresholds for each partitioning."""
+    rows = []
+    for p in parts:
+        for name, fn in (("prior", prior_baseline), ("random", random_baseline), ("true-cell oracle", true_cell_oracle),
+                         ("nearest-cell-mean oracle", nearest_cell_oracle)):
+            s = fn(p, lat, lon)
+            rows.append({"partitioning": p.name, "classes": len(p), "baseline": name,
+                         **{f"{t} km": round(100 * s.accuracy[t], 2) for t in THRESHOLDS_KM},
+                         "median km": round(s.median_km, 0)})
+    return pd.DataFrame(rows).set_index(["partitioning", "baseline"])
+
+
+def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: str) -> str:
+    """Is the task calibrated? The model against the prior (floor) and the nearest-cell-mean oracle (the
+    ceiling of a classifier over these cells) per threshold."""
+    m = result["test"]["methods"][result["test"]["best"]]
+    lines = ["| threshold | prior % | model % | ceiling % | model share of the prior-to-ceiling gap |",
+             "|---|---|---|---|---|"]
+    for t in THRESHOLDS_KM:
+        prior = baselines.loc[(partitioning, "prior"), f"{t} km"]
+        oracle = baselines.loc[(partitioning, "nearest-cell-mean oracle"), f"{t} km"]
+        model = 100 * m[f"acc_{t}km"]
+        gap = (model - prior) / (oracle - prior) if oracle > prior else float("nan")
+        lines.append(f"| {t} km | {prior:.1f} | {model:.1f} | {oracle:.1f} | {gap:.2f} |")
+    return "\n".join(lines)
+
+
+def split_table(meta: pd.DataFrame, block_deg: float = BLOCK_DEG) -> pd.DataFrame:
+    """How each split is spread and how far it is from training: images, spatial blocks, the largest
+    block's share, and the distance from each image to its nearest training location (km)."""
+    code = meta["split"].map(SPLIT_CODES).to_numpy()
+    lat, lon = meta["lat"].to_numpy(), meta["lon"].to_numpy()
+    rows = []
+    for name, k in (("val", 1), ("test", 2)):
+        counts = np.bincount(spatial_blocks(lat[code == k], lon[code == k], block_deg))
+        d = nearest_train_km(lat, lon, code, of=k)
+        rows.append({"split": name, "images": int((code == k).sum()), f"{block_deg:g}° blocks": len(counts),
+                     "largest block %": round(100 * counts.max() / counts.sum(), 1),
+                     **{f"train within {t} km %": round(100 * float((d < t).mean()), 1) for t in (50, 100, 150)},
+                     "nearest train km (10th pct)": round(float(np.percentile(d, 10))),
+                     "median": round(float(np.median(d))), "90th pct": round(float(np.percentile(d, 90)))})
+    return pd.DataFrame(rows).set_index("split")
+
+
+def within_model_table(scale: str, run: str, reference: str = "hierarchy", root: Path | None = None,
+                       endpoint_km: int = PRIMARY_KM, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """Every prediction method of one run (each head alone, f*, the remedies) against ``reference`` on the
+    same images and seeds: mean accuracy and the paired difference method − reference with its
+    seeds-then-blocks 95% CI."""
+    root = find_root() if root is None else Path(root)
+    methods = read_result(scale, run, root)["test"]["methods"]
+    key = f"{endpoint_km} km"
+    rows = []
+    for m in methods:
+        hits, _ = seed_hits(seed_predictions(scale, run, root, m))
+        row = {"method": m, f"acc {key} %": round(100 * float(hits[..., THRESHOLDS_KM.index(endpoint_km)].mean()), 2)}
+        if m != reference:
+            d = compare_runs(scale, run, run, root, n_boot=n_boot, method_a=m, method_b=reference).at(endpoint_km)
+            row |= {f"− {reference} (points)": round(d["diff"], 3), "ci95 low": round(d["ci_lo"], 3),
+                    "ci95 high": round(d["ci_hi"], 3), "verdict": interval_word(d["ci_lo"], d["ci_hi"])}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def results_table(results: dict[str, dict], method: str | None = None, split: str = "test") -> pd.DataFrame:
+    """One row per experiment: accuracy (%) at the five thresholds (mean ± sd over seeds when there are
+    several), the 95% interval of the primary endpoint (over seeds, then 5-degree blocks), and the first
+    seed's median error and GeoScore."""
+    rows = []
+    for name, r in results.items():
+        res = r[split]
+        m = res["methods"][method or res["best"]]
+        row = _summary_row(name, m, seeds=1)
+        summary = r.get("seed_summary") if split == "test" and method is None else None
+        if summary and summary["n_seeds"] > 1:
+            row["seeds"] = summary["n_seeds"]
+            for t in THRESHOLDS_KM:
+                a = summary[f"acc_{t}km"]
+                row[f"{t} km"] = f"{100 * a['mean']:.1f} ± {100 * a['sd']:.1f}"
+            lo, hi = summary[f"acc_{PRIMARY_KM}km"]["ci95"]
+            row[f"{PRIMARY_KM} km 95% CI"] = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def _summary_row(label: str, m: dict, seeds: int) -> dict:
+    """One table row of a single summary: accuracy % per threshold, the primary endpoint's 95% block CI,
+    median km and GeoScore."""
+    row: dict = {"experiment": label, "seeds": seeds}
+    for t in THRESHOLDS_KM:
+        row[f"{t} km"] = f"{100 * m[f'acc_{t}km']:.1f}"
+    lo, hi = m[f"acc_{PRIMARY_KM}km_ci95"]
+    row[f"{PRIMARY_KM} km 95% CI"] = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    return row | {"median km": round(m["median_km"]), "GeoScore": round(m["geoscore"])}
+
+
+def baselines_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """The baselines as rows in the layout of :func:`results_table` (one summary each, block CI)."""
+    rows = [_summary_row(f"baseline: {name}", m, seeds=0) for name, m in baselines(scale, root).items()]
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def grid_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """Mean accuracy (%) at the primary distance over seeds, per model × share (rows) and auxiliary label."""
+    root = find_root() if root is None else Path(root)
+    rows = []
+    for c in cells(scale):
+        if (results_dir(scale, root) / f"{c.name}.json").exists():
+            rows.append({"model": c.model, "train share": c.fraction,
+                         "aux": c.aux + (f" ({c.variant})" if c.variant else ""),
+                         "acc": round(100 * mean_accuracy(scale, c.name, root), 2)})
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    return t.pivot_table(index=["model", "train share"], columns="aux", values="acc").map(
+        lambda v: "—" if pd.isna(v) else f"{v:.1f}")
+
+
+def recipe_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """The recipe candidates as trained by :func:`geomtl_core.compendium.grid.recipe`: validation accuracy,
+    budget and regularisation."""
+    rec = json.loads((results_dir(scale, root) / "recipe" / "chosen.json").read_text())
+    rows = []
+    for name, c in rec["candidates"].items():
+        o = deep_merge({"model": {}, "train": {}}, c["overrides"])
+        rows.append({"recipe": name, "chosen": name == rec["chosen"], "epochs": o["train"].get("epochs"),
+                     "dropout": o["model"].get("dropout"), "weight decay": o["train"].get("weight_decay"),
+                     "label smoothing": o["train"].get("label_smoothing"),
+                     f"val acc {rec['endpoint_km']} km %": round(100 * c["val_acc"], 2),
+                     "train time (s)": c["train_time_s"]})
+    return pd.DataFrame(rows).set_index("recipe")
+
+
+def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table as the book shows it: one compact row per comparison, numbers formatted."""
+    rows = [{"comparison": r["comparison"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
+             "aux": r["aux_label"], "a %": f"{r['a_mean']:.1f}", "b %": f"{r['b_mean']:.1f}",
+             "b − a [95% CI]": f"{r['diff']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}]",
+             "Holm p": f"{r['p_holm']:.2f}", "verdict": r["verdict"]} for _, r in table.iterrows()]
+    return pd.DataFrame(rows).set_index("comparison")

@@ -1,0 +1,55 @@
+"""The study's protocol in one place: distance thresholds, the primary endpoint, the spatial blocks, the
+bootstrap, the family-wise level, and the one rule that turns an interval into a word.
+
+Every comparison, table, plot and sentence of the compendium and the CLI reads these constants and calls
+:func:`direction` / :func:`interval_word`; nothing else retypes them (book/method.md gives the reasons).
+"""
+
+from __future__ import annotations
+
+import math
+
+THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
+"""Accuracy is the share of images within each of these great-circle distances (GeoEstimation's levels)."""
+PRIMARY_KM = 200
+"""The primary endpoint: accuracy within 200 km (declared in book/method.md, with the reasons)."""
+BLOCK_DEG = 5.0
+"""Spatial blocks of this many degrees (latitude and longitude) are the bootstrap's resampling unit."""
+N_BOOT = 2000
+"""Bootstrap replicates of every comparison."""
+N_BOOT_SUMMARY = 1000
+"""Bootstrap replicates of a run's own accuracy interval (its seed summary)."""
+LEVEL = 0.95
+"""Confidence level of every interval."""
+ALPHA = 0.05
+"""Family-wise error rate of a verdict: Holm-adjusted p below this, and the interval excluding 0."""
+
+DIRECTION_WORDS = ("better", "worse", "not resolved")
+"""What a difference A − B says of A: its interval above 0, below 0, or containing 0."""
+VERDICT_WORDS = ("supported", "contradicted", "not resolved")
+"""What a verdict row says of its claim "b helps": the words of :data:`DIRECTION_WORDS` in a verdict."""
+
+
+def direction(lo: float, hi: float) -> int:
+    """+1 when the interval [lo, hi] lies above 0, -1 below 0, 0 when it contains 0 (or is not a number).
+
+    >>> direction(0.5, 2.0), direction(-3.0, -0.1), direction(-1.0, 1.0), direction(0.0, 1.0)
+    (1, -1, 0, 0)
+    """
+    if math.isnan(lo) or math.isnan(hi):
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def interval_word(lo: float, hi: float, p_adjusted: float | None = None, words: tuple[str, str, str] = DIRECTION_WORDS,
+                  alpha: float = ALPHA) -> str:
+    """The word for an interval: ``words[0]`` above 0, ``words[1]`` below 0, else ``words[2]``; with
+    ``p_adjusted`` (Holm) an interval that excludes 0 also needs ``p_adjusted < alpha``.
+
+    >>> interval_word(0.2, 1.0), interval_word(0.2, 1.0, p_adjusted=0.06), interval_word(-2, -1, words=VERDICT_WORDS)
+    ('better', 'not resolved', 'contradicted')
+    """
+    d = direction(lo, hi)
+    if d and p_adjusted is not None and not p_adjusted < alpha:
+        d = 0
+    return words[0] if d > 0 else words[1] if d < 0 else words[2]

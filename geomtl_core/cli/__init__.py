@@ -18,12 +18,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each command-group module registers its subcommands."""
-    from geomtl_core.cli import data, model, partition, predict, score
+    from geomtl_core.cli import data, importers, model, partition, predict, score
 
     parser = argparse.ArgumentParser(prog="geomtl", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (score, partition, data, model, predict):
+    for group in (score, partition, data, model, predict, importers):
         group.add_subcommands(sub)
     return parser
 

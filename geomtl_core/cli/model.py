@@ -1,4 +1,5 @@
-"""``geomtl train`` and ``geomtl evaluate``: train a bundle from a config; evaluate it on a split."""
+"""``geomtl train`` and ``geomtl evaluate`` (the latter in :mod:`geomtl_core.cli.evaluate`): train a bundle from
+a config; evaluate it."""
 
 from __future__ import annotations
 
@@ -65,37 +66,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from geomtl_core.config import merge
-    from geomtl_core.data.loaders import load_meta, split_loader
-    from geomtl_core.inference.evaluation import evaluate_split
-    from geomtl_core.models.bundle import load_bundle
-
-    bundle = load_bundle(args.bundle)
-    data = Path(args.data)
-    root, split = (data.parent, data.stem) if data.suffix == ".csv" else (data, args.split)
-    cfg = merge(bundle.config, {"data": {"root": str(root), "test": split, "five_crop": args.five_crop,
-                                         "workers": args.workers}})
-    meta = load_meta(cfg, "test")
-    hierarchy = bundle.hierarchy if bundle.labels.get("hierarchical", True) and not args.no_hierarchy else None
-    split_data = split_loader(cfg, "test", meta, bundle.parts, train=False)
-    out_csv = Path(args.out) if args.out else bundle.path / f"predictions_{split}.csv"
-    res = evaluate_split(bundle.model, split_data, bundle.parts, hierarchy, out_csv, progress=not args.json)
-    best = res["methods"][res["best"]]
-    if args.json:
-        print(json.dumps({k: best[k] for k in ("n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
-                                              "median_km", "mean_km", "geoscore")} | {"skipped": res["skipped"]}))
-    else:
-        print(f"{args.bundle} on {split} ({res['best']}): {res['n']} images scored, {res['skipped']} unreadable "
-              f"skipped; predictions in {out_csv}")
-        for name, m in res["methods"].items():
-            accs = " ".join(f"{m[f'acc_{t}km']:.3f}" for t in (1, 25, 200, 750, 2500))
-            print(f"  {name:>16}: acc@1/25/200/750/2500 km {accs}  median {m['median_km']:.0f} km")
-        for t, a in res["scene_accuracy"].items():
-            print(f"  scene {t}: top-1 {a:.3f}")
-    return 0
-
-
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``geomtl train`` and ``geomtl evaluate``."""
     t = sub.add_parser("train", help="train a multi-task model into a bundle folder")
@@ -106,13 +76,6 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=3")
     t.set_defaults(handler=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a bundle on a split; writes a per-image predictions CSV")
-    e.add_argument("bundle")
-    e.add_argument("--data", required=True, help="data folder with SPLIT.csv and SPLIT/ shards, or a SPLIT.csv")
-    e.add_argument("--split", default="test")
-    e.add_argument("--out", help="predictions CSV (default: BUNDLE/predictions_SPLIT.csv)")
-    e.add_argument("--json", action="store_true", help="print the geomtl score JSON keys, plus skipped")
-    e.add_argument("--five-crop", action="store_true", help="five-crop test-time augmentation")
-    e.add_argument("--no-hierarchy", action="store_true", help="use the finest partitioning alone")
-    e.add_argument("--workers", type=int, default=2)
-    e.set_defaults(handler=_cmd_evaluate)
+    from geomtl_core.cli.evaluate import add_subcommand as add_evaluate
+
+    add_evaluate(sub)  # geomtl_core/cli/evaluate.py

@@ -1,0 +1,36 @@
+"""``geomtl import``: turn published weights into a geomtl bundle (offline; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_import_geoestimation(args: argparse.Namespace) -> int:
+    from geomtl_core.models.geoestimation import import_geoestimation
+
+    out = import_geoestimation(args.checkpoint, args.cells, args.out, hparams=args.hparams)
+    labels = json.loads((out / "labels.json").read_text())
+    print(f"bundle {out}: GeoEstimation {labels['imported_from']['checkpoint']} with partitionings "
+          f"{', '.join(labels['partitionings'])}; `geomtl evaluate` and `geomtl predict` use it as is")
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Register ``geomtl import geoestimation``."""
+    imp = sub.add_parser("import", help="turn published weights into a geomtl bundle",
+                         description="Turn published weights into a geomtl bundle (offline).")
+    kinds = imp.add_subparsers(dest="kind", required=True)
+    g = kinds.add_parser(
+        "geoestimation", help="GeoEstimation's released PyTorch checkpoint (e.g. base(M, f*))",
+        description="Import GeoEstimation's released PyTorch Lightning checkpoint (ResNet-50 and one linear head "
+                    "per partitioning) with its published cells files. The bundle evaluates with their test "
+                    "recipe: resize to 256, five 224 crops, ImageNet normalisation, softmax, maximum over crops, "
+                    "the hierarchy's product (f*).")
+    g.add_argument("checkpoint", help="their .ckpt (e.g. epoch=014-val_loss=18.4833.ckpt)")
+    g.add_argument("--hparams", help="their hparams.yaml (partitionings: shortnames, files); default: the "
+                                     "checkpoint's own hyper-parameters, else base(M)'s cells_50_{5000,2000,1000}")
+    g.add_argument("--cells", required=True, help="folder with the cells CSVs the hparams name "
+                                                  "(GeoEstimation's geo-cells/)")
+    g.add_argument("--out", required=True, help="new bundle folder")
+    g.set_defaults(handler=_cmd_import_geoestimation)

@@ -2,7 +2,8 @@
 
 One module per command group: :mod:`~geomtl_core.cli.score` (score, compare),
 :mod:`~geomtl_core.cli.partition`, :mod:`~geomtl_core.cli.data`, :mod:`~geomtl_core.cli.model`
-(train, evaluate) and :mod:`~geomtl_core.cli.predict`.
+(train; evaluate from :mod:`~geomtl_core.cli.evaluate`), :mod:`~geomtl_core.cli.predict` and
+:mod:`~geomtl_core.cli.importers` (import).
 """
 
 from __future__ import annotations

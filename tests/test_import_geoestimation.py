@@ -10,6 +10,7 @@ import types
 
 import geomtl_core  # noqa: F401 - selects the torch backend
 from geomtl_core.cli import main
+from geomtl_core.data.shards import write_shards
 from geomtl_core.models.bundle import load_bundle
 from geomtl_core.models.geoestimation import load_checkpoint
 
@@ -205,6 +206,15 @@ def test_imported_bundle_evaluates_as_their_inference(imported, bundle, released
     np.testing.assert_allclose(pred["pred_lon"], ref_lon, atol=5e-7)
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["options"]["crop_reduce"] == "max" and summary["options"]["five_crop"]
+
+    # the same photos as MP-16-style shards + test.csv: their recipe applies there too
+    shards = tmp_path / "shards"
+    write_shards([(f.name, f.read_bytes()) for f in files], shards / "test")
+    (shards / "test.csv").write_text((folder / "meta.csv").read_text())
+    assert main(["evaluate", str(imported), "--data", str(shards), "--out", str(tmp_path / "from-shards"),
+                 "--json", "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert pd.read_csv(tmp_path / "from-shards" / "predictions.csv").equals(pred)
 
 
 def test_checkpoint_with_pickled_hyperparameters_loads_safely(released, tmp_path, monkeypatch):

@@ -31,10 +31,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Each scale builds its own report: default from book/ into book/_build/html; another scale from its copy of
+# book/ in book/_build/$(SCALE)/ (a banner on every page) into book/_build/$(SCALE)/_build/html. The runner
+# says which folder (--book-dir); its trained model goes to models/$(SCALE)/.
 book: $(STAMP)
 	$(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE)
 	$(BIN)/python -m geomtl_core.compendium.publish --scale $(SCALE) --run mtl_s3
-	$(BIN)/jupyter-book build book/ -W --keep-going
+	$(BIN)/jupyter-book build "$$($(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE) --book-dir)" \
+		-W --keep-going
 
 # JupyterLab on the project root with the venv's kernel; prints the URL (with its token) to open.
 lab: $(STAMP)

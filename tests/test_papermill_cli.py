@@ -113,8 +113,8 @@ def test_runner_finds_root_from_cwd_and_shows_progress_in_terminal_only(tmp_path
     monkeypatch.chdir(proj / "notebooks")
     records = run_all("smoke")
     assert [r["notebook"] for r in records] == ["01_tiny.ipynb"]
-    executed = proj / "book" / "experiments" / "01_tiny.ipynb"
-    assert (proj / "book" / "experiments" / "01_tiny.run.json").exists()
+    executed = proj / "book" / "_build" / "smoke" / "experiments" / "01_tiny.ipynb"  # the smoke scale's own book
+    assert (executed.parent / "01_tiny.run.json").exists() and not (proj / "book" / "experiments").exists()
     outputs = [o for c in nbformat.read(executed, as_version=4).cells for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     assert f"scale smoke root {proj.name} cwd is root True\n" in text  # (the report shows no absolute path)

@@ -1,8 +1,12 @@
 """Run every experiment notebook with papermill at a named scale, skipping unchanged ones.
 
-Executed copies go to ``book/experiments/`` (the book renders them without executing) and
-one JSON record per run (parameters, code hash, git commit, package versions, wall time)
-to ``book/experiments/<name>.run.json``.
+Each scale has its own book, so that building one never touches another's report (:func:`book_dir`): the
+default scale's is ``book/`` itself (executed notebooks in ``book/experiments/``, the report built into
+``book/_build/html/``); any other scale's is a copy of ``book/``'s pages in ``book/_build/<scale>/``
+(:func:`prepare_book`; notebooks in ``book/_build/<scale>/experiments/``, the report in
+``book/_build/<scale>/_build/html/``) whose every page carries a banner naming the scale. Executed copies
+go to the scale's ``experiments/`` (the book renders them without executing) with one JSON record per run
+(parameters, code hash, git commit, package versions, wall time), ``experiments/<name>.run.json``.
 
 The project root (where ``notebooks/``, ``book/`` and the ``data/``, ``runs/``, ``results/`` folders
 live) is found from the working directory, not from where the package is installed: the nearest
@@ -14,7 +18,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +35,65 @@ from geomtl_core.compendium.project import (
 from geomtl_core.compendium.scales import SCALES, scale_params
 
 KERNEL_NAME = "geomtl"  # the venv's kernelspec, installed by `make install`; the notebooks' metadata names it
+REPORT_SCALE = "default"  # the scale whose report is the project's (README, book/_build/html)
+
+
+def book_dir(scale: str, root: Path) -> Path:
+    """The book a scale builds: ``book/`` for the default scale, ``book/_build/<scale>/`` for any other
+    (its executed notebooks in ``experiments/`` below it, its HTML in ``_build/html/`` below it).
+
+    >>> book_dir("default", Path("p")).as_posix(), book_dir("smoke", Path("p")).as_posix()
+    ('p/book', 'p/book/_build/smoke')
+    """
+    scale_params(scale)
+    book = Path(root) / "book"
+    return book if scale == REPORT_SCALE else book / "_build" / scale
+
+
+def html_dir(scale: str, root: Path) -> Path:
+    """Where ``jupyter-book build`` writes a scale's report: ``_build/html`` below :func:`book_dir`."""
+    return book_dir(scale, root) / "_build" / "html"
+
+
+def scale_banner(scale: str) -> str:
+    """The line every page of a report built at a scale other than the default shows at its top."""
+    p = scale_params(scale)
+    seeds = len(p["seeds"])
+    size = f"{p['n']:,} proxy locations" if p["n"] else "all proxy locations"
+    return (f"Built at the <b>{scale}</b> scale ({size}, {seeds} seed{'s' if seeds > 1 else ''}), not the default "
+            f"one: its numbers are not the project's results, which are those of the default scale's report "
+            f"(book/_build/html).")
+
+
+def prepare_book(scale: str, root: Path, dest: Path | None = None) -> Path:
+    """Copy ``book/``'s pages (all but ``_build/`` and ``experiments/``) to the book of a scale other than the
+    default (``dest``, default :func:`book_dir`), with its ``_config.yml`` naming the scale in the title and in
+    a banner on every page (``html.announcement``); returns the copy. Executed notebooks already in its
+    ``experiments/`` stay. The default scale's book is ``book/`` itself: returned unchanged."""
+    import yaml
+
+    src = Path(root) / "book"
+    if dest is None:
+        if scale == REPORT_SCALE:
+            return src
+        dest = book_dir(scale, root)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.name in ("_build", "experiments", "_config.yml"):
+            continue
+        target = dest / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target)
+    config = yaml.safe_load((src / "_config.yml").read_text()) or {}
+    if scale != REPORT_SCALE:
+        config["title"] = f"{config.get('title', 'geomtl')} ({scale} scale)"
+        config.setdefault("html", {})["announcement"] = scale_banner(scale)
+    (dest / "_config.yml").write_text(f"# Written by geomtl_core.compendium.runner from book/_config.yml for the "
+                                      f"{scale} scale: edit that one.\n" + yaml.safe_dump(config, sort_keys=False))
+    return dest
 
 
 def code_hash(paths: list[Path]) -> str:
@@ -163,19 +228,18 @@ def run_all(
 ) -> list[dict]:
     """Execute each notebook in order; return one record per notebook (ran or skipped).
 
-    The kernels run in the project ``root`` (default: the project holding ``notebooks_dir``, or the
-    working directory's); ``progress`` shows one bar per notebook (cells done) on stderr, never in the
-    executed copies.
+    The executed copies go to ``out_dir``, by default the ``experiments/`` folder of the scale's own book
+    (:func:`book_dir`, prepared by :func:`prepare_book` for a scale other than the default). The kernels run
+    in the project ``root`` (default: the project holding ``notebooks_dir``, or the working directory's);
+    ``progress`` shows one bar per notebook (cells done) on stderr, never in the executed copies.
     """
-    import os
-
     import nbformat
     import papermill as pm
 
     scale_params(scale)  # an unknown scale is an error naming the valid ones
     root = resolve_root(root) if root is not None else find_root(notebooks_dir)
     notebooks_dir = root / "notebooks" if notebooks_dir is None else Path(notebooks_dir)
-    out_dir = root / "book" / "experiments" if out_dir is None else Path(out_dir)
+    out_dir = prepare_book(scale, root) / "experiments" if out_dir is None else Path(out_dir)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the kernels (see geomtl_core/__init__)
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = None
@@ -228,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the project folder (holding _config.yml and notebooks/); default: found at or above "
                         "the working directory")
     p.add_argument("--notebooks", type=Path, default=None, help="default: ROOT/notebooks")
-    p.add_argument("--out", type=Path, default=None, help="default: ROOT/book/experiments")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: the scale's book's experiments/ (ROOT/book/experiments for the default scale, "
+                        "ROOT/book/_build/SCALE/experiments for another)")
+    p.add_argument("--book-dir", action="store_true",
+                   help="only print the folder of the scale's book (what `jupyter-book build` builds) and exit")
     p.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no per-notebook progress bar on stderr")
@@ -237,8 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         root = resolve_root(args.root)
     except ProjectRootNotFound as e:
         p.error(str(e))
+    if args.book_dir:
+        print(os.path.relpath(book_dir(args.scale, root)))
+        return 0
     records = run_all(args.scale, args.notebooks, args.out, force=args.force, root=root, progress=args.progress)
-    print(f"[runner] {len(records)} notebook(s) at scale={args.scale} in {root}")
+    print(f"[runner] {len(records)} notebook(s) at scale={args.scale} in {root}; "
+          f"the report builds from {book_dir(args.scale, root)}")
     return 0
 
 

@@ -302,39 +302,16 @@ def test_mixed_precision_takes_keras_path():
         keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
-def test_geomtl_sgd_updates_exactly_as_keras_sgd(momentum, nesterov):
-    """The fused CPU update is Keras' arithmetic (bit for bit), under a schedule and weight decay."""
-    from geomtl_core.models.optimizers import SGD
+def test_optimizers_saved_as_geomtl_sgd_still_load():
+    """Catches the removal of the name ``geomtl>SGD`` (the fused SGD is gone, issue #22): checkpoints and bundles
+    saved with it must still deserialise, as Keras' own SGD with the same settings."""
+    import geomtl_core.models.optimizers  # noqa: F401 - registers the name
 
-    results = []
-    for cls in (keras.optimizers.SGD, SGD):
-        variables = [keras.Variable(_x((5, 3), seed=i).numpy()) for i in range(3)]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay([2], [0.1, 0.01])
-        opt = cls(lr, momentum=momentum, nesterov=nesterov, weight_decay=1e-3)
-        for step in range(5):
-            opt.apply([_x((5, 3), seed=10 * step + i) for i in range(3)], variables)
-        results.append([v.numpy() for v in [*variables, *opt.variables]])
-    assert len(results[0]) == len(results[1])
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(b, a)
-    clone = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
-    assert type(clone) is SGD and clone.momentum == momentum and clone.nesterov == nesterov
-
-
-def test_lean_step_with_geomtl_sgd_equals_keras_step_with_keras_sgd():
-    from geomtl_core.models.optimizers import SGD
-
-    x, y = _data()
-    lean, std = _model(), _model()
-    std.set_weights(lean.get_weights())
-    for model, opt, use_lean in ((lean, SGD(0.05, momentum=0.9), True),
-                                 (std, keras.optimizers.SGD(0.05, momentum=0.9), False)):
-        model.lean_train_step = use_lean
-        compile_model(model, opt)
-        for _ in range(3):
-            model.train_on_batch(x, y)
-    _assert_same_weights(lean, std)
+    config = {"module": None, "class_name": "geomtl>SGD", "registered_name": "geomtl>SGD",
+              "config": {"name": "SGD", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True}}
+    opt = keras.optimizers.deserialize(config)
+    assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.9 and opt.nesterov
+    assert type(opt)._backend_update_step is keras.optimizers.SGD._backend_update_step  # Keras' update
 
 
 def test_top1_hit_counts_are_argmax_counts():

@@ -5,6 +5,8 @@ so every step's activations (megabytes each) are page-faulted in again: on this 
 cost ~12% of the small CNN's train step (``benchmarks/bench_models.py``). Raising the mmap threshold (to 1 GiB,
 or glibc's older ceiling of 32 MiB where that is refused) and the trim threshold above any step's working set
 makes them heap memory that is reused. The price: the process keeps its peak memory until it exits.
+Only for training on a CPU: on a GPU the activations live in the accelerator's allocator, and the host heap
+would only keep its peak.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+
+from geomtl_core.models.fast_path import current_device
 
 __all__ = ["keep_freed_memory"]
 
@@ -23,10 +27,13 @@ TOP_PAD = 64 * 1024 * 1024
 _done: bool | None = None
 
 
-def keep_freed_memory() -> bool:
-    """Apply the settings above once per process (forked DataLoader workers inherit them); True where they
-    took effect, False off glibc Linux (other allocators keep their own policy)."""
+def keep_freed_memory(device: str | None = None) -> bool:
+    """Apply the settings above once per process (forked DataLoader workers inherit them) when training runs
+    on the CPU (``device``: "cpu", "cuda:0", ...; None: Keras' torch device); True where they took effect,
+    False on another device or off glibc Linux (other allocators keep their own policy)."""
     global _done
+    if (device or current_device()).split(":")[0] != "cpu":
+        return False  # nothing applied, nothing remembered: a later CPU run of the process may still apply them
     if _done is not None:
         return _done
     _done = False

@@ -27,7 +27,6 @@ from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
-from geomtl_core.models.optimizers import SGD
 from geomtl_core.training.malloc import keep_freed_memory
 
 import keras
@@ -50,7 +49,7 @@ def make_optimizer(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.optimiz
     else:
         raise InputError(f"train.schedule must be step, cosine or constant, got {t.schedule!r}")
     if t.optimizer == "sgd":
-        return SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)  # Keras SGD, fused on CPU
+        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=t.weight_decay or None)
     if t.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
     raise InputError(f"train.optimizer must be sgd or adamw, got {t.optimizer!r}")
@@ -208,7 +207,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     if not resume and state_path.exists():
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
     dist.init_from_env()
-    keep_freed_memory()  # CPU steps reuse their freed activation buffers instead of faulting in fresh pages
+    keep_freed_memory()  # on a CPU: steps reuse their freed activation buffers instead of faulting in fresh pages
     if resume:
         cfg = resume_config(out, cfg)
     elif cfg is None:

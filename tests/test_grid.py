@@ -181,10 +181,10 @@ def test_conclusions_are_generated_from_the_verdict():
     down = decide(_verdict(-1.5, -2.5, -0.5, 0.01))
     flat = decide(_verdict(0.3, -0.5, 1.1, 0.6))
     texts = [prose.conclusions(t, "smoke") for t in (up, down, flat)]
-    assert "**supported**" in texts[0] and "**contradicted**" in texts[1] and "**not resolved**" in texts[2]
+    assert "**helps**" in texts[0] and "**hurts**" in texts[1] and "**not resolved**" in texts[2]
     assert "+1.50 points [+0.50, +2.50]" in texts[0]
     assert len(set(texts)) == 3
-    assert "1 supported" in prose.answer(up) and "1 contradicted" in prose.answer(down)
+    assert "1 helps" in prose.answer(up) and "1 hurts" in prose.answer(down)
     # an interval above 0 that does not survive Holm stays unresolved
     assert decide(_verdict(1.5, 0.5, 2.5, 0.2)).loc[0, "verdict"] == "not resolved"
 

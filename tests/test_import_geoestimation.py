@@ -217,6 +217,22 @@ def test_imported_bundle_evaluates_as_their_inference(imported, bundle, released
     assert pd.read_csv(tmp_path / "from-shards" / "predictions.csv").equals(pred)
 
 
+def test_predict_uses_their_recipe(imported, released, photos, cells_dir, tmp_path, capsys):
+    """`geomtl predict` on an imported bundle takes their five crops and the maximum over crops: its top cells'
+    probabilities and f* coordinates equal their inference's. Catches predict falling back to one centre crop."""
+    net, _, _ = released
+    _, files = photos
+    parts = _their_cells(cells_dir)
+    ref_probs, _, ref_lat, ref_lon = _their_inference(net, files, parts, _their_hierarchy(parts))
+    assert main(["predict", str(imported), *map(str, files), "--json"]) == 0
+    got = [r for r in json.loads(capsys.readouterr().out) if "lat" in r]
+    assert len(got) == len(files)
+    np.testing.assert_allclose([r["lat"] for r in got], ref_lat, atol=5e-7)
+    np.testing.assert_allclose([r["lon"] for r in got], ref_lon, atol=5e-7)
+    for name, ref in zip(SHORTNAMES, ref_probs, strict=True):
+        np.testing.assert_allclose([r["cells"][name][0]["p"] for r in got], ref.max(axis=1), rtol=1e-4)
+
+
 def test_checkpoint_with_pickled_hyperparameters_loads_safely(released, tmp_path, monkeypatch):
     """Catches a checkpoint whose hyper-parameters are pickled objects (Lightning's AttributeDict): it still
     loads with weights_only=True (inert stand-ins, no code run), and its partitionings are read from it."""

@@ -114,16 +114,27 @@ def _rows(*p_lo_hi):
 
 
 def test_holm_decides_over_the_family():
-    """Three intervals above 0 with p = 0.02, 0.03, 0.04: alone each is supported, as a family of three none
+    """Three intervals above 0 with p = 0.02, 0.03, 0.04: alone each helps, as a family of three none
     survives Holm (0.06, 0.06, 0.06). Catches a verdict that skips Holm or adjusts within a row only."""
     alone = decide(_rows((0.02, 0.5, 2.0)))
-    assert alone.loc[0, "verdict"] == "supported" and alone.loc[0, "p_holm"] == pytest.approx(0.02)
+    assert alone.loc[0, "verdict"] == "helps" and alone.loc[0, "p_holm"] == pytest.approx(0.02)
     family = decide(_rows((0.02, 0.5, 2.0), (0.03, 0.4, 2.0), (0.04, 0.1, 2.0)))
     np.testing.assert_allclose(family["p_holm"], [0.06, 0.06, 0.06])
     assert (family["verdict"] == "not resolved").all()
     strong = decide(_rows((0.001, 0.5, 2.0), (0.03, 0.4, 2.0), (0.04, -2.0, -0.1)))
-    assert strong["verdict"].tolist() == ["supported", "not resolved", "not resolved"]
-    assert decide(_rows((0.001, -2.0, -0.5)))["verdict"].tolist() == ["contradicted"]
+    assert strong["verdict"].tolist() == ["helps", "not resolved", "not resolved"]
+    assert decide(_rows((0.001, -2.0, -0.5)))["verdict"].tolist() == ["hurts"]
+    # Holm within each declared family, not across them
+    two = decide(_rows((0.02, 0.5, 2.0), (0.03, 0.4, 2.0)).assign(family=["primary", "controls"]))
+    assert two["verdict"].tolist() == ["helps", "helps"] and two["p_holm"].tolist() == pytest.approx([0.02, 0.03])
+
+
+def test_equivalent_needs_the_whole_interval_inside_the_margin():
+    """A small, well-measured difference is "equivalent" (the interval inside ±1 point); a wide one stays
+    "not resolved"; an interval beside 0 but inside the margin still helps (a resolved effect is reported)."""
+    rows = decide(_rows((0.6, -0.9, 0.8), (0.6, -1.2, 0.8), (0.001, 0.2, 0.9)))
+    assert rows["verdict"].tolist() == ["equivalent", "not resolved", "helps"]
+    assert (rows["equiv_margin"] == 1.0).all()
 
 
 def test_verdict_on_runs_with_known_effects(tmp_path):
@@ -136,8 +147,10 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     pairs = [("mtl_vs_st", cells["st"], cells["s3"]), ("mtl_vs_st", cells["st"], cells["s16"]),
              ("koppen_geographic_label_vs_st", cells["st"], cells["kg"])]
     table = verdict_table("x", tmp_path, n_boot=300, pairs=pairs)
+    assert table["family"].tolist() == ["primary", "secondary", "controls"]
     assert table["diff"].tolist() == pytest.approx([100.0, 0.0, 100.0])
-    assert table["verdict"].tolist() == ["supported", "not resolved", "supported"]
+    assert (table["n_images"] == 400).all() and (table["n_blocks_eff"] <= table["n_blocks"]).all()
+    assert table["verdict"].tolist() == ["helps", "equivalent", "helps"]
     assert ((table["ci_lo"] <= table["diff"]) & (table["diff"] <= table["ci_hi"])).all()
     assert table["a_mean"].tolist() == pytest.approx([0.0] * 3) and table["b_mean"].iloc[0] == pytest.approx(100.0)
     assert (table["n_seeds"] == 3).all() and table["p_holm"].iloc[1] == pytest.approx(1.0)
@@ -145,3 +158,46 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(0, 1))
     with pytest.raises(ValueError, match="different numbers of seeds"):
         verdict_table("x", tmp_path, n_boot=100, pairs=pairs)
+
+
+def _simulated_pair(rng: np.random.Generator, effect: float, n_seeds: int = 3, n_blocks: int = 60):
+    """Errors of two arms on the same test images (S seeds each) with a block effect shared by both arms and a
+    seed effect and a seed × block effect of each arm's own; ``effect``: the expected share of all images whose
+    miss in arm B is turned into a hit, in a random half of the blocks. Returns (errors A, errors B, lat, lon)."""
+    sizes = np.maximum(2, rng.lognormal(3.0, 0.8, n_blocks).astype(int))
+    blocks = np.repeat(np.arange(n_blocks), sizes)
+    lat = -60 + 5 * (blocks % 24) + 2.5
+    lon = -175 + 5 * (blocks // 24) + 2.5
+    u = rng.normal(0, 1.0, n_blocks)[blocks]
+
+    def arm():
+        logit = -0.5 + u + rng.normal(0, 0.15, (n_seeds, 1)) + rng.normal(0, 0.5, (n_seeds, n_blocks))[:, blocks]
+        return rng.random(logit.shape) < 1 / (1 + np.exp(-logit))
+
+    a, b = arm(), arm()
+    chosen = np.isin(blocks, rng.choice(n_blocks, n_blocks // 2, replace=False))
+    misses = ~b & chosen[None]
+    q = min(1.0, effect * b.size / max(1, misses.sum()))
+    b = b | (misses & (rng.random(b.shape) < q))
+    return np.where(a, 100.0, 1000.0), np.where(b, 100.0, 1000.0), lat, lon
+
+
+def test_stated_power_is_the_power_the_procedure_has():
+    """Simulated paired studies (3 seeds, 60 uneven blocks, seed and seed × block variance as in the default run):
+    with no effect the procedure rejects at about its level; with an effect equal to its stated minimum detectable
+    effect (80% power) it rejects about 80% of the time. Catches a bootstrap that ignores seeds (its intervals
+    are too narrow: the null is rejected far too often) and an mde formula off by a factor."""
+    from geomtl_core.geo.protocol import minimum_detectable_effect
+    from geomtl_core.geo.stats import paired_comparison
+
+    def study(seed: int, effect: float):
+        ea, eb, lat, lon = _simulated_pair(np.random.default_rng(seed), effect)
+        c = paired_comparison(eb, ea, lat, lon, [200], n_boot=400, seed=seed)  # B − A
+        return c.ci[0, 0] > 0 or c.ci[0, 1] < 0, float(c.se[0])
+
+    null = [study(s, 0.0) for s in range(150)]
+    mde = float(np.mean([minimum_detectable_effect(se) for _, se in null]))
+    size = np.mean([r for r, _ in null])
+    power = np.mean([study(1000 + s, mde)[0] for s in range(150)])
+    assert size <= 0.11, f"type I error {size:.2f} at level 0.05"
+    assert 0.65 <= power <= 0.93, f"power {power:.2f} at the stated mde ({100 * mde:.1f} points), expected 0.80"

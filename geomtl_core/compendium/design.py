@@ -125,10 +125,31 @@ def cell_overrides(cell: Cell, scale: str) -> dict:
     return over
 
 
+FAMILIES = {
+    "primary": "multi-task against single-task with the 3-class scene label, one row per model and share",
+    "positive_control": "effects the design must see: single-task on all training images against the smallest share",
+    "secondary": "the 16-class scene label, and the scene task on all images with geo labels on a share",
+    "controls": "the scene head against shuffled and geographic labels of equal entropy, and Köppen",
+}
+"""The verdict's declared families (Holm within each), in the order the book shows them."""
+
+
+def family(label: str, b: Cell) -> str:
+    """The family of a verdict row (:data:`FAMILIES`)."""
+    if label == "mtl_vs_st":
+        return "primary" if b.aux == "s3" else "secondary"
+    if label == "mtl_scene_on_all_vs_st":
+        return "secondary"
+    if label == "data_share_vs_smallest_share":
+        return "positive_control"
+    return "controls"
+
+
 def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
     """(comparison, a, b) rows of the verdict, b − a: multi-task against single-task in every cell, the
     scene_all variant against single-task, scene against its shuffled and geographic controls, each control
-    against single-task, and Köppen (a geographic label) against single-task."""
+    against single-task, Köppen (a geographic label) against single-task, and the positive control (single-task
+    on the largest share against the smallest, per model)."""
     grid = set(cells(scale))
     rows = []
     for c in sorted(grid, key=lambda c: (c.model, c.fraction, c.aux, c.variant)):
@@ -147,4 +168,8 @@ def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
             scene = Cell(c.model, c.fraction, label)
             if scene in grid:
                 rows.append((f"mtl_vs_{kind}_control", c, scene))
+    for model in sorted({c.model for c in grid}):
+        shares = sorted(c.fraction for c in grid if c.model == model and c.aux == "st" and not c.variant)
+        if len(shares) > 1:
+            rows.append(("data_share_vs_smallest_share", Cell(model, shares[0], "st"), Cell(model, shares[-1], "st")))
     return rows

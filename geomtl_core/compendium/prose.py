@@ -43,54 +43,66 @@ SUBJECT = {
     "mtl_vs_shuffled_control": "the real scene labels against the same head on shuffled labels ({aux})",
     "mtl_vs_geographic_control": "the scene labels against a geographic label of equal entropy ({aux})",
     "koppen_geographic_label_vs_st": "Köppen climate (a geographic label) against geolocation alone",
+    "data_share_vs_smallest_share": "geolocation alone on this share against the smallest share (positive control)",
 }
+WORDS = ("helps", "hurts", "equivalent", "not resolved")
+
+
+def tally(t: pd.DataFrame) -> str:
+    """"2 helps, 0 hurts, 1 equivalent, 3 not resolved of 6"."""
+    c = t["verdict"].value_counts()
+    return ", ".join(f"{c.get(w, 0)} {w}" for w in WORDS) + f" of {len(t)}"
 
 
 def conclusions(table: pd.DataFrame, scale: str) -> str:
-    """The summary's answer, generated from a verdict table: one line per row (grouped by model) and a
-    closing count of supported, contradicted and unresolved comparisons."""
+    """The summary's answer, generated from a verdict table: one line per row (grouped by family, then model)
+    with its interval, Holm p, minimum detectable effect and word, and a closing count per family."""
     if table.empty:
         return "No comparison has run yet at this scale."
     lines = []
-    for model, rows in table.groupby("model", sort=False):
-        lines.append(f"**{model_label(model, scale)}**")
-        for _, r in rows.sort_values(["comparison", "data_fraction"]).iterrows():
-            what = SUBJECT.get(r["comparison"], r["comparison"]).format(aux=r["aux_label"])
-            lines.append(f"- {round(100 * r['data_fraction'])}% of the training images, {what}: "
-                         f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], Holm p = "
-                         f"{r['p_holm']:.3f} → **{r['verdict']}**")
-        lines.append("")
-    n = table["verdict"].value_counts()
+    for fam, rows in table.groupby("family", sort=False) if "family" in table else [("all", table)]:
+        lines.append(f"### {fam.replace('_', ' ')}\n")
+        for model, mrows in rows.groupby("model", sort=False):
+            lines.append(f"**{model_label(model, scale)}**")
+            for _, r in mrows.sort_values(["comparison", "data_fraction"]).iterrows():
+                what = SUBJECT.get(r["comparison"], r["comparison"]).format(aux=r["aux_label"])
+                mde = f", detectable ≥ {r['mde']:.1f}" if "mde" in r and pd.notna(r["mde"]) else ""
+                lines.append(f"- {round(100 * r['data_fraction'])}% of the training images, {what}: "
+                             f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], Holm p = "
+                             f"{r['p_holm']:.3f}{mde} → **{r['verdict']}**")
+            lines.append("")
+        lines.append(f"{fam.replace('_', ' ').capitalize()}: {tally(rows)}.\n")
     seeds, blocks = int(table["n_seeds"].min()), int(table["n_blocks"].min())
-    lines.append(f"Of {len(table)} comparisons ({seeds} seeds and {blocks} spatial blocks each at least), "
-                 f"{n.get('supported', 0)} are supported, {n.get('contradicted', 0)} contradicted and "
-                 f"{n.get('not resolved', 0)} not resolved at this power.")
+    margin = f" (equivalence margin ±{table['equiv_margin'].iloc[0]:g} points)" if "equiv_margin" in table else ""
+    lines.append(f"Every row stands on at least {seeds} seeds and {blocks} spatial blocks{margin}.")
     return "\n".join(lines)
 
 
 def answer(table: pd.DataFrame) -> str:
-    """One paragraph: does the scene task help with less data and smaller models, by the verdict rows."""
+    """One paragraph: does the scene task help with less data and smaller models, by the verdict words of the
+    primary family, with the positive control saying whether the design could have seen an effect."""
     if table.empty:
         return "Not answered: no verdict at this scale yet."
     mtl = table[table["comparison"] == "mtl_vs_st"]
+    primary = mtl[mtl["family"] == "primary"] if "family" in mtl else mtl
     ctrl = table[table["comparison"].isin(["mtl_vs_shuffled_control", "mtl_vs_geographic_control"])]
-    if mtl.empty:
+    positive = table[table["comparison"] == "data_share_vs_smallest_share"]
+    if primary.empty:
         return "Not answered: the verdict has no multi-task against single-task row yet."
-    small = mtl[mtl["data_fraction"] == mtl["data_fraction"].min()]
-
-    def tally(t: pd.DataFrame) -> str:
-        c = t["verdict"].value_counts()
-        return (f"{c.get('supported', 0)} supported, {c.get('contradicted', 0)} contradicted, "
-                f"{c.get('not resolved', 0)} not resolved of {len(t)}")
-
-    best = mtl.loc[mtl["diff"].idxmax()] if len(mtl) else None
-    worst = mtl.loc[mtl["diff"].idxmin()] if len(mtl) else None
-    text = (f"Multi-task against single-task, every model and share: {tally(mtl)}. "
-            f"At the smallest share ({round(100 * small['data_fraction'].min())}%): {tally(small)}. ")
-    if best is not None:
-        text += (f"The differences range from {worst['diff']:+.2f} to {best['diff']:+.2f} points, accuracy "
-                 f"within {table['endpoint'].iloc[0].removeprefix('acc_').removesuffix('km')} km. ")
-    text += f"Scene labels against the controls (shuffled, geographic): {tally(ctrl)}."
+    small = primary[primary["data_fraction"] == primary["data_fraction"].min()]
+    worst, best = primary.loc[primary["diff"].idxmin()], primary.loc[primary["diff"].idxmax()]
+    text = (f"Multi-task against single-task (the primary family, every model and share): {tally(primary)}. "
+            f"At the smallest share ({round(100 * small['data_fraction'].min())}%): {tally(small)}. "
+            f"The differences range from {worst['diff']:+.2f} to {best['diff']:+.2f} points, accuracy within "
+            f"{table['endpoint'].iloc[0].removeprefix('acc_').removesuffix('km')} km")
+    if "mde" in primary and primary["mde"].notna().all():
+        text += (f"; the smallest effect these rows detect with 80% power at their Holm level is "
+                 f"{primary['mde'].min():.1f} to {primary['mde'].max():.1f} points")
+    text += f". Scene labels against the controls (shuffled, geographic): {tally(ctrl)}."
+    if len(positive):
+        seen = (positive["verdict"] == "helps").all()
+        text += (" The positive control (more training data) is resolved as helping, so the design can see an "
+                 "effect of that size." if seen else
+                 " The positive control (more training data) is not resolved as helping: **the design is "
+                 "underpowered**, and a row that is not resolved says nothing either way.")
     return text
-
-

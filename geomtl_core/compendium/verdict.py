@@ -1,55 +1,89 @@
 """The one verdict: every comparison of the design (:func:`geomtl_core.compendium.design.comparisons`) on the
-primary endpoint, b − a over seeds then blocks, Holm over the whole family, a word per row
-(:func:`geomtl_core.geo.protocol.interval_word`); written to ``results/<scale>/verdict.csv``."""
+primary endpoint, b − a over seeds then blocks, Holm within each declared family, the minimum detectable effect
+at the row's Holm level, and a word per row (:func:`geomtl_core.geo.protocol.verdict_word`: helps, hurts,
+equivalent within the margin, or not resolved); written to ``results/<scale>/verdict.csv``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from geomtl_core.compendium.design import Cell, comparisons
+from geomtl_core.compendium.design import FAMILIES, Cell, comparisons, family
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, mean_accuracy, read_result, results_dir
-from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, VERDICT_WORDS, interval_word
+from geomtl_core.geo.protocol import (
+    ALPHA,
+    EQUIV_MARGIN,
+    N_BOOT_VERDICT,
+    PRIMARY_KM,
+    minimum_detectable_effect,
+    verdict_word,
+)
 from geomtl_core.geo.stats import holm
 
 import numpy as np
 import pandas as pd
 
-VERDICT_COLUMNS = ["comparison", "model", "data_fraction", "aux_label", "endpoint", "a_mean", "b_mean", "diff",
-                   "ci_lo", "ci_hi", "p_holm", "n_seeds", "n_blocks"]
+VERDICT_COLUMNS = ["family", "comparison", "model", "data_fraction", "aux_label", "endpoint", "a_mean", "b_mean",
+                   "diff", "ci_lo", "ci_hi", "p", "p_holm", "mde", "equiv_margin", "n_seeds", "n_folds", "n_images",
+                   "n_blocks", "n_blocks_eff"]
 
 
-def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot: int = N_BOOT) -> dict:
+def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot: int = N_BOOT_VERDICT) -> dict:
     """One verdict row: b − a at the primary endpoint (points), its seeds-then-blocks CI and raw p; runs with
     different numbers of seeds are refused (the means and the paired difference must stand on the same seeds)."""
     seeds = {c.name: len(read_result(scale, c.name, root)["seeds"]) for c in (a, b)}
     if len(set(seeds.values())) > 1:
         raise ValueError(f"{label}: runs with different numbers of seeds {seeds}; rerun the missing seeds")
     d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot).at(PRIMARY_KM)  # b − a
-    return {"comparison": label, "model": b.model, "data_fraction": b.fraction, "aux_label": b.aux,
-            "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": 100 * mean_accuracy(scale, a.name, root),
+    return {"family": family(label, b), "comparison": label, "model": b.model, "data_fraction": b.fraction,
+            "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": 100 * mean_accuracy(scale, a.name, root),
             "b_mean": 100 * mean_accuracy(scale, b.name, root), "diff": d["diff"], "ci_lo": d["ci_lo"],
-            "ci_hi": d["ci_hi"], "p": d["p"], "n_seeds": d["n_seeds"], "n_blocks": d["n_blocks"],
+            "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"], "n_seeds": d["n_seeds"], "n_folds": 1,
+            "n_images": d["n_images"], "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"],
             "a_run": a.name, "b_run": b.name}
 
 
-def decide(table: pd.DataFrame) -> pd.DataFrame:
-    """Holm over the family of rows (column ``p`` -> ``p_holm``) and a word per row: supported (interval above
-    0 and Holm p < alpha), contradicted (below 0, likewise) or not resolved."""
+def holm_levels(p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """The level each p-value of a family is held to by Holm's step-down: alpha / (m − rank + 1), rank 1 the
+    smallest p (ties in their order)."""
+    m = len(p)
+    rank = np.empty(m, dtype=np.int64)
+    rank[np.argsort(p, kind="stable")] = np.arange(1, m + 1)
+    return alpha / (m - rank + 1)
+
+
+def decide(table: pd.DataFrame, margin: float = EQUIV_MARGIN) -> pd.DataFrame:
+    """Holm within each family (column ``family``; one family when absent): ``p`` -> ``p_holm``; the minimum
+    detectable effect at the row's Holm level with 80% power from its standard error ``se`` (when given); and a
+    word per row: helps / hurts (interval beside 0 and Holm p < alpha), equivalent (interval inside ±margin),
+    or not resolved."""
     table = table.copy()
-    table["p_holm"] = holm(table["p"].to_numpy())
-    table["verdict"] = [interval_word(lo, hi, ph, VERDICT_WORDS)
+    fam = table["family"] if "family" in table else pd.Series("all", index=table.index)
+    table["p_holm"] = np.nan
+    table["mde"] = np.nan
+    for _, idx in table.groupby(fam, sort=False).groups.items():
+        p = table.loc[idx, "p"].to_numpy(float)
+        table.loc[idx, "p_holm"] = holm(p)
+        if "se" in table:
+            levels = holm_levels(p)
+            table.loc[idx, "mde"] = [minimum_detectable_effect(se, lvl)
+                                     for se, lvl in zip(table.loc[idx, "se"], levels, strict=True)]
+    table["equiv_margin"] = margin
+    table["verdict"] = [verdict_word(lo, hi, ph, margin)
                         for lo, hi, ph in zip(table["ci_lo"], table["ci_hi"], table["p_holm"], strict=True)]
     return table
 
 
-def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT,
-            pairs: list[tuple[str, Cell, Cell]] | None = None) -> pd.DataFrame:
+def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VERDICT,
+                  pairs: list[tuple[str, Cell, Cell]] | None = None) -> pd.DataFrame:
     """The verdict table (columns :data:`VERDICT_COLUMNS`, then the run names and a verdict word) of the
-    design's comparisons (or ``pairs``), Holm over all rows; written to ``results/<scale>/verdict.csv``."""
+    design's comparisons (or ``pairs``), Holm within each family, rows in the order of
+    :data:`geomtl_core.compendium.design.FAMILIES`; written to ``results/<scale>/verdict.csv``."""
     root = find_root() if root is None else Path(root)
     pairs = comparisons(scale) if pairs is None else pairs
     table = decide(pd.DataFrame([comparison_row(scale, label, a, b, root, n_boot) for label, a, b in pairs]))
+    order = {f: k for k, f in enumerate(FAMILIES)}
+    table = table.sort_values("family", key=lambda f: f.map(order), kind="stable")
     table = table[[*VERDICT_COLUMNS, "a_run", "b_run", "verdict"]].round(4)
     table.to_csv(results_dir(scale, root) / "verdict.csv", index=False)
     return table

@@ -19,15 +19,24 @@ N_BOOT = 2000
 """Bootstrap replicates of every comparison."""
 N_BOOT_SUMMARY = 1000
 """Bootstrap replicates of a run's own accuracy interval (its seed summary)."""
+N_BOOT_VERDICT = 10_000
+"""Bootstrap replicates of a verdict row: enough that Holm's smallest level in a family of 8 (0.05 / 8, a
+two-sided tail of 0.3%) still has about 30 replicates beyond it."""
 LEVEL = 0.95
 """Confidence level of every interval."""
 ALPHA = 0.05
 """Family-wise error rate of a verdict: Holm-adjusted p below this, and the interval excluding 0."""
+POWER = 0.8
+"""The power at which a row's minimum detectable effect (``mde``) is stated."""
+EQUIV_MARGIN = 1.0
+"""Equivalence margin (percentage points at the primary endpoint): a difference whose 95% interval lies inside
+±EQUIV_MARGIN is "equivalent" (no effect a reader would care about), declared before the numbers."""
 
 DIRECTION_WORDS = ("better", "worse", "not resolved")
 """What a difference A − B says of A: its interval above 0, below 0, or containing 0."""
-VERDICT_WORDS = ("supported", "contradicted", "not resolved")
-"""What a verdict row says of its claim "b helps": the words of :data:`DIRECTION_WORDS` in a verdict."""
+VERDICT_WORDS = ("helps", "hurts", "not resolved")
+"""What a verdict row says of b against a: the words of :data:`DIRECTION_WORDS` in a verdict; a row whose
+interval lies inside the equivalence margin says "equivalent" (:func:`verdict_word`)."""
 
 
 def direction(lo: float, hi: float) -> int:
@@ -47,9 +56,35 @@ def interval_word(lo: float, hi: float, p_adjusted: float | None = None, words: 
     ``p_adjusted`` (Holm) an interval that excludes 0 also needs ``p_adjusted < alpha``.
 
     >>> interval_word(0.2, 1.0), interval_word(0.2, 1.0, p_adjusted=0.06), interval_word(-2, -1, words=VERDICT_WORDS)
-    ('better', 'not resolved', 'contradicted')
+    ('better', 'not resolved', 'hurts')
     """
     d = direction(lo, hi)
     if d and p_adjusted is not None and not p_adjusted < alpha:
         d = 0
     return words[0] if d > 0 else words[1] if d < 0 else words[2]
+
+
+def verdict_word(lo: float, hi: float, p_adjusted: float, margin: float = EQUIV_MARGIN, alpha: float = ALPHA) -> str:
+    """A verdict row's word: ``helps`` / ``hurts`` (interval beside 0 and Holm p < alpha), ``equivalent`` (the 95%
+    interval inside ±margin), else ``not resolved``.
+
+    >>> verdict_word(0.5, 2.0, 0.01), verdict_word(-0.8, 0.6, 0.5), verdict_word(-3.0, 2.0, 0.9)
+    ('helps', 'equivalent', 'not resolved')
+    """
+    word = interval_word(lo, hi, p_adjusted, VERDICT_WORDS, alpha)
+    if word == VERDICT_WORDS[2] and -margin <= lo and hi <= margin:
+        return "equivalent"
+    return word
+
+
+def minimum_detectable_effect(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference a two-sided test at level ``alpha`` detects with probability ``power``, for
+    an estimate with standard error ``se`` (normal approximation): (z_{1-alpha/2} + z_power) · se.
+
+    >>> round(minimum_detectable_effect(1.0), 3)
+    2.802
+    """
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf
+    return (z(1 - alpha / 2) + z(power)) * se

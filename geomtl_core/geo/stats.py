@@ -21,7 +21,7 @@ from geomtl_core.geo.protocol import BLOCK_DEG, LEVEL, N_BOOT
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["BLOCK_DEG", "LEVEL", "N_BOOT", "PairedComparison", "block_bootstrap", "bootstrap_p",
+__all__ = ["BLOCK_DEG", "LEVEL", "N_BOOT", "PairedComparison", "block_bootstrap", "bootstrap_p", "effective_blocks",
            "hierarchical_bootstrap", "hits", "holm", "paired_comparison", "percentile_ci", "spatial_blocks"]
 
 
@@ -143,6 +143,8 @@ class PairedComparison:
     p: np.ndarray
     p_holm: np.ndarray
     n_seeds: int = 1
+    se: np.ndarray | None = None  # (T,) bootstrap standard deviation of the difference
+    n_blocks_eff: float = float("nan")  # Kish's effective number of blocks
 
     def to_json_dict(self) -> dict:
         """The JSON object of ``geomtl compare --json`` (fractions, not percent)."""
@@ -171,7 +173,9 @@ class PairedComparison:
         return {"acc_a": 100 * float(self.acc_a[k]), "acc_b": 100 * float(self.acc_b[k]),
                 "diff": 100 * float(self.diff[k]), "ci_lo": 100 * float(self.ci[k, 0]),
                 "ci_hi": 100 * float(self.ci[k, 1]), "p": float(self.p[k]), "p_holm": float(self.p_holm[k]),
-                "n_seeds": self.n_seeds, "n_blocks": self.n_blocks}
+                "se": 100 * float(self.se[k]) if self.se is not None else float("nan"),
+                "n_seeds": self.n_seeds, "n_blocks": self.n_blocks, "n_blocks_eff": self.n_blocks_eff,
+                "n_images": self.n}
 
 
 def paired_comparison(
@@ -200,4 +204,16 @@ def paired_comparison(
         block_bootstrap(diff[0], blocks, n_boot=n_boot, seed=seed)
     p = bootstrap_p(reps)
     return PairedComparison(thr, ha.shape[1], int(blocks.max()) + 1, float(block_deg), ha.mean((0, 1)),
-                            hb.mean((0, 1)), diff.mean((0, 1)), percentile_ci(reps), p, holm(p), len(diff))
+                            hb.mean((0, 1)), diff.mean((0, 1)), percentile_ci(reps), p, holm(p), len(diff),
+                            reps.std(axis=0, ddof=1), effective_blocks(blocks))
+
+
+def effective_blocks(blocks: ArrayLike) -> float:
+    """Kish's effective number of blocks, (sum n_b)^2 / sum n_b^2: how many equal blocks the test set is worth
+    (a few large blocks make it far fewer than the count).
+
+    >>> effective_blocks([0, 0, 1, 1]), round(effective_blocks([0, 0, 0, 1]), 2)
+    (2.0, 1.6)
+    """
+    n = np.bincount(np.asarray(blocks, dtype=np.int64)).astype(np.float64)
+    return float(n.sum() ** 2 / (n ** 2).sum())

@@ -139,6 +139,9 @@ class Predictor:
         self.tokens = {p.name: p.tokens for p in self.parts}
         self.scene_tasks = [t for t in bundle.scene_tasks if t in bundle.model.task_names]
         self.class_names = {t: bundle.class_names(t) for t in self.scene_tasks}
+        self.recipe = bundle.labels.get("inference")  # an imported model's own test recipe (five crops, max)
+        if self.recipe is not None and self.recipe.get("preprocess") != "geoestimation":
+            raise InputError(f"unknown inference preprocessing {self.recipe.get('preprocess')!r} in the bundle")
 
     def load(self, path: Path) -> Loaded:
         """Read, decode (upright), resize and centre-crop one file; never raises."""
@@ -146,6 +149,10 @@ class Predictor:
         try:
             data = path.read_bytes()
             exif = read_exif(data)
+            if self.recipe is not None:  # their PIL resize and five crops: (5, crop, crop, 3) uint8
+                from geomtl_core.models.geoestimation import preprocess_five_crop
+
+                return Loaded(path, preprocess_five_crop(data, self.recipe["resize"], self.recipe["crop"]), exif)
             img = decode_image(data, min_side=self.min_side)  # upright: EXIF orientation applied
             x = self.transform(to_tensor(img)).permute(1, 2, 0).contiguous()
             return Loaded(path, x, exif)
@@ -193,8 +200,13 @@ class Predictor:
         good = [i for i, item in enumerate(loaded) if item.image is not None]
         if not good:
             return results
-        logits = self.raw_logits(torch.stack([loaded[i].image for i in good]))
-        probs = {t: softmax(v) for t, v in logits.items()}
+        x = torch.stack([loaded[i].image for i in good])
+        if x.ndim == 5:  # crops per image: softmax per crop, then the maximum over an image's crops
+            n, crops = x.shape[:2]
+            logits = self.raw_logits(x.reshape(n * crops, *x.shape[2:]))
+            probs = {t: softmax(v).reshape(n, crops, -1).max(axis=1) for t, v in logits.items()}
+        else:
+            probs = {t: softmax(v) for t, v in self.raw_logits(x).items()}
         locs = geolocate(probs, self.parts, self.hierarchy)
         best = locs[self.method]
         places = reverse_geocode(best.lat, best.lon)

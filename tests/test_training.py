@@ -56,9 +56,11 @@ def test_tiny_run_learns_beyond_the_prior(toy, tmp_path):
     oracle = true_cell_oracle(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
     rnd = random_baseline(bundle.parts[-1], val.lat.to_numpy(), val.lon.to_numpy())
     assert oracle.accuracy[2500] >= got and oracle.accuracy[25] >= rnd.accuracy[25]
-    # the bundle is self-contained: evaluate + score from the command line
+    # the bundle is self-contained: evaluate (into its own new folder, never the bundle's files) + score
+    before = sorted(p.name for p in (tmp_path / "b").iterdir())
     assert main(["evaluate", str(tmp_path / "b"), "--data", str(toy), "--json", "--workers", "0"]) == 0
-    assert main(["score", str(tmp_path / "b" / "predictions_test.csv"), "--json"]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted([*before, "eval-test"])
+    assert main(["score", str(tmp_path / "b" / "eval-test" / "predictions.csv"), "--json"]) == 0
 
 
 def _train_cli(out, root, resume=False):

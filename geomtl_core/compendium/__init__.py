@@ -1,1 +1,2 @@
-"""The reproducible report: the papermill runner, the experiments the notebooks call, tables and plots."""
+"""The reproducible study: its design, the cached runs, their statistics and verdict, the paper's other claims,
+and the tables, prose and plots the papermill-run notebooks show (rooms listed in tests/test_layers.py)."""

@@ -214,6 +214,9 @@ def test_direction_against_the_paper_in_words():
         "opposite sign, not resolved (proxy and paper interval includes 0)"
     assert direction(row | {"paper_diff": float("nan")}) == "no published counterpart"
     assert direction(row | {"paper_diff": 0.0, "paper_ci_lo": -1.0}).startswith("a zero difference")
+    # the proxy's direction needs its Holm p over the claims at that distance, where the row has one
+    assert direction(row | {"p_holm": 0.01}) == "same direction"
+    assert direction(row | {"p_holm": 0.2}).endswith("but not after Holm over the claims)")
 
 
 def test_published_isn_minus_base_on_im2gps(shared):

@@ -155,6 +155,10 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     assert table["a_mean"].tolist() == pytest.approx([0.0] * 3) and table["b_mean"].iloc[0] == pytest.approx(100.0)
     assert (table["n_seeds"] == 3).all() and table["p_holm"].iloc[1] == pytest.approx(1.0)
     assert (tmp_path / "results" / "x" / "verdict.csv").exists()
+    from geomtl_core.compendium.tables import power_table
+
+    power = power_table(table, "x", tmp_path)
+    assert len(power) == 1 and power["mde"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)
     _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(0, 1))
     with pytest.raises(ValueError, match="different numbers of seeds"):
         verdict_table("x", tmp_path, n_boot=100, pairs=pairs)

@@ -21,7 +21,7 @@ from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, interval_word
-from geomtl_core.geo.stats import spatial_blocks
+from geomtl_core.geo.stats import holm, spatial_blocks
 
 import numpy as np
 import pandas as pd
@@ -120,10 +120,10 @@ def claims(scale: str, root: Path | None = None) -> list[dict]:
          "b": ("st_hier", middle), "paper": ("base_L-m", "base_M-m")},
         {"claim": "three partitionings against one (fine cells)", "a": ("st_fine", None), "b": ("st_hier", fine),
          "paper": None},
-        {"claim": "f* against the fine head (within one model)", "a": ("st_hier", fine),
+        {"claim": "f* against the fine head: the hierarchy's own effect (within one model)", "a": ("st_hier", fine),
          "b": ("st_hier", "hierarchy"), "paper": None},
-        {"claim": "f* against the middle head (within one model)", "a": ("st_hier", middle),
-         "b": ("st_hier", "hierarchy"), "paper": ("base_M-m", "base_M-fstar")},
+        {"claim": "f* against the middle head (within one model; mostly cell size on the proxy)",
+         "a": ("st_hier", middle), "b": ("st_hier", "hierarchy"), "paper": ("base_M-m", "base_M-fstar")},
         {"claim": "ISN (predicted scene) against the base model", "a": ("st_hier", None), "b": ("isn_s3", None),
          "paper": ("base_M-fstar", "ISNs_M-fstar-S3")},
         {"claim": "ISN (true scene) against the base model", "a": ("st_hier", None), "b": ("isn_s3_true", None),
@@ -133,13 +133,15 @@ def claims(scale: str, root: Path | None = None) -> list[dict]:
     ]
 
 
-TREND_COLUMNS = ["claim", "method_a", "method_b", "endpoint", "diff", "ci_lo", "ci_hi", "n_seeds", "paper_diff"]
+TREND_COLUMNS = ["claim", "method_a", "method_b", "endpoint", "diff", "ci_lo", "ci_hi", "p", "p_holm", "n_seeds",
+                 "paper_diff"]
 
 
 def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ...] = (200, 750, 2500),
                  n_boot: int = N_BOOT) -> pd.DataFrame:
     """``results/<scale>/paper_trends.csv``: per claim and threshold, the proxy's b − a (points, 95% CI over
-    seeds then blocks) and the paper's (Im2GPS, 237 images; empty where the paper published no such pair or
+    seeds then blocks, p, and Holm p over the claims at that threshold, one family per distance) and the paper's
+    (Im2GPS, 237 images; empty where the paper published no such pair or
     the reference files are absent), with the paper's block-bootstrap interval."""
     root = find_root() if root is None else Path(root)
     ref = shared_reference()
@@ -155,10 +157,12 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
             x, y = d.at(t), (p.at(t) if p is not None else None)
             rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
                          "endpoint": f"acc_{t}km", "diff": x["diff"], "ci_lo": x["ci_lo"], "ci_hi": x["ci_hi"],
+                         "p": x["p"],
                          "n_seeds": x["n_seeds"], "paper_diff": y["diff"] if y else np.nan,
                          "paper_ci_lo": y["ci_lo"] if y else np.nan, "paper_ci_hi": y["ci_hi"] if y else np.nan,
                          "paper_pair": " → ".join(c["paper"]) if c["paper"] else ""})
     table = pd.DataFrame(rows)
+    table["p_holm"] = table.groupby("endpoint")["p"].transform(lambda p: holm(p.to_numpy()))  # family: one distance
     table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
     table.to_csv(results_dir(scale, root) / "paper_trends.csv", index=False)
     return table
@@ -170,15 +174,18 @@ def _label(run_method: tuple[str, str | None]) -> str:
 
 
 def direction(row) -> str:
-    """Whether the proxy reproduces the direction of the published effect, in words."""
+    """Whether the proxy reproduces the direction of the published effect, in words (the proxy's direction needs
+    its interval beside 0 and, where the row has one, its Holm p over the claims at that distance below 0.05)."""
     if pd.isna(row["paper_diff"]):
         return "no published counterpart"
-    proxy = interval_word(row["ci_lo"], row["ci_hi"], words=("up", "down", "unresolved"))
+    proxy = interval_word(row["ci_lo"], row["ci_hi"], row.get("p_holm"), words=("up", "down", "unresolved"))
     paper = interval_word(row["paper_ci_lo"], row["paper_ci_hi"], words=("up", "down", "unresolved"))
     if proxy == "unresolved" or paper == "unresolved":
         which = " and ".join(n for n, v in (("proxy", proxy), ("paper", paper)) if v == "unresolved")
         a, b = np.sign(row["diff"]), np.sign(row["paper_diff"])
         sign = "same sign" if a == b != 0 else "opposite sign" if a * b < 0 else "a zero difference"
+        if proxy == "unresolved" and interval_word(row["ci_lo"], row["ci_hi"]) != "not resolved":
+            return f"{sign}, not resolved (the proxy's interval excludes 0, but not after Holm over the claims)"
         return f"{sign}, not resolved ({which} interval includes 0)"
     return "same direction" if proxy == paper else "opposite direction"
 

@@ -189,3 +189,19 @@ def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
              "Holm p": f"{r['p_holm']:.3f}", "mde": f"{r['mde']:.1f}" if pd.notna(r.get("mde")) else "—",
              "verdict": r["verdict"]} for _, r in table.iterrows()]
     return pd.DataFrame(rows).set_index(["family", "comparison"])
+
+
+def power_table(verdict: pd.DataFrame, scale: str, root: Path | None = None) -> pd.DataFrame:
+    """What each primary and positive-control row can resolve: the seed-to-seed sd of both arms' accuracy
+    (points), the interval's half-width, the minimum detectable effect at its Holm level, and the test split's
+    blocks and Kish's effective number of blocks."""
+    rows = []
+    for _, r in verdict[verdict["family"].isin(["primary", "positive_control"])].iterrows():
+        sd = {k: 100 * read_result(scale, r[f"{k}_run"], root)["seed_summary"][f"acc_{PRIMARY_KM}km"]["sd"]
+              for k in ("a", "b")}
+        rows.append({"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
+                     "b": r["b_run"], "seeds": int(r["n_seeds"]), "sd a (points)": round(sd["a"], 2),
+                     "sd b (points)": round(sd["b"], 2), "± half-width": round((r["ci_hi"] - r["ci_lo"]) / 2, 2),
+                     "mde": round(r["mde"], 2), "blocks": int(r["n_blocks"]),
+                     "effective blocks": round(r["n_blocks_eff"], 1), "verdict": r["verdict"]})
+    return pd.DataFrame(rows).set_index(["family", "model", "share"])

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from geomtl_core.compendium.project import ROOT
-from geomtl_core.compendium.runner import report_problems, run_all
+from geomtl_core.compendium.runner import prepare_book, report_problems, run_all
 
 import nbformat
 import pandas as pd
@@ -19,14 +19,12 @@ EXPECTED_FIGURES = {"01_data": 5, "02_partitioning": 4, "04_single_task": 3, "05
 
 @pytest.mark.slow
 def test_smoke_book_runs_and_builds(tmp_path):
-    """Runner at smoke scale (records written, second pass skips), then jupyter-book -W.
+    """Runner at smoke scale (records written, second pass skips), then jupyter-book -W; every page carries the
+    smoke banner, and the smoke models learn (above the prior at 750 and 2500 km, comparisons not all zero).
 
-    Built in a copy of book/, so a user's default-scale report is never overwritten by the test.
+    Built in the smoke book's copy of book/ (as `make book SCALE=smoke` does), here in a temporary folder.
     """
-    import shutil
-
-    book = tmp_path / "book"
-    shutil.copytree(ROOT / "book", book, symlinks=False, ignore=shutil.ignore_patterns("_build", "experiments"))
+    book = prepare_book("smoke", ROOT, tmp_path / "book")
     out = book / "experiments"
     records = run_all("smoke", ROOT / "notebooks", out)
     assert len(records) == 7
@@ -43,6 +41,9 @@ def test_smoke_book_runs_and_builds(tmp_path):
         page = (html / "experiments" / f"{name}.html").read_text()
         assert page.count("<img") >= n, name
         assert "Traceback" not in page
+    for page in (p for p in html.rglob("*.html") if "_static" not in p.parts):
+        text = page.read_text()
+        assert "Built at the <b>smoke</b> scale" in text or 'http-equiv="Refresh"' in text, page.name
     summary = json.loads((out / "07_summary.run.json").read_text())
     assert summary["wall_time_s"] > 0
     for executed in sorted(out.glob("*.ipynb")):  # what the reader sees: no progress output, no machine paths
@@ -51,6 +52,14 @@ def test_smoke_book_runs_and_builds(tmp_path):
         table = pd.read_csv(ROOT / "results" / "smoke" / name)
         assert len(table) > 0 and table["diff"].notna().all()
         assert ((table["ci_lo"] <= table["diff"] + 1e-9) & (table["diff"] <= table["ci_hi"] + 1e-9)).all()
+    verdict = pd.read_csv(ROOT / "results" / "smoke" / "verdict.csv")
+    assert ((verdict["ci_hi"] - verdict["ci_lo"]) > 0).sum() > len(verdict) / 2  # comparisons that can show
+    prior = json.loads((ROOT / "results" / "smoke" / "baselines" / "baselines.json").read_text())
+    prior = prior["baselines"]["prior (most populated cell)"]
+    for run in ("st_hier", "mtl_s3", "tuned-f100-st", "cnn_w25-f100-st"):  # every kind of model learns
+        acc = json.loads((ROOT / "results" / "smoke" / f"{run}.json").read_text())["seed_summary"]
+        for t in (750, 2500):
+            assert acc[f"acc_{t}km"]["mean"] > prior[f"acc_{t}km"], (run, t)
 
 
 def test_report_problems_flags_progress_bars_and_absolute_paths():

@@ -10,9 +10,12 @@ from geomtl_core.errors import InputError
 _FULL_MODELS = ("frozen", "tuned", "cnn_w25", "cnn_w50")
 
 SCALES: dict[str, dict] = {
-    # CI: a few thousand locations, a small random frozen CNN, two epochs: checks that everything runs.
-    "smoke": {"n": 3000, "size": 64, "fov_km": 300.0, "backbone": "small_cnn", "pretrained": False,
-              "tau_min": 5, "tau_max": [600, 250, 100], "epochs": 2, "batch": 128, "scratch_epochs": 1,
+    # CI: a few thousand locations, one seed: checks that everything runs, with models that learn something,
+    # so that a broken comparison shows. The frozen backbone is the default's ImageNet EfficientNet-Lite0 (its
+    # features cost seconds here; a frozen random CNN stayed at the prior: 750 km 19.8% vs 11.5%, 2500 km
+    # 32.3% vs 30.0%, 200 km 0%), the small CNNs from scratch take 4 passes (1 stayed at the prior).
+    "smoke": {"n": 3000, "size": 64, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
+              "tau_min": 5, "tau_max": [600, 250, 100], "epochs": 2, "batch": 128, "scratch_epochs": 4,
               "fractions": [0.3, 1.0], "workers": 2, "seeds": [0],
               "grid": {"models": {"frozen": {0.3: ["st", "s3", "s16"], 1.0: ["st", "s3", "s16"]},
                                   "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]},

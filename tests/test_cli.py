@@ -83,3 +83,20 @@ def test_installed_entry_point(tmp_path):
     assert out["n"] == 2 and out["acc_1km"] == 0.5 and out["acc_200km"] == 1.0
     bad = subprocess.run([str(exe), "score", str(tmp_path / "missing.csv")], capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr
+
+
+def test_help_reads_as_plain_text_and_version_is_there(capsys):
+    """`geomtl --help` and `geomtl predict --help` show no reST markup; `--version` prints the version."""
+    import geomtl_core
+    from geomtl_core.cli import main
+
+    import pytest
+
+    for argv in (["--help"], ["predict", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out and ":mod:" not in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"geomtl {geomtl_core.__version__}"

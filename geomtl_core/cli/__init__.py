@@ -19,9 +19,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each command-group module registers its subcommands."""
+    import geomtl_core
     from geomtl_core.cli import data, importers, model, partition, predict, score
+    from geomtl_core.cli.text import plain
 
-    parser = argparse.ArgumentParser(prog="geomtl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="geomtl", description=plain(__doc__.splitlines()[0]))
+    parser.add_argument("--version", action="version", version=f"geomtl {geomtl_core.__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (score, partition, data, model, predict, importers):

@@ -17,6 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from geomtl_core.cli.text import plain
 from geomtl_core.errors import InputError
 
 CSV_FIXED = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km",  # geomtl's prediction layout
@@ -142,7 +143,7 @@ def _error_summary(predicted: list[dict], truth, report, summarize_errors) -> No
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``geomtl predict``."""
     p = sub.add_parser("predict", help="predict where photos were taken (files or folders) with a bundle",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="model bundle folder (from geomtl train)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                    help="image files, or folders (their image files, recursively, sorted; others skipped)")

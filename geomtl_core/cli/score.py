@@ -74,7 +74,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-deg", type=float, default=BLOCK_DEG,
                    help=f"spatial block size in degrees (default {BLOCK_DEG:g})")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object (fractions) instead of a table")
     p.set_defaults(handler=_cmd_compare)
 

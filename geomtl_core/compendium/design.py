@@ -128,7 +128,8 @@ def cell_overrides(cell: Cell, scale: str) -> dict:
 FAMILIES = {
     "primary": "multi-task against single-task with the 3-class scene label, one row per model and share",
     "positive_control": "effects the design must see: single-task on all training images against the smallest share",
-    "secondary": "the S16 scene label (the 17 IGBP land-cover classes), and the scene task on all images with geo labels on a share",
+    "secondary": "the S16 scene label (the 17 IGBP land-cover classes), and the scene task on all images with geo "
+                 "labels on a share",
     "controls": "the scene head against shuffled and geographic labels of equal entropy, and Köppen",
 }
 """The verdict's declared families (Holm within each), in the order the book shows them."""

@@ -32,9 +32,10 @@ SCALES: dict[str, dict] = {
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 512, "lr": 2e-3,
                 "scratch_epochs": 1, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0, 1, 2],
                 # the declared subset of the full grid that fits the hour, 3 seeds each: every share (10/30/100%)
-                # with and without the 3-class scene task, the S16 one (17 IGBP classes) at 10% and 100%, both controls at
-                # 10%, Köppen; the other model sizes at 100% (the small CNN at widths 0.25 and 0.5, one pass over
-                # the data; EfficientNet-Lite0 with its last two blocks tuned). The full scale runs the whole grid.
+                # with and without the 3-class scene task, the S16 one (17 IGBP classes) at 10% and 100%, both
+                # controls at 10%, Köppen; the other model sizes at 100% (the small CNN at widths 0.25 and 0.5, one
+                # pass over the data; EfficientNet-Lite0 with its last two blocks tuned). The full scale runs the
+                # whole grid.
                 "grid": {"models": {"frozen": {0.1: ["st", "s3", "s16"], 0.3: ["st", "s3"],
                                                1.0: ["st", "s3", "s16"]},
                                     "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]},

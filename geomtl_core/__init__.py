@@ -8,7 +8,10 @@ Layers, each importing only those before it (``tests/test_layers.py`` checks it)
 The one side effect of importing the package is here: it selects Keras' PyTorch backend unless the
 user chose another (Keras 3 otherwise looks for TensorFlow, which this project never installs), and
 makes OpenMP threads wait passively (data-loader workers and the model share the CPU cores; spinning
-collapsed throughput here from 246 to 31 images/s). Both must be set before keras and torch load.
+collapsed throughput here from 246 to 31 images/s). Both must be set before keras and torch load. Inside a
+Jupyter kernel (a notebook run by papermill or opened in JupyterLab) it also turns tqdm's progress bars off
+unless ``TQDM_DISABLE`` is set: an executed notebook shows results, not bars (``make book`` shows progress
+in the terminal instead).
 
 The public API below is imported lazily, so ``import geomtl_core`` stays light (no torch, no keras).
 """
@@ -17,6 +20,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "ipykernel" in __import__("sys").modules:
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 __version__ = "0.1.0"
 

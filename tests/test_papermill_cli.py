@@ -162,3 +162,18 @@ def test_fold_code_hides_inputs_and_removes_parameters():
     fold_code(nb)  # idempotent
     assert [c.metadata.get("tags") for c in nb.cells] == [
         None, ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["figure", "hide-input"]]
+
+
+def test_progress_bars_are_off_inside_a_kernel_only():
+    """In a Jupyter kernel (papermill by hand, JupyterLab) importing the package turns tqdm's bars off, so an
+    executed notebook keeps no progress output; in a terminal they stay on."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('TQDM_DISABLE', None); {pre}import geomtl_core, tqdm; "
+            "print(tqdm.tqdm(range(2)).disable)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    run = [sys.executable, "-c"]
+    kernel = subprocess.run([*run, code.format(pre="import ipykernel; ")], capture_output=True, text=True, env=env)
+    terminal = subprocess.run([*run, code.format(pre="")], capture_output=True, text=True, env=env)
+    assert kernel.stdout.strip() == "True" and terminal.stdout.strip() == "False"

@@ -95,6 +95,11 @@ def test_killed_and_resumed_equals_uninterrupted(toy, tmp_path):
     ma = json.loads((ref / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
     mb = json.loads((run / "metrics.json").read_text())["val"]["methods"]["hierarchy"]
     assert mb["acc_2500km"] == pytest.approx(ma["acc_2500km"]) and mb["median_km"] == pytest.approx(ma["median_km"])
+    # resuming the finished run says so and rewrites nothing (it once re-evaluated silently)
+    files = {f: f.stat().st_mtime_ns for f in run.rglob("*") if f.is_file()}
+    again = subprocess.run(_train_cli(run, toy, resume=True), check=True, capture_output=True, text=True)
+    assert "already finished" in again.stderr
+    assert {f: f.stat().st_mtime_ns for f in run.rglob("*") if f.is_file()} == files
 
 
 def _logged_epochs(out) -> list[int]:

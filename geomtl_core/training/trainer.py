@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -210,6 +211,11 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     keep_freed_memory()  # on a CPU: steps reuse their freed activation buffers instead of faulting in fresh pages
     if resume:
         cfg = resume_config(out, cfg)
+        done = json.loads(state_path.read_text())["epoch"] >= cfg.train.epochs
+        if done and (out / "metrics.json").exists() and (out / "model.keras").exists():
+            print(f"{out}: already finished ({cfg.train.epochs} epochs); nothing to resume, nothing rewritten "
+                  "(raise train.epochs with --set to train on)", file=sys.stderr)
+            return json.loads((out / "metrics.json").read_text())
     elif cfg is None:
         raise InputError("a new training run needs a config")
     from geomtl_core.models.precision import dtype_policy

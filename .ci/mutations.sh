@@ -7,9 +7,10 @@ run() {  # name, file, python-replacement, test
   rm -rf "$dir"; mkdir -p "$dir"
   git -C "$SRC" archive HEAD | tar -x -C "$dir"; cp -r "$SRC/.assets" "$dir/"
   (cd "$dir" && python3 -c "$py" "$file") || { echo "$name: patch failed"; return; }
-  (cd "$dir" && PYTHONPATH="$dir" timeout 900 $SRC/.venv/bin/python -m pytest -q -p no:cacheprovider "$test" 2>&1 | tail -1) | sed "s/^/$name: /"
+  (cd "$dir" && GEOMTL_SHARED="${GEOMTL_SHARED:-$SRC/../shared/reference}" PYTHONPATH="$dir" timeout 900 $SRC/.venv/bin/python -m pytest -q -p no:cacheprovider "$test" 2>&1 | tail -1) | sed "s/^/$name: /"
 }
 run seed_resampling geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="w = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds)) / n_seeds  # seed weights";assert a in s;open(p,"w").write(s.replace(a,"w = np.full(n_seeds, 1.0 / n_seeds); rng.multinomial(n_seeds, w)"))' tests/test_seed_comparisons.py::test_hierarchical_bootstrap_matches_its_analytic_variance
+run seed_resampling_power geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="w = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds)) / n_seeds  # seed weights";assert a in s;open(p,"w").write(s.replace(a,"w = np.full(n_seeds, 1.0 / n_seeds); rng.multinomial(n_seeds, w)"))' tests/test_seed_comparisons.py::test_stated_power_is_the_power_the_procedure_has
 run no_holm geomtl_core/compendium/verdict.py 'import sys;p=sys.argv[1];s=open(p).read();a="table[\"p_holm\"] = holm(table[\"p\"].to_numpy())";assert a in s;open(p,"w").write(s.replace(a,"table[\"p_holm\"] = table[\"p\"].to_numpy()"))' tests/test_seed_comparisons.py::test_holm_decides_over_the_family
 run buffer_47km geomtl_core/data/spatial_split.py 'import sys;p=sys.argv[1];s=open(p).read();a="_nearest_km(lat, lon, held, split == 0) < buffer_km]";assert a in s;open(p,"w").write(s.replace(a,"_nearest_km(lat, lon, held, split == 0) < 0.94 * buffer_km]"))' tests/test_proxy.py::test_default_split_is_spread_like_a_benchmark_with_a_buffer
 run flipped_sign geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="    diff = ha - hb\n";assert a in s;open(p,"w").write(s.replace(a,"    diff = hb - ha\n"))' tests/test_seed_comparisons.py::test_the_sign_is_a_minus_b_everywhere

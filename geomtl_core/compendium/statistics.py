@@ -19,7 +19,6 @@ from geomtl_core.geo.stats import (
 )
 
 import numpy as np
-import pandas as pd
 
 
 def seed_errors(files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -65,12 +64,3 @@ def compare_files(files_a: list[Path], files_b: list[Path], n_boot: int = N_BOOT
     ea, lat, lon, _ = seed_errors(files_a)
     eb, *_ = seed_errors([files_a[0], *files_b])
     return paired_comparison(ea, eb[1:], lat, lon, THRESHOLDS_KM, block_deg=block_deg, n_boot=n_boot, seed=seed)
-
-
-def comparison_frame(c: PairedComparison) -> pd.DataFrame:
-    """A comparison as the book's table: per threshold, A − B in points, its 95% CI, p, Holm p, whether the
-    interval excludes 0, seeds and blocks."""
-    return pd.DataFrame({"threshold": [f"{t} km" for t in c.thresholds_km], "difference (points)": 100 * c.diff,
-                         "ci95 low": 100 * c.ci[:, 0], "ci95 high": 100 * c.ci[:, 1], "p": c.p, "p_holm": c.p_holm,
-                         "significant": (c.ci[:, 0] > 0) | (c.ci[:, 1] < 0), "n_seeds": c.n_seeds,
-                         "n_blocks": c.n_blocks}).set_index("threshold").round(3)

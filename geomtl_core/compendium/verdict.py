@@ -87,9 +87,3 @@ def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     table = table[[*VERDICT_COLUMNS, "a_run", "b_run", "verdict"]].round(4)
     table.to_csv(results_dir(scale, root) / "verdict.csv", index=False)
     return table
-
-
-def intervals_contain_diff(table: pd.DataFrame) -> bool:
-    """Every verdict row has finite numbers and an interval containing its difference."""
-    num = table[["diff", "ci_lo", "ci_hi"]].to_numpy(float)
-    return bool(np.isfinite(num).all() and ((num[:, 1] <= num[:, 0]) & (num[:, 0] <= num[:, 2])).all())

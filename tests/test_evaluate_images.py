@@ -14,6 +14,7 @@ from geomtl_core.data.shards import write_shards
 
 import pandas as pd
 import pytest
+from landmarks import landmark_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toydata import make_toy_dataset, train_tiny_bundle
@@ -82,12 +83,7 @@ def test_unknown_split_name_is_named(toy, capsys):
 
 
 def _landmarks(shared: Path) -> list[tuple[Path, float, float]]:
-    folder = shared / "photos" / "landmarks"
-    rows = []
-    for line in (folder / "landmarks.tsv").read_text(encoding="utf-8").splitlines():
-        cols = line.split("\t")
-        if len(cols) >= 5 and cols[3] and "MISSING" not in cols[4] and (folder / cols[3]).exists():
-            rows.append((folder / cols[3], float(cols[1]), float(cols[2])))
+    rows = landmark_rows(shared / "photos" / "landmarks")
     assert len(rows) >= 20
     return rows
 

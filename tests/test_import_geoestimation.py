@@ -21,6 +21,7 @@ import s2sphere
 import torch
 import torchvision
 import yaml
+from landmarks import landmark_rows
 from PIL import Image
 
 SHORTNAMES = ["coarse", "middle", "fine"]
@@ -128,13 +129,7 @@ def released(tmp_path_factory, cells_dir):
 @pytest.fixture(scope="module")
 def photos(shared, tmp_path_factory):
     """A few real landmark photos and an Im2GPS-layout metadata CSV for them."""
-    folder = shared / "photos" / "landmarks"
-    rows = []
-    for line in (folder / "landmarks.tsv").read_text(encoding="utf-8").splitlines():
-        cols = line.split("\t")
-        if len(cols) >= 5 and cols[3] and "MISSING" not in cols[4] and (folder / cols[3]).exists():
-            rows.append((folder / cols[3], float(cols[1]), float(cols[2])))
-    rows = rows[:N_PHOTOS]
+    rows = landmark_rows(shared / "photos" / "landmarks")[:N_PHOTOS]
     tmp = tmp_path_factory.mktemp("photos")
     (tmp / "img").mkdir()
     for f, _, _ in rows:

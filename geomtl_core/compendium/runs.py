@@ -22,6 +22,7 @@ from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import seed_summary
 from geomtl_core.config import ExperimentConfig, deep_merge
+from geomtl_core.models.bundle import write_json_atomic
 
 from filelock import FileLock
 
@@ -114,14 +115,6 @@ def cache_key(cfg: ExperimentConfig, code: str | None = None, data: str | None =
     config = json.loads(json.dumps(cfg.to_dict()).replace(json.dumps(prefix)[1:-1], "<project>/"))
     parts = [config, code or code_fingerprint(), data or data_fingerprint(cfg)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def write_json_atomic(obj: dict, path: Path) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it over ``path`` (readers never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def seed_run_name(name: str, seed: int, seeds: list[int]) -> str:

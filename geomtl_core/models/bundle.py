@@ -101,6 +101,10 @@ def save_model_atomic(model, path: Path) -> None:
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    """Write JSON to a temporary file of this process beside ``path``, then rename it over ``path``: readers never
+    see half a file, and two processes never share a temporary."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)

@@ -30,6 +30,7 @@ class DataConfig:
     train: str = "train"
     val: str = "val"
     test: str = "test"
+    images: str = ""  # one image folder for every split (e.g. a cross-validation pool); "": each split's own
     image_size: int = 64
     train_fraction: float = 1.0
     scene_tasks: list[str] = field(default_factory=lambda: ["s3"])

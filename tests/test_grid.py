@@ -203,6 +203,26 @@ def test_grid_cells_cover_every_axis_at_the_default_scale():
     assert len({c.name for c in cs}) == len(cs)
 
 
+def test_cross_validation_is_the_cheapest_plan_that_meets_the_targets():
+    """The default scale's folds and seeds are the power plan's cheapest design meeting the targets, and they
+    cover the rows that must resolve: the primary rows at 100% of the frozen and tuned models and both positive
+    controls (each comparison's two arms cross-validated together). Catches a scale edited away from its
+    declared plan and a positive control left on one split."""
+    from geomtl_core.compendium.scales import scale_params
+
+    p = scale_params("default")
+    chosen = next(r for r in design.power_plan() if r["meets"])
+    assert (len(p["seeds"]), len(p["cv"]["folds"])) == (chosen["seeds"], chosen["folds"])
+    assert chosen["half_width"] <= design.TARGETS["half_width"] and chosen["mde"] <= design.TARGETS["mde"]
+    assert len(set(p["cv"]["folds"])) == len(p["cv"]["folds"]) and 9 in p["cv"]["folds"]
+    cv = {design.Cell(*c) for c in p["cv"]["cells"]}
+    rows = design.comparisons("default")
+    must = [(a, b) for label, a, b in rows if design.family(label, b) == "positive_control"
+            or (label == "mtl_vs_st" and b.aux == "s3" and b.fraction == 1.0 and b.model in ("frozen", "tuned"))]
+    assert len(must) == 4 and all(a in cv and b in cv for a, b in must)
+    assert all(design.cv_folds("default", c.name) == p["cv"]["folds"] for c in cv)
+
+
 def test_direction_against_the_paper_in_words():
     from geomtl_core.compendium.paper_claims import direction
 
@@ -240,3 +260,26 @@ def test_scene_on_all_needs_cells_from_the_whole_training_split(tmp_path):
 def test_answer_without_multitask_rows_says_so():
     flat = _verdict(0.3, -0.5, 1.1, 0.6).assign(comparison="koppen_geographic_label_vs_st", verdict="not resolved")
     assert prose.answer(flat).startswith("Not answered")
+
+
+@pytest.mark.parametrize("alt_acc, expected", [(0.50, "alternative"), (0.40, "scale"), (0.30, "scale")])
+def test_partition_granularity_is_chosen_on_validation(tmp_path, monkeypatch, alt_acc, expected):
+    """The recipe's second step: the alternative granularity replaces the scale's only when its validation
+    accuracy is higher (a tie keeps the scale's), the choice is recorded, and the ablation is the other one.
+    Catches a choice made on test numbers (the fake runs' test accuracy points the other way) and an ablation
+    that repeats the chosen granularity."""
+    from geomtl_core.compendium import grid
+
+    def fake_run_once(name, scale, overrides, root, verbose=0):
+        val = {"recipe/regularised_2ep": 0.40}.get(name, alt_acc if "alternative" in name else 0.20)
+        test = 1.0 - val  # test numbers that would choose the other way
+        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        return {"val": m(val), "test": m(test), "train_time_s": 1.0, "overrides": overrides}
+
+    monkeypatch.setattr(grid.R, "run_once", fake_run_once)
+    over = grid.recipe("smoke", tmp_path)
+    chosen = json.loads((tmp_path / "results" / "smoke" / "recipe" / "chosen.json").read_text())
+    assert chosen["chosen"] == "regularised_2ep" and chosen["partition"] == expected
+    parts = grid.partitions("smoke")
+    assert over.get("partition") == (parts["alternative"]["partition"] if expected == "alternative" else None)
+    assert grid.other_partition("smoke", tmp_path) == parts["scale" if expected == "alternative" else "alternative"]

@@ -11,6 +11,7 @@ from geomtl_core.data.proxy.rasters import trusted_large_images
 from geomtl_core.data.proxy.world import cut, destinations, load_world, offsets_km
 from geomtl_core.data.shards import open_source
 from geomtl_core.data.spatial_split import assign_splits
+from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import InvalidCoordinatesError, haversine_km
 
 import numpy as np
@@ -225,3 +226,62 @@ def test_default_split_is_spread_like_a_benchmark_with_a_buffer():
     assert (split == 0).sum() > 60_000 and (split == 2).sum() > 7_000  # the buffer costs data, not most of it
     np.testing.assert_array_equal(split, spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg,
                                                        cfg.buffer_km, cfg.max_block_share))  # deterministic
+
+
+def test_spatial_folds_test_every_kept_location_once_and_contain_the_split():
+    """Ten folds over the locations the default split kept: every location is tested in exactly one fold, by
+    whole 2° cells (a cell's locations share their fold); each fold's val and test keep the buffer (brute-force
+    haversine) and the block cap; and the last fold *is* the split (so runs on the split are one fold). Catches
+    folds that overlap or leave locations untested, a buffer skipped for folds, and a slicing that does not line
+    up with the split's fractions."""
+    from geomtl_core.data.spatial_split import cell_uniform, spatial_folds, spatial_split
+    from geomtl_core.geo.geodesy import haversine_km
+    from geomtl_core.geo.stats import spatial_blocks
+
+    cfg = ProxyConfig()
+    locs = load_locations().iloc[::4]  # a quarter of the gallery: the same code, a quarter of the time
+    lat, lon = locs["lat"].to_numpy(), locs["lon"].to_numpy()
+    split = spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share)
+    kept = split >= 0
+    lat, lon, split = lat[kept], lon[kept], split[kept]
+    folds = spatial_folds(lat, lon, 10, cfg.seed, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share)
+    np.testing.assert_array_equal(folds[-1], split)
+    tested = (folds == 2).sum(axis=0)
+    assert tested.max() == 1 and tested.mean() > 0.8  # the caps and buffers leave some untested, never twice
+    cell = cell_uniform(lat, lon, cfg.seed, cfg.split_grid_deg)
+    for j in (0, 4):
+        held = folds[j] > 0
+        assert np.unique(np.floor(cell[folds[j] == 2] * 10)).tolist() == [j]
+        for s in (1, 2):
+            counts = np.bincount(spatial_blocks(lat[folds[j] == s], lon[folds[j] == s]))
+            assert counts.max() <= max(1, int(cfg.max_block_share * counts.sum()))
+        train = np.flatnonzero(folds[j] == 0)
+        d = np.concatenate([haversine_km(lat[i, None], lon[i, None], lat[None, train], lon[None, train]).min(axis=1)
+                            for i in np.array_split(np.flatnonzero(held), 20)])
+        assert d.min() >= cfg.buffer_km, f"fold {j}: a training location {d.min():.1f} km from val/test"
+    with pytest.raises(InputError, match="k must be at least 3"):
+        spatial_folds(lat, lon, 2)
+
+
+def test_written_folds_read_through_the_pool_and_are_reused(exported):
+    """``write_folds`` on an export: the last fold's CSVs are the export's own, a fold's config override reads its
+    images from the pool of links, and a second call rewrites nothing. Catches a pool that misses a split's
+    shards and folds rebuilt (and runs invalidated) on every call."""
+    from geomtl_core.config import ExperimentConfig
+    from geomtl_core.data.folds import fold_overrides, write_folds
+    from geomtl_core.data.loaders import load_meta, split_paths
+
+    out, cfg, _ = exported
+    k = round(1 / cfg.fractions[2])
+    info = write_folds(out, k, cfg.seed, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share)
+    assert info["tested_once"] and len(info["sizes"]) == k
+    for s in ("train", "val", "test"):
+        assert (out / "folds" / f"k{k - 1}" / f"{s}.csv").read_text() == (out / f"{s}.csv").read_text()
+    run = ExperimentConfig.from_dict({"data": {"root": str(out), **fold_overrides(0)["data"]}})
+    images, _ = split_paths(run, "test")
+    ids = set(open_source(images).ids)
+    assert len(ids) == sum(len(read_metadata(out / f"{s}.csv")) for s in ("train", "val", "test"))
+    assert set(load_meta(run, "test")["img_id"]) <= ids and len(load_meta(run, "test")) == info["sizes"]["0"]["test"]
+    stamp = (out / "folds" / "k0" / "test.csv").stat().st_mtime_ns
+    assert write_folds(out, k, cfg.seed, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share) == info
+    assert (out / "folds" / "k0" / "test.csv").stat().st_mtime_ns == stamp

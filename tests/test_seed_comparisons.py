@@ -158,7 +158,8 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     from geomtl_core.compendium.tables import power_table
 
     power = power_table(table, "x", tmp_path)
-    assert len(power) == 1 and power["mde"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)
+    assert len(power) == 1 and power["mde (pooled)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)
+    assert power["mde (split)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)  # no folds: the same
     _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(0, 1))
     with pytest.raises(ValueError, match="different numbers of seeds"):
         verdict_table("x", tmp_path, n_boot=100, pairs=pairs)
@@ -205,3 +206,40 @@ def test_stated_power_is_the_power_the_procedure_has():
     power = np.mean([study(1000 + s, mde)[0] for s in range(150)])
     assert size <= 0.11, f"type I error {size:.2f} at level 0.05"
     assert 0.65 <= power <= 0.93, f"power {power:.2f} at the stated mde ({100 * mde:.1f} points), expected 0.80"
+
+
+def _fake_cv(root: Path, scale: str, name: str, shifts: dict[str, float], seeds=(0, 1, 2)):
+    """A cross-validated fake experiment: fold "9" is the base split's runs, other folds ``<name>.k<j>`` runs on
+    their own test images (other ids, the same places), each shifted by its fold's ``shifts``."""
+    folds = {}
+    for fold, shift in shifts.items():
+        run = name if fold == "9" else f"{name}.k{fold}"
+        _fake_experiment(root, scale, run, shift, seeds)
+        if fold != "9":  # another fold tests other images: rename them
+            for s in seeds:
+                f = root / "runs" / scale / (run if s == seeds[0] else f"{run}.s{s}") / "predictions_test.csv"
+                f.write_text(f.read_text().replace("\nimg", f"\nk{fold}img"))
+        folds[fold] = {str(s): run if s == seeds[0] else f"{run}.s{s}" for s in seeds}
+    path = root / "results" / scale / f"{name}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "folds": folds}))
+
+
+def test_pooled_comparison_pairs_folds_and_nests_blocks_in_them(tmp_path):
+    """The verdict over cross-validation folds: each fold's images paired by id, the folds pooled (A wins every
+    image of fold 9 and none of fold 0: +50 points), blocks counted per fold (the same grid squares in two folds
+    are two blocks each), n_folds in the row; a run without the folds is compared on the base split only.
+    Catches pooled folds whose blocks are not nested (half the blocks) and a fold dropped from the pool."""
+    _fake_cv(tmp_path, "x", "st_hier", {"9": 260.0, "0": 260.0})
+    _fake_cv(tmp_path, "x", "mtl_s3", {"9": 150.0, "0": 260.0})
+    pooled = compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, n_boot=300, pooled=True)
+    base = compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, n_boot=300)
+    assert pooled.at(200)["diff"] == pytest.approx(50.0) and base.at(200)["diff"] == pytest.approx(100.0)
+    assert pooled.n == 2 * base.n and pooled.n_blocks == 2 * base.n_blocks
+    pair = [("mtl_vs_st", Cell("frozen", 1.0, "st"), Cell("frozen", 1.0, "s3"))]
+    row = verdict_table("x", tmp_path, n_boot=300, pairs=pair).iloc[0]
+    assert row["n_folds"] == 2 and row["n_images"] == 800 and row["diff"] == pytest.approx(50.0)
+    _fake_experiment(tmp_path, "x", "mtl_s3", 150.0)  # no folds: the base split only
+    row = verdict_table("x", tmp_path, n_boot=300, pairs=pair).iloc[0]
+    assert row["n_folds"] == 1 and row["n_images"] == 400 and row["diff"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="no cross-validation fold in common"):
+        compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, pooled=True)

@@ -113,7 +113,17 @@ def cells(scale: str) -> list[Cell]:
     out += [Cell(m, f, "s3", "scene_all") for m, f in g["scene_all"]]
     out += [Cell(m, f, a) for m, f in g["controls"] for a in g["control_labels"]]
     out += [Cell(m, f, "kg") for m, f in g["koppen"]]
+    out += [Cell(m, f, a, "scene_all") for m, f, a in g.get("region_on_all", [])]
     return list(dict.fromkeys(out))
+
+
+def cv_folds(scale: str, name: str) -> list[int] | None:
+    """The cross-validation folds an experiment trains on (``SCALES[scale]["cv"]``): the declared cells' runs
+    train on every listed fold, all others on the scale's split only (``None``)."""
+    cv = scale_params(scale).get("cv")
+    if not cv:
+        return None
+    return list(cv["folds"]) if name in {Cell(*c).name for c in cv["cells"]} else None
 
 
 def cell_overrides(cell: Cell, scale: str) -> dict:
@@ -127,7 +137,8 @@ def cell_overrides(cell: Cell, scale: str) -> dict:
 
 FAMILIES = {
     "primary": "multi-task against single-task with the 3-class scene label, one row per model and share",
-    "positive_control": "effects the design must see: single-task on all training images against the smallest share",
+    "positive_control": "effects the design must see: single-task on all training images against the smallest "
+                        "share, and a region code on every training image while geo labels stay on the share",
     "secondary": "the S16 scene label (the 17 IGBP land-cover classes), and the scene task on all images with geo "
                  "labels on a share",
     "controls": "the scene head against shuffled and geographic labels of equal entropy, and Köppen",
@@ -141,7 +152,7 @@ def family(label: str, b: Cell) -> str:
         return "primary" if b.aux == "s3" else "secondary"
     if label == "mtl_scene_on_all_vs_st":
         return "secondary"
-    if label == "data_share_vs_smallest_share":
+    if label in ("data_share_vs_smallest_share", "region_code_on_all_vs_st"):
         return "positive_control"
     return "controls"
 
@@ -149,8 +160,8 @@ def family(label: str, b: Cell) -> str:
 def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
     """(comparison, a, b) rows of the verdict, b − a: multi-task against single-task in every cell, the
     scene_all variant against single-task, scene against its shuffled and geographic controls, each control
-    against single-task, Köppen (a geographic label) against single-task, and the positive control (single-task
-    on the largest share against the smallest, per model)."""
+    against single-task, Köppen (a geographic label) against single-task, and the positive controls (single-task
+    on the largest share against the smallest, per model; a region code on every image against single-task)."""
     grid = set(cells(scale))
     rows = []
     for c in sorted(grid, key=lambda c: (c.model, c.fraction, c.aux, c.variant)):
@@ -160,7 +171,8 @@ def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
         if c.aux in ("s3", "s16") and not c.variant:
             rows.append(("mtl_vs_st", st, c))
         elif c.variant == "scene_all":
-            rows.append(("mtl_scene_on_all_vs_st", st, c))
+            rows.append(("region_code_on_all_vs_st" if c.aux.startswith("geographic") else "mtl_scene_on_all_vs_st",
+                         st, c))
         elif c.aux == "kg":
             rows.append(("koppen_geographic_label_vs_st", st, c))
         else:
@@ -174,3 +186,33 @@ def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
         if len(shares) > 1:
             rows.append(("data_share_vs_smallest_share", Cell(model, shares[0], "st"), Cell(model, shares[-1], "st")))
     return rows
+
+
+PILOT = {"var_seed": 0.35 * 6.4, "var_seed_block": 0.45 * 6.4, "var_block": 0.20 * 6.4, "n_primary_rows": 6,
+         "source": "default run at 5a149bb (2026-11-27/12-03), one test split of 8,080 images: one seed's "
+                   "multi-task minus single-task difference at 200 km (frozen, 100%) has variance 6.4 points², "
+                   "35% a global seed effect, 45% seed × block, 20% between blocks (issue 23)"}
+"""The pilot variance components (points²) the power plan projects from, measured before this design."""
+
+TARGETS = {"half_width": 1.5, "mde": 3.0}
+"""What the design must reach on a primary row (points at 200 km): a 95% interval no wider than ±1.5 and an
+mde at the row's Holm level no larger than 3 (issue 23)."""
+
+
+def power_plan(seeds: tuple[int, ...] = (3, 4, 5), folds: tuple[int, ...] = tuple(range(1, 11))) -> list[dict]:
+    """Projected 95% half-width and mde (at Holm's smallest level in the primary family, alpha / m) of every
+    (seeds, folds) design from :data:`PILOT`, cheapest first (runs per arm = seeds × folds); ``meets``: both
+    :data:`TARGETS` reached. The scale's ``cv`` is the cheapest design that meets them."""
+    from statistics import NormalDist
+
+    from geomtl_core.geo.protocol import ALPHA, minimum_detectable_effect, planned_se
+
+    z = NormalDist().inv_cdf(0.975)
+    out = []
+    for s in seeds:
+        for f in folds:
+            se = planned_se(PILOT["var_seed"], PILOT["var_seed_block"], PILOT["var_block"], s, f)
+            mde = minimum_detectable_effect(se, ALPHA / PILOT["n_primary_rows"])
+            out.append({"seeds": s, "folds": f, "runs_per_arm": s * f, "se": se, "half_width": z * se, "mde": mde,
+                        "meets": z * se <= TARGETS["half_width"] and mde <= TARGETS["mde"]})
+    return sorted(out, key=lambda r: (r["runs_per_arm"], r["half_width"]))

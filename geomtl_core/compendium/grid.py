@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from geomtl_core.compendium import runs as R
-from geomtl_core.compendium.design import RECIPES, Cell, cell_overrides, cells
+from geomtl_core.compendium.design import RECIPES, Cell, cell_overrides, cells, cv_folds
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
@@ -22,30 +22,58 @@ def steps_budget(scale: str, root: Path | None = None) -> int:
     return len(load_meta(R.experiment_config(scale, root=root), "train"))
 
 
+def partitions(scale: str) -> dict[str, dict]:
+    """The partition granularities the scale chooses between on validation: its declared one (``scale``: no
+    override) and its alternative (``SCALES[scale]["granularity"]``, the one first used)."""
+    p = scale_params(scale)
+    return {"scale": {"partition": {"tau_min": p["tau_min"], "tau_max": list(p["tau_max"])}},
+            "alternative": {"partition": dict(p["granularity"])}}
+
+
 def recipe(scale: str, root: Path | None = None) -> dict:
-    """The training recipe of the scale: each of :data:`RECIPES` trains the single-task three-partitioning model
-    once (first seed), and the one with the best validation accuracy at the primary distance (f*) wins.
-    Recorded in ``results/<scale>/recipe/chosen.json`` (rewritten only when its content changes); returns
-    the chosen overrides."""
+    """The training recipe of the scale, chosen on validation in two steps (first seed): each of :data:`RECIPES`
+    trains the single-task three-partitioning model and the best validation accuracy at the primary distance
+    (f*) wins; then the alternative partition granularity (:func:`partitions`) trains under that recipe and
+    replaces the scale's if it is better on validation (ties keep the scale's). Recorded in
+    ``results/<scale>/recipe/chosen.json`` (rewritten only when its content changes); returns the chosen
+    overrides (the recipe's, plus the partition when the alternative won)."""
     root = find_root() if root is None else Path(root)
-    seed = scale_params(scale)["seeds"][0]
+    seed = {"train": {"seed": scale_params(scale)["seeds"][0]}}
+
+    def val_acc(r: dict) -> float:
+        return r["val"]["methods"][r["val"]["best"]][f"acc_{PRIMARY_KM}km"]
+
     table = {}
     for name, over in RECIPES.items():
-        r = R.run_once(f"recipe/{name}", scale, deep_merge(over, {"train": {"seed": seed}}), root, 0)
-        table[name] = {"val_acc": r["val"]["methods"][r["val"]["best"]][f"acc_{PRIMARY_KM}km"],
-                       "train_time_s": r["train_time_s"], "overrides": over}
+        r = R.run_once(f"recipe/{name}", scale, deep_merge(over, seed), root, 0)
+        table[name] = {"val_acc": val_acc(r), "train_time_s": r["train_time_s"], "overrides": over}
     chosen = max(table, key=lambda n: table[n]["val_acc"])
-    out = {"chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table}
+    cands = partitions(scale)
+    alt = R.run_once(f"recipe/{chosen}-alternative_partition", scale,
+                     deep_merge(deep_merge(RECIPES[chosen], cands["alternative"]), seed), root, 0)
+    parts = {"scale": {"val_acc": table[chosen]["val_acc"], **cands["scale"]},
+             "alternative": {"val_acc": val_acc(alt), **cands["alternative"]}}
+    partition = max(parts, key=lambda n: parts[n]["val_acc"])
+    out = {"chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table, "partition": partition,
+           "partitions": parts}
     path = results_dir(scale, root) / "recipe" / "chosen.json"
     if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
         R.write_json_atomic(out, path)
-    return RECIPES[chosen]
+    return deep_merge(RECIPES[chosen], cands[partition] if partition != "scale" else {})
+
+
+def other_partition(scale: str, root: Path | None = None) -> dict:
+    """The partition override of the granularity :func:`recipe` did not choose (the declared ablation)."""
+    recipe(scale, root)
+    chosen = json.loads((results_dir(scale, root) / "recipe" / "chosen.json").read_text())["partition"]
+    return partitions(scale)["alternative" if chosen == "scale" else "scale"]
 
 
 def run_named(name: str, scale: str, overrides: dict | None = None, root: Path | None = None) -> dict:
-    """:func:`runs.run` under the scale's chosen recipe and the grid's equal step budget."""
+    """:func:`runs.run` under the scale's chosen recipe and the grid's equal step budget (on the declared
+    cross-validation folds when the experiment is one of the scale's cross-validated cells)."""
     base = deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}})
-    return R.run(name, scale, deep_merge(base, overrides or {}), root=root)
+    return R.run(name, scale, deep_merge(base, overrides or {}), root=root, folds=cv_folds(scale, name))
 
 
 def run_cell(cell: Cell, scale: str, root: Path | None = None) -> dict:

@@ -203,11 +203,11 @@ def summary(trends: pd.DataFrame, endpoint: str = "acc_200km") -> str:
 
 
 def granularity_runs(scale: str, root: Path | None = None) -> dict[str, dict]:
-    """The three-partitioning single-task model at the scale's partition granularity and at the earlier one
-    (``SCALES[scale]["granularity"]``)."""
-    g = scale_params(scale)["granularity"]
+    """The three-partitioning single-task model at the partition granularity chosen on validation
+    (:func:`geomtl_core.compendium.grid.recipe`) and, as the declared ablation, at the other one."""
+    other = deep_merge(AUX["st"], grid.other_partition(scale, root))
     return {"st_hier": grid.run_named("st_hier", scale, AUX["st"], root),
-            "st_hier_tau": grid.run_named("st_hier_tau", scale, deep_merge(AUX["st"], {"partition": g}), root)}
+            "st_hier_tau": grid.run_named("st_hier_tau", scale, other, root)}
 
 
 def granularity_table(scale: str, runs: dict[str, dict], root: Path | None = None) -> pd.DataFrame:

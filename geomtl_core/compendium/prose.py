@@ -44,6 +44,8 @@ SUBJECT = {
     "mtl_vs_geographic_control": "the scene labels against a geographic label of equal entropy ({aux})",
     "koppen_geographic_label_vs_st": "Köppen climate (a geographic label) against geolocation alone",
     "data_share_vs_smallest_share": "geolocation alone on this share against the smallest share (positive control)",
+    "region_code_on_all_vs_st": "a region code ({aux}) on every training image, geo labels on the share only, "
+                                "against geolocation alone (positive control)",
 }
 WORDS = ("helps", "hurts", "equivalent", "not resolved")
 
@@ -67,9 +69,10 @@ def conclusions(table: pd.DataFrame, scale: str) -> str:
             for _, r in mrows.sort_values(["comparison", "data_fraction"]).iterrows():
                 what = SUBJECT.get(r["comparison"], r["comparison"]).format(aux=r["aux_label"])
                 mde = f", detectable ≥ {r['mde']:.1f}" if "mde" in r and pd.notna(r["mde"]) else ""
+                folds = f", {int(r['n_folds'])} folds" if r.get("n_folds", 1) > 1 else ""
                 lines.append(f"- {round(100 * r['data_fraction'])}% of the training images, {what}: "
                              f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], Holm p = "
-                             f"{r['p_holm']:.3f}{mde} → **{r['verdict']}**")
+                             f"{r['p_holm']:.3f}{mde}{folds} → **{r['verdict']}**")
             lines.append("")
         lines.append(f"{fam.replace('_', ' ').capitalize()}: {tally(rows)}.\n")
     seeds, blocks = int(table["n_seeds"].min()), int(table["n_blocks"].min())
@@ -86,7 +89,8 @@ def answer(table: pd.DataFrame) -> str:
     mtl = table[table["comparison"] == "mtl_vs_st"]
     primary = mtl[mtl["family"] == "primary"] if "family" in mtl else mtl
     ctrl = table[table["comparison"].isin(["mtl_vs_shuffled_control", "mtl_vs_geographic_control"])]
-    positive = table[table["comparison"] == "data_share_vs_smallest_share"]
+    positive = table[table["family"] == "positive_control"] if "family" in table else \
+        table[table["comparison"] == "data_share_vs_smallest_share"]
     if primary.empty:
         return "Not answered: the verdict has no multi-task against single-task row yet."
     small = primary[primary["data_fraction"] == primary["data_fraction"].min()]
@@ -101,8 +105,8 @@ def answer(table: pd.DataFrame) -> str:
     text += f". Scene labels against the controls (shuffled, geographic): {tally(ctrl)}."
     if len(positive):
         seen = (positive["verdict"] == "helps").all()
-        text += (" The positive control (more training data) is resolved as helping, so the design can see an "
-                 "effect of that size." if seen else
-                 " The positive control (more training data) is not resolved as helping: **the design is "
+        text += (f" The positive controls ({tally(positive)}) are resolved as helping, so the design can see "
+                 "effects of their size." if seen else
+                 f" The positive controls are not all resolved as helping ({tally(positive)}): **the design is "
                  "underpowered**, and a row that is not resolved says nothing either way.")
     return text

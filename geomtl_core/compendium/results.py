@@ -29,7 +29,7 @@ def read_result(scale: str, name: str, root: Path | None = None) -> dict:
 def load_results(scale: str, root: Path | None = None) -> dict[str, dict]:
     """Every experiment's result JSON of a scale, by experiment name (the extra seeds' runs are inside)."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(results_dir(scale, root).glob("*.json"))
-            if not re.search(r"\.s\d+$", p.stem)}
+            if not re.search(r"\.(s|k)\d+(\.s\d+)?$", p.stem)}
 
 
 def seed_predictions(scale: str, name: str, root: Path | None = None, method: str | None = None) -> list[Path]:
@@ -40,10 +40,30 @@ def seed_predictions(scale: str, name: str, root: Path | None = None, method: st
     return [root / "runs" / scale / r / f"{stem}.csv" for r in runs]
 
 
+def fold_predictions(scale: str, name: str, root: Path | None = None) -> dict[str, list[Path]]:
+    """Test prediction files of an experiment per cross-validation fold it ran (``{"base": files}`` when it ran
+    only the scale's split), one file per seed in each."""
+    root = find_root() if root is None else Path(root)
+    res = read_result(scale, name, root)
+    folds = res.get("folds") or {"base": res.get("seeds", {"0": name})}
+    return {f: [root / "runs" / scale / r / "predictions_test.csv" for r in runs.values()]
+            for f, runs in folds.items()}
+
+
 def compare_runs(scale: str, a: str, b: str, root: Path | None = None, n_boot: int = N_BOOT, seed: int = 0,
-                 method_a: str | None = None, method_b: str | None = None) -> PairedComparison:
+                 method_a: str | None = None, method_b: str | None = None, pooled: bool = False) -> PairedComparison:
     """A − B over all their seeds, paired on the same images and seeds (``method_a``/``method_b`` pick a
-    per-method prediction file, e.g. ``hierarchy`` against a head's partitioning within one model)."""
+    per-method prediction file, e.g. ``hierarchy`` against a head's partitioning within one model). ``pooled``:
+    over every cross-validation fold both ran (blocks nested in folds), else on the scale's split."""
+    if pooled:
+        if method_a or method_b:
+            raise ValueError("pooled comparisons are of the default prediction files")
+        fa, fb = fold_predictions(scale, a, root), fold_predictions(scale, b, root)
+        folds = [f for f in fa if f in fb]
+        if not folds:
+            raise ValueError(f"{a} and {b} ran no cross-validation fold in common ({list(fa)} vs {list(fb)})")
+        return compare_files(*[[list(files) for files in zip(*[fx[f] for f in folds], strict=True)]
+                               for fx in (fa, fb)], n_boot=n_boot, seed=seed)
     return compare_files(seed_predictions(scale, a, root, method_a), seed_predictions(scale, b, root, method_b),
                          n_boot=n_boot, seed=seed)
 

@@ -53,6 +53,22 @@ def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) ->
     return out
 
 
+def ensure_folds(scale: str, root: Path | None = None) -> int:
+    """The spatial cross-validation folds of the scale's proxy export (:func:`geomtl_core.data.folds.write_folds`,
+    with the export's seed, cells, buffer and block cap); returns k, the number of folds, whose last fold is
+    the export's own split."""
+    from geomtl_core.data.folds import write_folds
+
+    cfg = json.loads((ensure_proxy(scale, root, progress=False) / "proxy.json").read_text())["config"]
+    k = round(1 / cfg["fractions"][2])
+    if not all(abs(a - b) < 1e-9 for a, b in zip(cfg["fractions"], (1 - 2 / k, 1 / k, 1 / k), strict=True)):
+        raise ValueError(f"split fractions {cfg['fractions']} are not (1 - 2/k, 1/k, 1/k): the export's split is not "
+                         "a fold of a k-fold cross-validation")
+    write_folds(data_dir(scale, root), k, cfg["seed"], cfg["split_grid_deg"], cfg["buffer_km"],
+                cfg["max_block_share"])
+    return k
+
+
 def experiment_config(scale: str, overrides: dict | None = None, root: Path | None = None) -> ExperimentConfig:
     """The scale's base config (frozen backbone, ImageNet-pretrained at default/full, on
     cached features, 3 partitionings, no scene task) with nested ``overrides`` applied."""
@@ -122,19 +138,42 @@ def seed_run_name(name: str, seed: int, seeds: list[int]) -> str:
     return name if seed == seeds[0] else f"{name}.s{seed}"
 
 
-def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0) -> dict:
+def fold_run_name(name: str, fold: int | None) -> str:
+    """The run of one cross-validation fold: ``None`` (the scale's split) keeps the name, fold j gets ``.k<j>``."""
+    return name if fold is None else f"{name}.k{fold}"
+
+
+def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0,
+        folds: list[int] | None = None) -> dict:
     """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
     first seed's result with ``seeds`` (per-seed run names) and ``seed_summary`` (mean, sd across seeds and
-    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``. Training
-    logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
+    a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``. With ``folds``
+    (cross-validation folds of :func:`ensure_folds`) every seed also trains on each fold, the last fold (k − 1)
+    being the scale's split itself; ``folds`` then maps fold -> seed -> run and ``cv_summary`` pools them.
+    Training logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
+    from geomtl_core.data.folds import fold_overrides
+
     root = find_root() if root is None else Path(root)
     seeds = list(scale_params(scale).get("seeds", [0]))
-    results = {s: run_once(seed_run_name(name, s, seeds), scale, deep_merge(overrides or {}, {"train": {"seed": s}}),
-                           root, verbose) for s in seeds}
-    head = dict(results[seeds[0]])
-    head["seeds"] = {str(s): seed_run_name(name, s, seeds) for s in seeds}
-    head["seed_summary"] = seed_summary([root / "runs" / scale / r / "predictions_test.csv"
-                                         for r in head["seeds"].values()])
+    k = ensure_folds(scale, root) if folds else 0
+    plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
+    names: dict[int | None, dict[int, str]] = {}
+    results = {}
+    for j, fold_over in plan.items():
+        names[j] = {s: seed_run_name(fold_run_name(name, j), s, seeds) for s in seeds}
+        for s in seeds:
+            over = deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": s}})
+            results[j, s] = run_once(names[j][s], scale, over, root, verbose)
+    head = dict(results[None, seeds[0]])
+    head["seeds"] = {str(s): names[None][s] for s in seeds}
+    runs_dir = root / "runs" / scale
+    head["seed_summary"] = seed_summary([runs_dir / r / "predictions_test.csv" for r in head["seeds"].values()])
+    if folds:
+        order = [k - 1 if j is None else j for j in plan]
+        head["folds"] = {str(f): {str(s): names[j][s] for s in seeds} for f, j in zip(order, plan, strict=True)}
+        head["cv_summary"] = seed_summary([[runs_dir / names[j][s] / "predictions_test.csv" for j in plan]
+                                           for s in seeds])
+        head["cv_summary"]["n_folds"] = len(plan)
     write_json_atomic(head, results_dir(scale, root) / f"{name}.json")
     return head
 

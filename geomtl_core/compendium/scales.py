@@ -22,7 +22,11 @@ SCALES: dict[str, dict] = {
                                   "cnn_w50": {1.0: ["st", "s3"]}},
                        "scene_all": [["frozen", 0.3]], "controls": [["frozen", 0.3]],
                        "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [["frozen", 1.0]],
-                       "tune_blocks": 1},
+                       "region_on_all": [["frozen", 0.3, "geographic_s3"]], "tune_blocks": 1},
+              # two of the ten spatial folds (the export's split is fold 9) for the frozen primary row and the
+              # positive controls: checks that the cross-validation path runs
+              "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
+                                                ["frozen", 0.3, "geographic_s3", "scene_all"]]},
               "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]}},
     # A laptop CPU, about an hour: all 100K locations (about 67K train after the split's buffer), ImageNet
     # EfficientNet-Lite0 features, 64 px, 3 seeds. The training recipe (epochs, regularisation) is chosen on
@@ -42,8 +46,17 @@ SCALES: dict[str, dict] = {
                                     "cnn_w50": {1.0: ["st", "s3"]}},
                          "scene_all": [], "controls": [["frozen", 0.1]],
                          "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [["frozen", 1.0]],
-                         "tune_blocks": 2},
-                # the partition granularity first used (changed after looking at test numbers): ablated
+                         "region_on_all": [["frozen", 0.1, "geographic_s16"]], "tune_blocks": 2},
+                # spatial cross-validation (book/method.md, "Power"): the rows that must resolve (the primary
+                # rows at 100% of the frozen and tuned models) and the positive controls also train on 5 more of
+                # the 10 folds of whole 2-degree cells (the export's split is fold 9), 3 seeds each: 18 runs per
+                # arm, the cheapest design of design.power_plan() that meets design.TARGETS
+                "cv": {"folds": [9, 0, 1, 2, 3, 4],
+                       "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.1, "st"],
+                                 ["frozen", 0.1, "geographic_s16", "scene_all"],
+                                 ["tuned", 1.0, "st"], ["tuned", 1.0, "s3"]]},
+                # the partition granularity first used (changed after looking at test numbers): now the
+                # alternative that grid.recipe weighs on validation; the one not chosen is ablated
                 "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},
     # A GPU: larger inputs and longer budgets, the whole grid with 5 seeds.
     "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
@@ -53,7 +66,11 @@ SCALES: dict[str, dict] = {
                       "scene_all": [[m, f] for m in ("frozen", "tuned") for f in (0.1, 0.3)],
                       "controls": [[m, f] for m in ("frozen", "tuned") for f in (0.1, 0.3, 1.0)],
                       "control_labels": ["shuffled_s3", "geographic_s3", "shuffled_s16", "geographic_s16"],
-                      "koppen": [["frozen", 1.0], ["tuned", 1.0]], "tune_blocks": 2},
+                      "koppen": [["frozen", 1.0], ["tuned", 1.0]],
+                      "region_on_all": [[m, f, a] for m in ("frozen", "tuned") for f in (0.1, 0.3)
+                                        for a in ("geographic_s3", "geographic_s16")], "tune_blocks": 2},
+             "cv": {"folds": list(range(10)),
+                    "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
              "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},
 }
 

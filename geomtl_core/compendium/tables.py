@@ -180,6 +180,16 @@ def recipe_table(scale: str, root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("recipe")
 
 
+def granularity_choice_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """The partition granularities compared on validation under the chosen recipe (first seed), and which won."""
+    rec = json.loads((results_dir(scale, root) / "recipe" / "chosen.json").read_text())
+    rows = [{"granularity": name, "chosen": name == rec["partition"], "tau_min": c["partition"]["tau_min"],
+             "tau_max": str(c["partition"]["tau_max"]),
+             f"val acc {rec['endpoint_km']} km %": round(100 * c["val_acc"], 2)}
+            for name, c in rec["partitions"].items()]
+    return pd.DataFrame(rows).set_index("granularity")
+
+
 def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
     """The verdict table as the book shows it: one compact row per comparison, numbers formatted, with the
     smallest effect the row detects (80% power at its Holm level) and its word."""
@@ -192,16 +202,28 @@ def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def power_table(verdict: pd.DataFrame, scale: str, root: Path | None = None) -> pd.DataFrame:
-    """What each primary and positive-control row can resolve: the seed-to-seed sd of both arms' accuracy
-    (points), the interval's half-width, the minimum detectable effect at its Holm level, and the test split's
-    blocks and Kish's effective number of blocks."""
+    """What each primary and positive-control row can resolve, on the scale's one test split ("split") and pooled
+    over its cross-validation folds ("pooled", the verdict's numbers): the seed-to-seed sd of both arms'
+    accuracy (points), the interval's half-width, the minimum detectable effect at the row's Holm level, and
+    Kish's effective number of test blocks. Rows without folds show the split only."""
+    from geomtl_core.compendium.results import compare_runs
+
     rows = []
     for _, r in verdict[verdict["family"].isin(["primary", "positive_control"])].iterrows():
-        sd = {k: 100 * read_result(scale, r[f"{k}_run"], root)["seed_summary"][f"acc_{PRIMARY_KM}km"]["sd"]
-              for k in ("a", "b")}
-        rows.append({"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
-                     "b": r["b_run"], "seeds": int(r["n_seeds"]), "sd a (points)": round(sd["a"], 2),
-                     "sd b (points)": round(sd["b"], 2), "± half-width": round((r["ci_hi"] - r["ci_lo"]) / 2, 2),
-                     "mde": round(r["mde"], 2), "blocks": int(r["n_blocks"]),
-                     "effective blocks": round(r["n_blocks_eff"], 1), "verdict": r["verdict"]})
+        res = {k: read_result(scale, r[f"{k}_run"], root) for k in ("a", "b")}
+        split = r if r["n_folds"] == 1 else compare_runs(scale, r["b_run"], r["a_run"], root).at(PRIMARY_KM)
+        row = {"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
+               "b": r["b_run"], "seeds": int(r["n_seeds"]), "folds": int(r["n_folds"])}
+        for where in ("split", "pooled"):
+            pooled = where == "pooled"
+            summary = "cv_summary" if pooled and r["n_folds"] > 1 else "seed_summary"
+            sd = {k: 100 * res[k][summary][f"acc_{PRIMARY_KM}km"]["sd"] for k in ("a", "b")}
+            half = (r["ci_hi"] - r["ci_lo"]) / 2 if pooled else (split["ci_hi"] - split["ci_lo"]) / 2
+            mde = r["mde"] if pooled or r["n_folds"] == 1 else r["mde"] * split["se"] / r["se"]
+            eff = r["n_blocks_eff"] if pooled else split["n_blocks_eff"]
+            row |= {f"sd a ({where})": round(sd["a"], 2), f"sd b ({where})": round(sd["b"], 2),
+                    f"± ({where})": round(half, 2), f"mde ({where})": round(mde, 2),
+                    f"eff. blocks ({where})": round(eff, 1)}
+        row["verdict"] = r["verdict"]
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["family", "model", "share"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from geomtl_core.compendium.design import FAMILIES, Cell, comparisons, family
 from geomtl_core.compendium.project import find_root
-from geomtl_core.compendium.results import compare_runs, mean_accuracy, read_result, results_dir
+from geomtl_core.compendium.results import compare_runs, read_result, results_dir
 from geomtl_core.geo.protocol import (
     ALPHA,
     EQUIV_MARGIN,
@@ -24,23 +24,26 @@ import numpy as np
 import pandas as pd
 
 VERDICT_COLUMNS = ["family", "comparison", "model", "data_fraction", "aux_label", "endpoint", "a_mean", "b_mean",
-                   "diff", "ci_lo", "ci_hi", "p", "p_holm", "mde", "equiv_margin", "n_seeds", "n_folds", "n_images",
-                   "n_blocks", "n_blocks_eff"]
+                   "diff", "ci_lo", "ci_hi", "se", "p", "p_holm", "mde", "equiv_margin", "n_seeds", "n_folds",
+                   "n_images", "n_blocks", "n_blocks_eff"]
 
 
 def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot: int = N_BOOT_VERDICT) -> dict:
-    """One verdict row: b − a at the primary endpoint (points), its seeds-then-blocks CI and raw p; runs with
-    different numbers of seeds are refused (the means and the paired difference must stand on the same seeds)."""
-    seeds = {c.name: len(read_result(scale, c.name, root)["seeds"]) for c in (a, b)}
+    """One verdict row: b − a at the primary endpoint (points), its seeds-then-blocks CI and raw p, pooled over
+    the cross-validation folds when both runs are cross-validated (blocks nested in folds); runs with different
+    numbers of seeds are refused (the means and the paired difference must stand on the same seeds)."""
+    res = {c.name: read_result(scale, c.name, root) for c in (a, b)}
+    seeds = {name: len(r["seeds"]) for name, r in res.items()}
     if len(set(seeds.values())) > 1:
         raise ValueError(f"{label}: runs with different numbers of seeds {seeds}; rerun the missing seeds")
-    d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot).at(PRIMARY_KM)  # b − a
+    folds = [sorted(res[c.name].get("folds") or []) for c in (a, b)]
+    pooled = bool(folds[0]) and folds[0] == folds[1]
+    d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, pooled=pooled).at(PRIMARY_KM)  # b − a
     return {"family": family(label, b), "comparison": label, "model": b.model, "data_fraction": b.fraction,
-            "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": 100 * mean_accuracy(scale, a.name, root),
-            "b_mean": 100 * mean_accuracy(scale, b.name, root), "diff": d["diff"], "ci_lo": d["ci_lo"],
-            "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"], "n_seeds": d["n_seeds"], "n_folds": 1,
-            "n_images": d["n_images"], "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"],
-            "a_run": a.name, "b_run": b.name}
+            "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
+            "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
+            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "n_images": d["n_images"],
+            "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"], "a_run": a.name, "b_run": b.name}
 
 
 def holm_levels(p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:

@@ -22,14 +22,17 @@ KNOWN_SCENE_CLASSES = {"s3": 3, "s16": 16, "s365": 365}
 
 
 def split_paths(cfg: ExperimentConfig, split: str) -> tuple[Path, Path]:
-    """(images, metadata CSV) of a split: ``root/<name>/`` and ``root/<name>.csv`` by default."""
+    """(images, metadata CSV) of a split: ``root/<name>/`` and ``root/<name>.csv`` by default; with
+    ``data.images`` every split reads its images from ``root/<images>/`` (e.g. a cross-validation fold)."""
     d = cfg.data
     name = getattr(d, split)
     p = Path(name)
     if p.suffix == ".csv":  # explicit metadata file; images in a folder of the same stem
-        return p.with_suffix(""), p
-    root = Path(d.root)
-    return root / name, root / f"{name}.csv"
+        images, meta = p.with_suffix(""), p
+    else:
+        root = Path(d.root)
+        images, meta = root / name, root / f"{name}.csv"
+    return (Path(d.root) / d.images if d.images else images), meta
 
 
 def load_meta(cfg: ExperimentConfig, split: str) -> pd.DataFrame:

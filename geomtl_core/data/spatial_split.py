@@ -23,24 +23,29 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def assign_splits(
-    lat: np.ndarray, lon: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    grid_deg: float = 1e-4,
-) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) from a seeded hash of the coordinates rounded to ``grid_deg``:
-    identical coordinates always land in the same split, whatever the order or subset."""
+def cell_uniform(lat: np.ndarray, lon: np.ndarray, seed: int = 0, grid_deg: float = 1e-4) -> np.ndarray:
+    """A uniform number in [0, 1) per location from a seeded hash of its ``grid_deg`` cell: every location of
+    a cell gets the same number, whatever the order or subset (splits and folds cut this number)."""
     lat, lon = validate_coordinates(lat, lon, what="split coordinates")
-    f = np.asarray(fractions, np.float64)
-    if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0):
-        raise InputError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     if grid_deg <= 0:
         raise InputError(f"grid_deg must be positive, got {grid_deg}")
     iy = np.round((lat + 90.0) / grid_deg).astype(np.int64)
     ix = np.round(((lon + 180.0) % 360.0) / grid_deg).astype(np.int64) % round(360.0 / grid_deg)
     key = _splitmix64(_splitmix64(iy.astype(np.uint64) ^ _splitmix64(np.uint64(seed) + np.zeros(1, np.uint64)))
                       ^ ix.astype(np.uint64))
-    u = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return np.searchsorted(np.cumsum(f)[:2], u, side="right")
+    return (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assign_splits(
+    lat: np.ndarray, lon: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    grid_deg: float = 1e-4,
+) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) from a seeded hash of the coordinates rounded to ``grid_deg``:
+    identical coordinates always land in the same split, whatever the order or subset."""
+    f = np.asarray(fractions, np.float64)
+    if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0):
+        raise InputError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    return np.searchsorted(np.cumsum(f)[:2], cell_uniform(lat, lon, seed, grid_deg), side="right")
 
 
 def spatial_split(
@@ -57,7 +62,38 @@ def spatial_split(
     if not 0 < max_block_share <= 1:
         raise InputError(f"max_block_share must be in (0, 1], got {max_block_share}")
     split = assign_splits(lat, lon, seed, fractions, grid_deg)
-    rng = np.random.default_rng(seed)
+    return _cap_and_buffer(split, lat, lon, np.random.default_rng(seed), buffer_km, max_block_share, block_deg)
+
+
+def spatial_folds(
+    lat: np.ndarray, lon: np.ndarray, k: int = 10, seed: int = 0, grid_deg: float = 2.0, buffer_km: float = 50.0,
+    max_block_share: float = 0.075, block_deg: float = 5.0,
+) -> np.ndarray:
+    """(k, n) split codes of spatial k-fold cross-validation over whole ``grid_deg`` cells: fold j tests the
+    cells whose :func:`cell_uniform` number falls in [j/k, (j+1)/k), validates on the previous slice (j − 1,
+    cyclic), trains on the rest; each fold gets :func:`spatial_split`'s block cap and buffer.
+
+    With ``fractions = (1 − 2/k, 1/k, 1/k)`` the last fold *is* :func:`spatial_split` of the same seed (same
+    cells, caps and buffer): applied to the locations a spatial split kept, fold k − 1 reproduces that split.
+    """
+    if k < 3:
+        raise InputError(f"k must be at least 3 (test, validation and training slices), got {k}")
+    if not 0 < max_block_share <= 1:
+        raise InputError(f"max_block_share must be in (0, 1], got {max_block_share}")
+    slice_ = np.minimum((cell_uniform(lat, lon, seed, grid_deg) * k).astype(np.int64), k - 1)
+    out = np.empty((k, len(slice_)), np.int64)
+    for j in range(k):
+        split = np.where(slice_ == j, 2, np.where(slice_ == (j - 1) % k, 1, 0))
+        rng = np.random.default_rng(seed if j == k - 1 else [seed, j])
+        out[j] = _cap_and_buffer(split, lat, lon, rng, buffer_km, max_block_share, block_deg)
+    return out
+
+
+def _cap_and_buffer(split: np.ndarray, lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator,
+                    buffer_km: float, max_block_share: float, block_deg: float) -> np.ndarray:
+    """Leave out (-1) val and test locations over a block's cap (a seeded random subsample of an over-full
+    block stays) and training locations within ``buffer_km`` of any val or test location."""
+    split = np.array(split, np.int64)
     for s in (1, 2):
         idx = np.flatnonzero(split == s)
         while len(idx):

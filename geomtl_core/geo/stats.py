@@ -25,11 +25,15 @@ __all__ = ["BLOCK_DEG", "LEVEL", "N_BOOT", "PairedComparison", "block_bootstrap"
            "hierarchical_bootstrap", "hits", "holm", "paired_comparison", "percentile_ci", "spatial_blocks"]
 
 
-def spatial_blocks(lat: ArrayLike, lon: ArrayLike, block_deg: float = BLOCK_DEG) -> np.ndarray:
-    """Dense block index (0..B-1) of each location in a grid of ``block_deg`` degrees.
+def spatial_blocks(lat: ArrayLike, lon: ArrayLike, block_deg: float = BLOCK_DEG,
+                   groups: ArrayLike | None = None) -> np.ndarray:
+    """Dense block index (0..B-1) of each location in a grid of ``block_deg`` degrees; with ``groups`` (e.g. the
+    cross-validation fold of each test image) blocks nest in groups: one block per (group, grid square).
 
     >>> spatial_blocks([0.0, 1.0, 6.0, -89.0], [0.0, 4.9, 0.0, 179.9]).tolist()
     [1, 1, 2, 0]
+    >>> spatial_blocks([0.0, 1.0, 6.0, -89.0], [0.0, 4.9, 0.0, 179.9], groups=[0, 1, 0, 0]).tolist()
+    [1, 3, 2, 0]
     """
     if not block_deg > 0:
         raise InputError(f"block size must be positive degrees, got {block_deg}")
@@ -37,7 +41,13 @@ def spatial_blocks(lat: ArrayLike, lon: ArrayLike, block_deg: float = BLOCK_DEG)
     rows = np.floor((np.clip(lat_a, -90, 90) + 90) / block_deg).astype(np.int64)
     cols = np.floor((np.mod(lon_a + 180, 360)) / block_deg).astype(np.int64)
     rows = np.minimum(rows, int(np.ceil(180 / block_deg)) - 1)  # lat = 90 joins the top row
-    return np.unique(rows * 100_000 + cols, return_inverse=True)[1].astype(np.int64)
+    square = rows * 100_000 + cols
+    if groups is not None:
+        g = np.asarray(groups, dtype=np.int64)
+        if g.shape != square.shape:
+            raise InputError(f"groups must give one group per location, got {g.shape} for {square.shape}")
+        square = g * 100_000_000 + square
+    return np.unique(square, return_inverse=True)[1].astype(np.int64).ravel()
 
 
 def hits(errors_km: ArrayLike, thresholds_km: ArrayLike) -> np.ndarray:
@@ -181,12 +191,14 @@ class PairedComparison:
 def paired_comparison(
     errors_a: ArrayLike, errors_b: ArrayLike, lat: ArrayLike, lon: ArrayLike,
     thresholds_km: ArrayLike, *, block_deg: float = BLOCK_DEG, n_boot: int = N_BOOT, seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> PairedComparison:
     """A − B accuracy at each threshold on the same images (true locations ``lat``/``lon``).
 
     ``errors_a``/``errors_b`` are (n,) for one model each, or (S, n) for S training seeds paired by seed
     (seed s of A against seed s of B; unequal seed counts are refused). The 95% CI resamples spatial blocks
     (one seed) or seeds, then blocks (:func:`hierarchical_bootstrap`); two-sided p; Holm over the thresholds.
+    ``groups`` (the cross-validation fold of each image) nests the blocks in folds (:func:`spatial_blocks`).
     """
     thr = [int(t) for t in np.asarray(thresholds_km).ravel()]
     ea, eb = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
@@ -198,7 +210,7 @@ def paired_comparison(
         raise InputError(f"A and B must score the same images, got {ea.shape[-1]} and {eb.shape[-1]}")
     ha = np.stack([hits(e, thr) for e in ea])  # (S, n, T)
     hb = np.stack([hits(e, thr) for e in eb])
-    blocks = spatial_blocks(lat, lon, block_deg)
+    blocks = spatial_blocks(lat, lon, block_deg, groups)
     diff = ha - hb
     reps = hierarchical_bootstrap(diff, blocks, n_boot=n_boot, seed=seed) if len(diff) > 1 else \
         block_bootstrap(diff[0], blocks, n_boot=n_boot, seed=seed)

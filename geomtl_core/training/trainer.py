@@ -126,8 +126,11 @@ def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
 
     # the data root relative to the cache: a moved or cloned project (data and cache inside it) keeps its cache
     source = os.path.relpath(Path(cfg.data.root).resolve(), Path(cfg.data.cache_dir).resolve())
-    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:{split}")
-    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{split}_{key}.npz"
+    # by image folder: the splits of cross-validation folds, which read one pool, share one cache (by image id)
+    folder = cfg.data.images or split
+    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:{folder}")
+    name = folder.replace("/", "-")
+    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{name}_{key}.npz"
 
 
 def uses_cached_features(cfg: ExperimentConfig) -> bool:

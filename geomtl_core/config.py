@@ -96,6 +96,7 @@ class TrainConfig:
     samples_per_epoch: int = 0  # 0: one pass over the data; else this many samples (equal steps for any fraction)
     validate: bool = True  # validation losses and accuracies after every epoch (in history.csv)
     mixed_precision: str = "auto"  # "auto": mixed_bfloat16 with a CUDA GPU, float32 without; or either name
+    init_from: str = ""  # a model bundle whose trained neck and heads start this run (same cells and heads)
 
 
 @dataclass

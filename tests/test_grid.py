@@ -84,6 +84,29 @@ def test_isn_subset_trains_on_one_scene_class(tmp_path):
         train_tiny_bundle(data, tmp_path / "run2", data={"subset_task": "s3", "subset_class": 7})
 
 
+def test_isn_starts_from_the_base_model(tmp_path):
+    """``train.init_from``: a scene network starts from the base model's neck and heads (with a vanishing learning
+    rate it ends there, where a run from scratch does not), and a run whose heads differ is refused. Catches an ISN
+    that silently trains from scratch (the paper fine-tunes its ISNs from the base model)."""
+    from geomtl_core.models.bundle import load_bundle
+
+    data = make_toy_dataset(tmp_path / "toy", n_train=300, n_val=60)
+    frozen = {"neck_units": 32, "freeze_backbone": True}
+    base = train_tiny_bundle(data, tmp_path / "base", scene_tasks=(), model=frozen)
+    still = {"epochs": 1, "batch_size": 32, "lr": 1e-12}
+    subset = {"subset_task": "s3", "subset_class": 1}
+    isn = train_tiny_bundle(data, tmp_path / "isn", scene_tasks=(), model=frozen, data=subset,
+                            train={**still, "init_from": str(base)})
+    scratch = train_tiny_bundle(data, tmp_path / "scratch", scene_tasks=(), model=frozen, data=subset, train=still)
+    b, i, s = (load_bundle(x).model for x in (base, isn, scratch))
+    for task in b.heads:
+        np.testing.assert_allclose(i.heads[task].get_weights()[0], b.heads[task].get_weights()[0], rtol=0, atol=1e-8)
+        assert not np.allclose(s.heads[task].get_weights()[0], b.heads[task].get_weights()[0], rtol=0, atol=1e-3)
+    with pytest.raises(InputError, match="differ from this run's"):
+        train_tiny_bundle(data, tmp_path / "mtl", scene_tasks=("s3",), model=frozen,
+                          train={**still, "init_from": str(base)})
+
+
 def _finetune_pair(blocks=2):
     from geomtl_core.models.multitask import GeoMTLModel
 

@@ -69,11 +69,13 @@ def other_partition(scale: str, root: Path | None = None) -> dict:
     return partitions(scale)["alternative" if chosen == "scale" else "scale"]
 
 
-def run_named(name: str, scale: str, overrides: dict | None = None, root: Path | None = None) -> dict:
+def run_named(name: str, scale: str, overrides: dict | None = None, root: Path | None = None,
+              seed_overrides: dict[int, dict] | None = None) -> dict:
     """:func:`runs.run` under the scale's chosen recipe and the grid's equal step budget (on the declared
     cross-validation folds when the experiment is one of the scale's cross-validated cells)."""
     base = deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}})
-    return R.run(name, scale, deep_merge(base, overrides or {}), root=root, folds=cv_folds(scale, name))
+    return R.run(name, scale, deep_merge(base, overrides or {}), root=root, folds=cv_folds(scale, name),
+                 seed_overrides=seed_overrides)
 
 
 def run_cell(cell: Cell, scale: str, root: Path | None = None) -> dict:

@@ -130,6 +130,8 @@ def cache_key(cfg: ExperimentConfig, code: str | None = None, data: str | None =
     prefix = str(Path(find_root() if root is None else root).resolve()) + "/"
     config = json.loads(json.dumps(cfg.to_dict()).replace(json.dumps(prefix)[1:-1], "<project>/"))
     parts = [config, code or code_fingerprint(), data or data_fingerprint(cfg)]
+    if cfg.train.init_from:  # the model it starts from: retrained, it makes this a different run
+        parts.append(hashlib.sha256((Path(cfg.train.init_from) / "model.keras").read_bytes()).hexdigest())
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -144,12 +146,13 @@ def fold_run_name(name: str, fold: int | None) -> str:
 
 
 def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0,
-        folds: list[int] | None = None) -> dict:
+        folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> dict:
     """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
     first seed's result with ``seeds`` (per-seed run names) and ``seed_summary`` (mean, sd across seeds and
     a seeds-then-blocks bootstrap CI per threshold); written to ``results/<scale>/<name>.json``. With ``folds``
     (cross-validation folds of :func:`ensure_folds`) every seed also trains on each fold, the last fold (k − 1)
     being the scale's split itself; ``folds`` then maps fold -> seed -> run and ``cv_summary`` pools them.
+    ``seed_overrides``: more overrides for one seed's runs (e.g. the seed's base model to start from).
     Training logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
     from geomtl_core.data.folds import fold_overrides
 
@@ -163,6 +166,7 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
         names[j] = {s: seed_run_name(fold_run_name(name, j), s, seeds) for s in seeds}
         for s in seeds:
             over = deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": s}})
+            over = deep_merge(over, (seed_overrides or {}).get(s, {}))
             results[j, s] = run_once(names[j][s], scale, over, root, verbose)
     head = dict(results[None, seeds[0]])
     head["seeds"] = {str(s): names[None][s] for s in seeds}

@@ -261,6 +261,11 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         initial_epoch = json.loads(state_path.read_text())["epoch"]
     else:
         model = _build_model(cfg, parts, scene, cached_inputs=cached)
+        if cfg.train.init_from:  # e.g. an individual scene network fine-tuned from the base model
+            from geomtl_core.models.finetune import start_from_bundle
+
+            model(next(iter(loader))[0])  # built, so that its weights exist to be set
+            start_from_bundle(model, cfg.train.init_from)
         compile_model(model, make_optimizer(cfg, len(loader)))
         initial_epoch = 0
     dist.broadcast_weights(model)

@@ -7,6 +7,7 @@ The tail is a sub-model of the same layers, so weights trained through it are th
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 from geomtl_core.errors import InputError
 
@@ -95,7 +96,6 @@ def start_from_bundle(model, bundle_path: str | Path) -> None:
     """Start ``model`` (an image model, or its twin on cached features) from the neck, heads and learned loss
     weights of a trained bundle with the same heads, e.g. an individual scene network fine-tuned from the base
     model; a backbone that learns starts from the bundle's too. Heads of other sizes are an error."""
-    from geomtl_core.errors import InputError
     from geomtl_core.models.bundle import load_bundle
 
     src = load_bundle(bundle_path).model

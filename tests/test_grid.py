@@ -306,3 +306,26 @@ def test_partition_granularity_is_chosen_on_validation(tmp_path, monkeypatch, al
     parts = grid.partitions("smoke")
     assert over.get("partition") == (parts["alternative"]["partition"] if expected == "alternative" else None)
     assert grid.other_partition("smoke", tmp_path) == parts["scale" if expected == "alternative" else "alternative"]
+
+
+def test_each_learning_arm_gets_its_epochs_and_scene_weight_on_validation(tmp_path, monkeypatch):
+    """Per arm of a model whose backbone learns: the single-task arm chooses its epochs, the multi-task arm its
+    epochs and scene weight, each by its own validation accuracy (not the other arm's, not test), recorded; a
+    frozen cell keeps the scale's recipe. Catches one arm's choice applied to both and a choice by test."""
+    from geomtl_core.compendium import grid
+
+    def fake_run_once(name, scale, overrides, root, verbose=0):
+        e, w = overrides["train"]["epochs"], overrides.get("model", {}).get("scene_weight", 1.0)
+        tasks = overrides.get("data", {}).get("scene_tasks")
+        val = 0.1 * e if not tasks or "recipe" in name else 0.3 - 0.1 * e + 0.1 * w  # st: long; s3: short, w=1
+        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        return {"val": m(val), "test": m(1.0 - val), "train_time_s": 1.0}
+
+    monkeypatch.setattr(grid.R, "run_once", fake_run_once)
+    monkeypatch.setattr(grid, "steps_budget", lambda scale, root=None: 100)
+    st, s3 = design.Cell("tuned", 1.0, "st"), design.Cell("tuned", 1.0, "s3")
+    assert grid.arm_overrides(st, "smoke", tmp_path) == {"train": {"epochs": 2}}
+    assert grid.arm_overrides(s3, "smoke", tmp_path) == {"train": {"epochs": 1}, "model": {"scene_weight": 1.0}}
+    rec = json.loads((tmp_path / "results" / "smoke" / "arms" / f"{s3.name}.json").read_text())
+    assert rec["chosen"] == f"{s3.name}-e1-w1" and len(rec["candidates"]) == 4
+    assert grid.arm_overrides(design.Cell("frozen", 1.0, "s3"), "smoke", tmp_path) == {}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from geomtl_core.compendium import runs as R
-from geomtl_core.compendium.design import RECIPES, Cell, cell_overrides, cells, cv_folds
+from geomtl_core.compendium.design import AUX, RECIPES, Cell, cell_overrides, cells, cv_folds
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
@@ -78,9 +78,40 @@ def run_named(name: str, scale: str, overrides: dict | None = None, root: Path |
                  seed_overrides=seed_overrides)
 
 
+def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
+    """Epochs and, for a multi-task arm, the scene loss weight of a cell whose backbone learns (``SCALES[scale]
+    ["arms"]``: the tuned blocks, the small CNNs), chosen on validation for each arm on its own: every candidate
+    trains once (first seed, the scale's split) and the best validation accuracy at the primary distance (f*)
+    wins (ties: fewer epochs, then the smaller weight). Recorded in ``results/<scale>/arms/<cell>.json``;
+    ``{}`` for the other cells (the scale's recipe)."""
+    arms = scale_params(scale).get("arms")
+    if not arms or cell.model not in arms["models"]:
+        return {}
+    root = find_root() if root is None else Path(root)
+    base = deep_merge(deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}}),
+                      cell_overrides(cell, scale))
+    weights = arms["scene_weight"] if AUX[cell.aux]["data"]["scene_tasks"] else [None]
+    table = {}
+    for e in arms["epochs"][cell.model]:
+        for w in weights:
+            over = {"train": {"epochs": e}, **({"model": {"scene_weight": w}} if w is not None else {})}
+            name = f"{cell.name}-e{e}" + (f"-w{w:g}" if w is not None else "")
+            r = R.run_once(f"arms/{name}", scale, deep_merge(deep_merge(base, over), {"train": {
+                "seed": scale_params(scale)["seeds"][0]}}), root, 0)
+            table[name] = {"val_acc": r["val"]["methods"][r["val"]["best"]][f"acc_{PRIMARY_KM}km"],
+                           "train_time_s": r["train_time_s"], "overrides": over}
+    chosen = max(table, key=lambda n: table[n]["val_acc"])  # first of equals: fewest epochs, smallest weight
+    out = {"cell": cell.name, "chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table}
+    path = results_dir(scale, root) / "arms" / f"{cell.name}.json"
+    if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
+        R.write_json_atomic(out, path)
+    return table[chosen]["overrides"]
+
+
 def run_cell(cell: Cell, scale: str, root: Path | None = None) -> dict:
-    """Train (or reuse) one grid cell over the scale's seeds."""
-    return run_named(cell.name, scale, cell_overrides(cell, scale), root)
+    """Train (or reuse) one grid cell over the scale's seeds (its arm's epochs and scene weight chosen on
+    validation first when its backbone learns, :func:`arm_overrides`)."""
+    return run_named(cell.name, scale, deep_merge(cell_overrides(cell, scale), arm_overrides(cell, scale, root)), root)
 
 
 def run_grid(scale: str, root: Path | None = None) -> dict[Cell, dict]:

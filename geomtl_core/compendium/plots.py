@@ -53,6 +53,24 @@ def accuracy_with_ci(results: dict[str, dict], names: list[str] | None = None, s
     return fig
 
 
+def arm_curves(scale: str, root: Path | None = None):
+    """Training and validation loss of the longest candidate of each learning arm (and scene weight) that
+    :func:`geomtl_core.compendium.grid.arm_overrides` trained; ``None`` when the scale chooses none."""
+    from geomtl_core.compendium.project import find_root
+
+    longest: dict[tuple[str, str], tuple[int, Path]] = {}
+    for h in sorted((Path(root or find_root()) / "runs" / scale / "arms").glob("*/history.csv")):
+        cell, _, rest = h.parent.name.rpartition("-e")
+        epochs, _, weight = rest.partition("-w")
+        if int(epochs) >= longest.get((cell, weight), (0, h))[0]:
+            longest[cell, weight] = (int(epochs), h)
+    if not longest:
+        return None
+    return training_curves({cell + (f" (scene weight {w})" if w else ""): h for (cell, w), (_, h) in longest.items()},
+                           "loss", title="loss of each learning arm's longest candidate: training (solid), "
+                                         "validation (dashed)")
+
+
 def training_curves(histories: dict[str, str | Path], metric: str = "loss", title: str | None = None):
     """A metric of the training log per epoch, one colour per run: training solid, validation dashed
     (where the training budget is read off)."""

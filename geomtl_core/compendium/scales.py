@@ -25,6 +25,8 @@ SCALES: dict[str, dict] = {
                        "region_on_all": [["frozen", 0.3, "geographic_s3"]], "tune_blocks": 1},
               # two of the ten spatial folds (the export's split is fold 9) for the frozen primary row and the
               # positive controls: checks that the cross-validation path runs
+              # epochs (and the scene weight of the multi-task arm) of the tuned model chosen on validation per arm
+              "arms": {"models": ["tuned"], "epochs": {"tuned": [1, 2]}, "scene_weight": [0.5, 1.0]},
               "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
                                                 ["frozen", 0.3, "geographic_s3", "scene_all"]]},
               "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]}},
@@ -51,6 +53,11 @@ SCALES: dict[str, dict] = {
                 # rows at 100% of the frozen and tuned models) and the positive controls also train on 5 more of
                 # the 10 folds of whole 2-degree cells (the export's split is fold 9), 3 seeds each: 18 runs per
                 # arm, the cheapest design of design.power_plan() that meets design.TARGETS
+                # models whose backbone learns are trained as such: epochs chosen on validation for each arm,
+                # and the scene loss weight for the multi-task arm (grid.arm_overrides)
+                "arms": {"models": ["tuned", "cnn_w25", "cnn_w50"],
+                         "epochs": {"tuned": [2, 4], "cnn_w25": [1, 2, 4], "cnn_w50": [1, 2, 4]},
+                         "scene_weight": [0.5, 1.0]},
                 "cv": {"folds": [9, 0, 1, 2, 3, 4],
                        "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.1, "st"],
                                  ["frozen", 0.1, "geographic_s16", "scene_all"],
@@ -69,6 +76,9 @@ SCALES: dict[str, dict] = {
                       "koppen": [["frozen", 1.0], ["tuned", 1.0]],
                       "region_on_all": [[m, f, a] for m in ("frozen", "tuned") for f in (0.1, 0.3)
                                         for a in ("geographic_s3", "geographic_s16")], "tune_blocks": 2},
+             "arms": {"models": list(_FULL_MODELS[1:]), "epochs": {"tuned": [10, 20, 30], "cnn_w25": [5, 15, 30],
+                                                                  "cnn_w50": [5, 15, 30]},
+                      "scene_weight": [0.3, 1.0, 3.0]},
              "cv": {"folds": list(range(10)),
                     "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
              "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},

@@ -190,6 +190,21 @@ def granularity_choice_table(scale: str, root: Path | None = None) -> pd.DataFra
     return pd.DataFrame(rows).set_index("granularity")
 
 
+def arm_choice_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """Per cell whose backbone learns: every candidate (epochs, scene weight) with its validation accuracy, and
+    which one its arm trains with (:func:`geomtl_core.compendium.grid.arm_overrides`)."""
+    rows = []
+    for path in sorted((results_dir(scale, root) / "arms").glob("*.json")):
+        rec = json.loads(path.read_text())
+        for name, c in rec["candidates"].items():
+            o = deep_merge({"model": {}, "train": {}}, c["overrides"])
+            rows.append({"cell": rec["cell"], "epochs": o["train"]["epochs"],
+                         "scene weight": o["model"].get("scene_weight", "—"), "chosen": name == rec["chosen"],
+                         f"val acc {rec['endpoint_km']} km %": round(100 * c["val_acc"], 2),
+                         "train time (s)": c["train_time_s"]})
+    return pd.DataFrame(rows).set_index(["cell", "epochs", "scene weight"]) if rows else pd.DataFrame()
+
+
 def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
     """The verdict table as the book shows it: one compact row per comparison, numbers formatted, with the
     smallest effect the row detects (80% power at its Holm level) and its word."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
+from geomtl_core.errors import InputError
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning, read_cells_csv, relate, write_cells_csv
 
 
@@ -108,3 +109,23 @@ def write_json_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
+
+
+def start_from_bundle(model, bundle_path: str | Path) -> None:
+    """Start ``model`` (an image model, or its twin on cached features) from the neck, heads and learned loss
+    weights of a trained bundle with the same heads, e.g. an individual scene network fine-tuned from the base
+    model; a backbone that learns starts from the bundle's too. Heads of other sizes are an error."""
+    src = load_bundle(bundle_path).model
+    mine = {t: tuple(layer.get_weights()[0].shape) for t, layer in model.heads.items()}
+    theirs = {t: tuple(layer.get_weights()[0].shape) for t, layer in src.heads.items()}
+    if mine != theirs:
+        raise InputError(f"train.init_from={str(bundle_path)!r}: its heads {theirs} differ from this run's {mine}; "
+                         "it must be trained on the same cells and tasks")
+    if getattr(model, "finetune_blocks", 0) or not model.freeze_backbone:
+        raise InputError("train.init_from starts neck and heads only: use it with a frozen backbone")
+    for name in ("neck", "neck_bn"):
+        getattr(model, name).set_weights(getattr(src, name).get_weights())
+    for task, layer in src.heads.items():
+        model.heads[task].set_weights(layer.get_weights())
+    if model.log_vars is not None and src.log_vars is not None:
+        model.log_vars.assign(src.log_vars)

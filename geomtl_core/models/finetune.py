@@ -7,7 +7,6 @@ The tail is a sub-model of the same layers, so weights trained through it are th
 from __future__ import annotations
 
 import weakref
-from pathlib import Path
 
 from geomtl_core.errors import InputError
 
@@ -91,24 +90,3 @@ def transfer_head_weights(head_model, full_model) -> None:
     if head_model.log_vars is not None:
         full_model.log_vars.assign(head_model.log_vars)
 
-
-def start_from_bundle(model, bundle_path: str | Path) -> None:
-    """Start ``model`` (an image model, or its twin on cached features) from the neck, heads and learned loss
-    weights of a trained bundle with the same heads, e.g. an individual scene network fine-tuned from the base
-    model; a backbone that learns starts from the bundle's too. Heads of other sizes are an error."""
-    from geomtl_core.models.bundle import load_bundle
-
-    src = load_bundle(bundle_path).model
-    mine = {t: tuple(layer.get_weights()[0].shape) for t, layer in model.heads.items()}
-    theirs = {t: tuple(layer.get_weights()[0].shape) for t, layer in src.heads.items()}
-    if mine != theirs:
-        raise InputError(f"train.init_from={str(bundle_path)!r}: its heads {theirs} differ from this run's {mine}; "
-                         "it must be trained on the same cells and tasks")
-    if getattr(model, "finetune_blocks", 0) or not model.freeze_backbone:
-        raise InputError("train.init_from starts neck and heads only: use it with a frozen backbone")
-    for name in ("neck", "neck_bn"):
-        getattr(model, name).set_weights(getattr(src, name).get_weights())
-    for task, layer in src.heads.items():
-        model.heads[task].set_weights(layer.get_weights())
-    if model.log_vars is not None and src.log_vars is not None:
-        model.log_vars.assign(src.log_vars)

@@ -262,7 +262,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     else:
         model = _build_model(cfg, parts, scene, cached_inputs=cached)
         if cfg.train.init_from:  # e.g. an individual scene network fine-tuned from the base model
-            from geomtl_core.models.finetune import start_from_bundle
+            from geomtl_core.models.bundle import start_from_bundle
 
             model(next(iter(loader))[0])  # built, so that its weights exist to be set
             start_from_bundle(model, cfg.train.init_from)

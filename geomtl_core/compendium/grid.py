@@ -82,7 +82,7 @@ def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
     """Epochs and, for a multi-task arm, the scene loss weight of a cell whose backbone learns (``SCALES[scale]
     ["arms"]``: the tuned blocks, the small CNNs), chosen on validation for each arm on its own: every candidate
     trains once (first seed, the scale's split) and the best validation accuracy at the primary distance (f*)
-    wins (ties: fewer epochs, then the smaller weight). Recorded in ``results/<scale>/arms/<cell>.json``;
+    wins (ties: fewer epochs, then the smaller weight). Recorded in ``results/<scale>/arms/<cell>.chosen.json``;
     ``{}`` for the other cells (the scale's recipe)."""
     arms = scale_params(scale).get("arms")
     if not arms or cell.model not in arms["models"]:
@@ -102,7 +102,7 @@ def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
                            "train_time_s": r["train_time_s"], "overrides": over}
     chosen = max(table, key=lambda n: table[n]["val_acc"])  # first of equals: fewest epochs, smallest weight
     out = {"cell": cell.name, "chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table}
-    path = results_dir(scale, root) / "arms" / f"{cell.name}.json"
+    path = results_dir(scale, root) / "arms" / f"{cell.name}.chosen.json"
     if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
         R.write_json_atomic(out, path)
     return table[chosen]["overrides"]

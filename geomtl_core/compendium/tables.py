@@ -194,7 +194,7 @@ def arm_choice_table(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Per cell whose backbone learns: every candidate (epochs, scene weight) with its validation accuracy, and
     which one its arm trains with (:func:`geomtl_core.compendium.grid.arm_overrides`)."""
     rows = []
-    for path in sorted((results_dir(scale, root) / "arms").glob("*.json")):
+    for path in sorted((results_dir(scale, root) / "arms").glob("*.chosen.json")):
         rec = json.loads(path.read_text())
         for name, c in rec["candidates"].items():
             o = deep_merge({"model": {}, "train": {}}, c["overrides"])

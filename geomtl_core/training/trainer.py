@@ -260,11 +260,15 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         model = keras.saving.load_model(out / "checkpoints" / "last.keras", safe_mode=True)
         initial_epoch = json.loads(state_path.read_text())["epoch"]
     else:
+        # reseeded here, after the feature extraction: the two arms of a comparison (with and without a scene
+        # head) start from the same neck and geo heads and draw the same dropout masks, so that their
+        # difference carries less seed noise; built at once, in the order neck, geo heads, scene heads
+        keras.utils.set_random_seed(cfg.train.seed)
         model = _build_model(cfg, parts, scene, cached_inputs=cached)
+        model(next(iter(loader))[0])
         if cfg.train.init_from:  # e.g. an individual scene network fine-tuned from the base model
             from geomtl_core.models.bundle import start_from_bundle
 
-            model(next(iter(loader))[0])  # built, so that its weights exist to be set
             start_from_bundle(model, cfg.train.init_from)
         compile_model(model, make_optimizer(cfg, len(loader)))
         initial_epoch = 0

@@ -234,7 +234,8 @@ def power_table(verdict: pd.DataFrame, scale: str, root: Path | None = None) -> 
             summary = "cv_summary" if pooled and r["n_folds"] > 1 else "seed_summary"
             sd = {k: 100 * res[k][summary][f"acc_{PRIMARY_KM}km"]["sd"] for k in ("a", "b")}
             half = (r["ci_hi"] - r["ci_lo"]) / 2 if pooled else (split["ci_hi"] - split["ci_lo"]) / 2
-            mde = r["mde"] if pooled or r["n_folds"] == 1 else r["mde"] * split["se"] / r["se"]
+            mde = r["mde"] if pooled or r["n_folds"] == 1 else \
+                r["mde"] * split["se"] / r["se"] if r["se"] > 0 else float("nan")
             eff = r["n_blocks_eff"] if pooled else split["n_blocks_eff"]
             row |= {f"sd a ({where})": round(sd["a"], 2), f"sd b ({where})": round(sd["b"], 2),
                     f"± ({where})": round(half, 2), f"mde ({where})": round(mde, 2),

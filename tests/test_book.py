@@ -53,7 +53,10 @@ def test_smoke_book_runs_and_builds(tmp_path):
         assert len(table) > 0 and table["diff"].notna().all()
         assert ((table["ci_lo"] <= table["diff"] + 1e-9) & (table["diff"] <= table["ci_hi"] + 1e-9)).all()
     verdict = pd.read_csv(ROOT / "results" / "smoke" / "verdict.csv")
-    assert ((verdict["ci_hi"] - verdict["ci_lo"]) > 0).sum() > len(verdict) / 2  # comparisons that can show
+    # comparisons that can show (a run compared with itself gives none); paired arms of one seed often agree
+    # on every smoke test image, so not every row moves
+    assert ((verdict["ci_hi"] - verdict["ci_lo"]) > 0).sum() >= 3 and (verdict["diff"] != 0).sum() >= 3
+    assert (verdict["n_folds"] == 2).sum() >= 3  # the cross-validated rows pool the smoke scale's two folds
     prior = json.loads((ROOT / "results" / "smoke" / "baselines" / "baselines.json").read_text())
     prior = prior["baselines"]["prior (most populated cell)"]
     for run in ("st_hier", "mtl_s3", "tuned-f100-st", "cnn_w25-f100-st"):  # every kind of model learns

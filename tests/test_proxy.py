@@ -198,6 +198,8 @@ def test_figures_and_cli(exported, tmp_path, world):
     assert main(["data", "proxy", "--out", str(tmp_path / "p"), "--n", "20", "--size", "16", "--quiet"]) == 0
     assert (tmp_path / "p" / "proxy.json").exists()
     assert main(["data", "proxy", "--out", str(tmp_path / "q"), "--n", "20", "--size", "4", "--quiet"]) == 2
+    assert main(["data", "folds", str(tmp_path / "p"), "--k", "10"]) == 0  # the CLI's folds: the library's
+    assert (tmp_path / "p" / "folds" / "k9" / "test.csv").read_text() == (tmp_path / "p" / "test.csv").read_text()
 
 
 def test_default_split_is_spread_like_a_benchmark_with_a_buffer():

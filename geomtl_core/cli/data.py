@@ -1,4 +1,5 @@
-"""``geomtl data proxy``: export the embedded default dataset in the MP-16 on-disk format."""
+"""``geomtl data proxy``: export the embedded default dataset in the MP-16 on-disk format; ``geomtl data folds``:
+spatial cross-validation folds of a dataset's train/val/test CSVs."""
 
 from __future__ import annotations
 
@@ -19,9 +20,21 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_folds(args: argparse.Namespace) -> int:
+    from geomtl_core.data.folds import write_folds
+
+    info = write_folds(args.root, args.k, args.seed, args.grid_deg, args.buffer_km, args.max_block_share)
+    tested = sum(v["test"] for v in info["sizes"].values())
+    print(f"{args.root}/folds: {args.k} folds over whole {args.grid_deg:g} deg cells, {tested} test images in all "
+          f"(each at most once: {info['tested_once']}); per fold train/val/test: "
+          + "; ".join(f"k{j} {v['train']}/{v['val']}/{v['test']}" for j, v in info["sizes"].items())
+          + ". Fold j: data.train/val/test = folds/k<j>/..., data.images = folds/pool")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``geomtl data ...``."""
-    p = sub.add_parser("data", help="datasets: export the embedded default (proxy) dataset")
+    p = sub.add_parser("data", help="datasets: export the embedded default (proxy) dataset; cross-validation folds")
     dsub = p.add_subparsers(dest="data_command", required=True)
     x = dsub.add_parser("proxy", help="Blue Marble crops at 100K real MP-16 locations, as msgpack shards + CSVs")
     x.add_argument("--out", required=True, help="output folder (train/ val/ test/ shards, CSVs, proxy.json)")
@@ -39,3 +52,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help=f"at most this share of val/test in one 5-degree block (default {d.max_block_share})")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(handler=_cmd_proxy)
+    f = dsub.add_parser("folds", help="spatial k-fold cross-validation of ROOT/{train,val,test}.csv by whole grid "
+                                      "cells (CSVs in ROOT/folds/k<j>/, images linked in ROOT/folds/pool)")
+    f.add_argument("root", help="dataset folder with train/ val/ test/ shards and their CSVs")
+    f.add_argument("--k", type=int, default=10, help="number of folds (10: the proxy's split is fold 9)")
+    f.add_argument("--seed", type=int, default=d.seed, help=f"seed of the cells' hash (default {d.seed})")
+    f.add_argument("--grid-deg", type=float, default=d.split_grid_deg, help="cells of this many degrees stay together")
+    f.add_argument("--buffer-km", type=float, default=d.buffer_km, help="training locations this close to a val/test "
+                                                                          "location are left out of a fold")
+    f.add_argument("--max-block-share", type=float, default=d.max_block_share,
+                   help="at most this share of a fold's val/test in one 5-degree block")
+    f.set_defaults(handler=_cmd_folds)

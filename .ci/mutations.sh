@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage of issue 22 applied to a copy of the tree; the named test must fail.
+# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22 and 23) applied to a copy of the tree; the named test must fail.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # name, file, python-replacement, test
@@ -16,3 +16,8 @@ run buffer_47km geomtl_core/data/spatial_split.py 'import sys;p=sys.argv[1];s=op
 run flipped_sign geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="    diff = ha - hb\n";assert a in s;open(p,"w").write(s.replace(a,"    diff = hb - ha\n"))' tests/test_seed_comparisons.py::test_the_sign_is_a_minus_b_everywhere
 run verdict_sign geomtl_core/compendium/verdict.py 'import sys;p=sys.argv[1];s=open(p).read();a="compare_runs(scale, b.name, a.name, root";assert a in s;open(p,"w").write(s.replace(a,"compare_runs(scale, a.name, b.name, root"))' tests/test_seed_comparisons.py::test_verdict_on_runs_with_known_effects
 run no_lock geomtl_core/compendium/runs.py 'import sys;p=sys.argv[1];s=open(p).read();a="    with FileLock(out.parent / f\".{out.name}.lock\"):\n        if (hit";assert a in s;open(p,"w").write(s.replace(a,"    if True:\n        if (hit"))' tests/test_run_cache.py::test_two_processes_one_training_same_result
+# issue 23: blocks not nested in folds; folds without the buffer; arms not paired; ISNs from scratch
+run blocks_not_nested geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="    blocks = spatial_blocks(lat, lon, block_deg, groups)\n";assert a in s;open(p,"w").write(s.replace(a,"    blocks = spatial_blocks(lat, lon, block_deg)\n"))' tests/test_seed_comparisons.py::test_pooled_comparison_pairs_folds_and_nests_blocks_in_them
+run folds_no_buffer geomtl_core/data/spatial_split.py 'import sys;p=sys.argv[1];s=open(p).read();a="        out[j] = _cap_and_buffer(split, lat, lon, rng, buffer_km, max_block_share, block_deg)";assert a in s;open(p,"w").write(s.replace(a,"        out[j] = _cap_and_buffer(split, lat, lon, rng, 0.0 if j < k - 1 else buffer_km, max_block_share, block_deg)"))' tests/test_proxy.py::test_spatial_folds_test_every_kept_location_once_and_contain_the_split
+run arms_unpaired geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="        keras.utils.set_random_seed(cfg.train.seed)\n        model = _build_model(cfg, parts, scene, cached_inputs=cached)";assert a in s;open(p,"w").write(s.replace(a,"        model = _build_model(cfg, parts, scene, cached_inputs=cached)"))' tests/test_grid.py::test_the_two_arms_start_from_the_same_neck_and_geo_heads
+run isn_from_scratch geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="            start_from_bundle(model, cfg.train.init_from)";assert a in s;open(p,"w").write(s.replace(a,"            pass"))' tests/test_grid.py::test_isn_starts_from_the_base_model

@@ -155,3 +155,31 @@ def difference_intervals(table: pd.DataFrame, label: str = "comparison", title: 
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def power_before_after(power: pd.DataFrame, margin: float | None = None,
+                       title: str = "what each row can resolve: one split against pooled folds"):
+    """Per primary and positive-control row (:func:`geomtl_core.compendium.tables.power_table`): the interval's
+    half-width and the minimum detectable effect on the scale's one split (open) and pooled over its folds
+    (filled), with the equivalence margin as a line."""
+    t = power.reset_index()
+    labels = [f"{r.family} · {r.model} · {r.share} · {r.b}" for r in t.itertuples()]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.34 * len(t) + 1.6), sharey=True)
+    y = np.arange(len(t))[::-1]
+    for ax, what in zip(axes, ("±", "mde"), strict=True):
+        before, after = t[f"{what} (split)"], t[f"{what} (pooled)"]
+        ax.hlines(y, np.minimum(before, after), np.maximum(before, after), colors="0.75", lw=1.2)
+        ax.scatter(before, y, facecolors="none", edgecolors="C0", s=28, label="one split")
+        ax.scatter(after, y, color="C0", s=28, label="pooled over folds")
+        if margin is not None and what == "±":
+            ax.axvline(margin, color="C1", lw=0.9, ls="--", label=f"equivalence margin ±{margin:g}")
+        ax.set(xlabel="95% half-width (points)" if what == "±" else "mde: 80% power, Holm level (points)",
+               xlim=(0, None))
+        ax.grid(axis="x", color="0.92")
+    axes[0].set_yticks(y, labels, fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -62,6 +62,11 @@ def recipe(scale: str, root: Path | None = None) -> dict:
     return deep_merge(RECIPES[chosen], cands[partition] if partition != "scale" else {})
 
 
+def chosen_partition(scale: str, root: Path | None = None) -> dict:
+    """``{"tau_min", "tau_max"}`` of the granularity :func:`recipe` chose on validation."""
+    return recipe(scale, root).get("partition") or partitions(scale)["scale"]["partition"]
+
+
 def other_partition(scale: str, root: Path | None = None) -> dict:
     """The partition override of the granularity :func:`recipe` did not choose (the declared ablation)."""
     recipe(scale, root)

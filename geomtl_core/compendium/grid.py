@@ -74,13 +74,38 @@ def other_partition(scale: str, root: Path | None = None) -> dict:
     return partitions(scale)["alternative" if chosen == "scale" else "scale"]
 
 
+def named_overrides(scale: str, overrides: dict | None = None, root: Path | None = None) -> dict:
+    """The overrides of a named run: the scale's chosen recipe, the grid's equal step budget, then ``overrides``."""
+    base = deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}})
+    return deep_merge(base, overrides or {})
+
+
 def run_named(name: str, scale: str, overrides: dict | None = None, root: Path | None = None,
               seed_overrides: dict[int, dict] | None = None) -> dict:
     """:func:`runs.run` under the scale's chosen recipe and the grid's equal step budget (on the declared
     cross-validation folds when the experiment is one of the scale's cross-validated cells)."""
-    base = deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}})
-    return R.run(name, scale, deep_merge(base, overrides or {}), root=root, folds=cv_folds(scale, name),
+    return R.run(name, scale, named_overrides(scale, overrides, root), root=root, folds=cv_folds(scale, name),
                  seed_overrides=seed_overrides)
+
+
+def arm_candidates(cell: Cell, scale: str, root: Path | None = None) -> dict[str, dict]:
+    """Name -> overrides of the candidates (epochs, and the scene weight of a multi-task arm) that
+    :func:`arm_overrides` trains for a cell whose backbone learns; ``{}`` for the others."""
+    arms = scale_params(scale).get("arms")
+    if not arms or cell.model not in arms["models"]:
+        return {}
+    weights = arms["scene_weight"] if AUX[cell.aux]["data"]["scene_tasks"] else [None]
+    return {f"{cell.name}-e{e}" + (f"-w{w:g}" if w is not None else ""):
+            {"train": {"epochs": e}, **({"model": {"scene_weight": w}} if w is not None else {})}
+            for e in arms["epochs"][cell.model] for w in weights}
+
+
+def arm_units(cell: Cell, scale: str, root: Path | None = None) -> list[R.RunUnit]:
+    """The candidate runs of :func:`arm_candidates` as units of work (first seed, the scale's split)."""
+    seed = scale_params(scale)["seeds"][0]
+    base = named_overrides(scale, cell_overrides(cell, scale), root)
+    return [R.RunUnit(f"arms/{name}", scale, deep_merge(deep_merge(base, over), {"train": {"seed": seed}}),
+                      cell.name, seed) for name, over in arm_candidates(cell, scale, root).items()]
 
 
 def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
@@ -89,22 +114,15 @@ def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
     trains once (first seed, the scale's split) and the best validation accuracy at the primary distance (f*)
     wins (ties: fewer epochs, then the smaller weight). Recorded in ``results/<scale>/arms/<cell>.chosen.json``;
     ``{}`` for the other cells (the scale's recipe)."""
-    arms = scale_params(scale).get("arms")
-    if not arms or cell.model not in arms["models"]:
+    candidates = arm_candidates(cell, scale, root)
+    if not candidates:
         return {}
     root = find_root() if root is None else Path(root)
-    base = deep_merge(deep_merge(recipe(scale, root), {"train": {"samples_per_epoch": steps_budget(scale, root)}}),
-                      cell_overrides(cell, scale))
-    weights = arms["scene_weight"] if AUX[cell.aux]["data"]["scene_tasks"] else [None]
     table = {}
-    for e in arms["epochs"][cell.model]:
-        for w in weights:
-            over = {"train": {"epochs": e}, **({"model": {"scene_weight": w}} if w is not None else {})}
-            name = f"{cell.name}-e{e}" + (f"-w{w:g}" if w is not None else "")
-            r = R.run_once(f"arms/{name}", scale, deep_merge(deep_merge(base, over), {"train": {
-                "seed": scale_params(scale)["seeds"][0]}}), root, 0)
-            table[name] = {"val_acc": r["val"]["methods"][r["val"]["best"]][f"acc_{PRIMARY_KM}km"],
-                           "train_time_s": r["train_time_s"], "overrides": over}
+    for unit, (name, over) in zip(arm_units(cell, scale, root), candidates.items(), strict=True):
+        r = R.run_once(unit.name, scale, unit.overrides, root, 0)
+        table[name] = {"val_acc": r["val"]["methods"][r["val"]["best"]][f"acc_{PRIMARY_KM}km"],
+                       "train_time_s": r["train_time_s"], "overrides": over}
     chosen = max(table, key=lambda n: table[n]["val_acc"])  # first of equals: fewest epochs, smallest weight
     out = {"cell": cell.name, "chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table}
     path = results_dir(scale, root) / "arms" / f"{cell.name}.chosen.json"
@@ -113,15 +131,36 @@ def arm_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
     return table[chosen]["overrides"]
 
 
+def cell_run_overrides(cell: Cell, scale: str, root: Path | None = None) -> dict:
+    """A cell's overrides before the recipe: its model, share and label, then its arm's validation choice."""
+    return deep_merge(cell_overrides(cell, scale), arm_overrides(cell, scale, root))
+
+
 def run_cell(cell: Cell, scale: str, root: Path | None = None) -> dict:
     """Train (or reuse) one grid cell over the scale's seeds (its arm's epochs and scene weight chosen on
     validation first when its backbone learns, :func:`arm_overrides`)."""
-    return run_named(cell.name, scale, deep_merge(cell_overrides(cell, scale), arm_overrides(cell, scale, root)), root)
+    return run_named(cell.name, scale, cell_run_overrides(cell, scale, root), root)
 
 
-def run_grid(scale: str, root: Path | None = None) -> dict[Cell, dict]:
-    """Every cell of the scale's grid, trained (or reused), with one progress bar across cells."""
+def cell_units(cell: Cell, scale: str, root: Path | None = None) -> list[R.RunUnit]:
+    """Every run of one cell (seeds, and folds when cross-validated) as units of work."""
+    return R.experiment_units(cell.name, scale, named_overrides(scale, cell_run_overrides(cell, scale, root), root),
+                              root, cv_folds(scale, cell.name))
+
+
+def run_grid(scale: str, root: Path | None = None, executor=None) -> dict[Cell, dict]:
+    """Every cell of the scale's grid, trained (or reused). With a parallel executor (``executor``, or the
+    runner's ``--workers``/``--dask`` through the environment) the arms' candidates and then every run of every
+    cell are trained on it first, as independent units; the cells are then read back in order."""
+    from geomtl_core.compendium.executors import Executor
+
     from tqdm.auto import tqdm
 
+    root = find_root() if root is None else Path(root)
+    executor = executor or Executor.from_env()
     todo = cells(scale)
+    if executor.parallel:
+        recipe(scale, root)
+        R.train_units([u for c in todo for u in arm_units(c, scale, root)], root, executor)
+        R.train_units([u for c in todo for u in cell_units(c, scale, root)], root, executor)
     return {c: run_cell(c, scale, root) for c in tqdm(todo, desc="grid", leave=False)}

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from geomtl_core.compendium.project import find_root, git_commit, package_versions
@@ -145,6 +146,63 @@ def fold_run_name(name: str, fold: int | None) -> str:
     return name if fold is None else f"{name}.k{fold}"
 
 
+@dataclass(frozen=True, eq=False)
+class RunUnit:
+    """One unit of work: a training run (experiment, seed, cross-validation fold) with its config overrides,
+    trained and evaluated by :func:`run_once` into ``runs/<scale>/<name>``."""
+
+    name: str
+    scale: str
+    overrides: dict
+    experiment: str
+    seed: int
+    fold: int | None = None  # None: the scale's split
+
+    def task(self, root: Path) -> tuple:
+        """The picklable call an executor runs."""
+        return run_once, (self.name, self.scale, self.overrides, Path(root), 0)
+
+    def cached(self, root: Path) -> bool:
+        """Whether the run cache already holds this run with its current key (nothing to train)."""
+        cfg = experiment_config(self.scale, {"name": self.name, **self.overrides}, root)
+        key = cache_key(cfg, root=root)
+        out = Path(root) / "runs" / self.scale / self.name
+        return _cached(results_dir(self.scale, root) / f"{self.name}.json", out, key) is not None
+
+
+def experiment_units(name: str, scale: str, overrides: dict | None = None, root: Path | None = None,
+                     folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> list[RunUnit]:
+    """The runs of one experiment: every seed of the scale on its split and, with ``folds``, on each other fold
+    (the last fold of :func:`ensure_folds` is the split itself)."""
+    from geomtl_core.data.folds import fold_overrides
+
+    seeds = list(scale_params(scale).get("seeds", [0]))
+    k = ensure_folds(scale, root) if folds else 0
+    plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
+    return [RunUnit(seed_run_name(fold_run_name(name, j), s, seeds), scale,
+                    deep_merge(deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": s}}),
+                               (seed_overrides or {}).get(s, {})), name, s, j)
+            for j, fold_over in plan.items() for s in seeds]
+
+
+def train_units(units: list[RunUnit], root: Path | None = None, executor=None) -> None:
+    """Train every unit not yet cached, on ``executor`` (:class:`geomtl_core.compendium.executors.Executor`; from
+    the environment by default); runs that still fail after their retries are reported together, after the
+    others have finished."""
+    from geomtl_core.compendium.executors import Executor
+
+    root = find_root() if root is None else Path(root)
+    executor = executor or Executor.from_env()
+    todo = [u for u in units if not u.cached(root)]
+    if not todo:
+        return
+    out = executor.run([u.task(root) for u in todo], desc=f"{len(todo)} runs")
+    failed = [(u.name, r) for u, r in zip(todo, out, strict=True) if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed after their retries: "
+                           + "; ".join(f"{n}: {type(e).__name__}: {e}" for n, e in failed))
+
+
 def run(name: str, scale: str, overrides: dict | None = None, root: Path | None = None, verbose: int = 0,
         folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> dict:
     """Train (or reuse) the experiment once per seed of the scale, evaluate each on test, and return the
@@ -154,30 +212,24 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
     being the scale's split itself; ``folds`` then maps fold -> seed -> run and ``cv_summary`` pools them.
     ``seed_overrides``: more overrides for one seed's runs (e.g. the seed's base model to start from).
     Training logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
-    from geomtl_core.data.folds import fold_overrides
-
     root = find_root() if root is None else Path(root)
-    seeds = list(scale_params(scale).get("seeds", [0]))
-    k = ensure_folds(scale, root) if folds else 0
-    plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
+    units = experiment_units(name, scale, overrides, root, folds, seed_overrides)
+    results = {(u.fold, u.seed): run_once(u.name, scale, u.overrides, root, verbose) for u in units}
+    seeds = list(dict.fromkeys(u.seed for u in units))
     names: dict[int | None, dict[int, str]] = {}
-    results = {}
-    for j, fold_over in plan.items():
-        names[j] = {s: seed_run_name(fold_run_name(name, j), s, seeds) for s in seeds}
-        for s in seeds:
-            over = deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": s}})
-            over = deep_merge(over, (seed_overrides or {}).get(s, {}))
-            results[j, s] = run_once(names[j][s], scale, over, root, verbose)
+    for u in units:
+        names.setdefault(u.fold, {})[u.seed] = u.name
     head = dict(results[None, seeds[0]])
     head["seeds"] = {str(s): names[None][s] for s in seeds}
     runs_dir = root / "runs" / scale
     head["seed_summary"] = seed_summary([runs_dir / r / "predictions_test.csv" for r in head["seeds"].values()])
     if folds:
-        order = [k - 1 if j is None else j for j in plan]
-        head["folds"] = {str(f): {str(s): names[j][s] for s in seeds} for f, j in zip(order, plan, strict=True)}
-        head["cv_summary"] = seed_summary([[runs_dir / names[j][s] / "predictions_test.csv" for j in plan]
+        k = ensure_folds(scale, root)
+        head["folds"] = {str(k - 1 if j is None else j): {str(s): n for s, n in by_seed.items()}
+                         for j, by_seed in names.items()}
+        head["cv_summary"] = seed_summary([[runs_dir / names[j][s] / "predictions_test.csv" for j in names]
                                            for s in seeds])
-        head["cv_summary"]["n_folds"] = len(plan)
+        head["cv_summary"]["n_folds"] = len(names)
     write_json_atomic(head, results_dir(scale, root) / f"{name}.json")
     return head
 

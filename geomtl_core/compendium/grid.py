@@ -158,6 +158,7 @@ def run_grid(scale: str, root: Path | None = None, executor=None) -> dict[Cell, 
 
     root = find_root() if root is None else Path(root)
     executor = executor or Executor.from_env()
+    R.ensure_proxy(scale, root, progress=False)
     todo = cells(scale)
     if executor.parallel:
         recipe(scale, root)

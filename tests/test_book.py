@@ -57,6 +57,13 @@ def test_smoke_book_runs_and_builds(tmp_path):
     # on every smoke test image, so not every row moves
     assert ((verdict["ci_hi"] - verdict["ci_lo"]) > 0).sum() >= 3 and (verdict["diff"] != 0).sum() >= 3
     assert (verdict["n_folds"] == 2).sum() >= 3  # the cross-validated rows pool the smoke scale's two folds
+    from geomtl_core.compendium.plan import plan  # the dry run's plan is what the book trained, nothing more
+
+    planned = plan("smoke", ROOT)
+    assert planned["cached"].all() and not planned["provisional"].any(), planned[~planned["cached"]]["run"].tolist()
+    runs = ROOT / "runs" / "smoke"
+    trained = {str(f.parent.relative_to(runs)) for f in runs.rglob("model.keras")}
+    assert set(planned["run"]) <= trained and len(planned) == planned["run"].nunique()
     prior = json.loads((ROOT / "results" / "smoke" / "baselines" / "baselines.json").read_text())
     prior = prior["baselines"]["prior (most populated cell)"]
     for run in ("st_hier", "mtl_s3", "tuned-f100-st", "cnn_w25-f100-st"):  # every kind of model learns

@@ -96,7 +96,7 @@ def test_every_library_file_is_tracked_by_git():
 
 COMPENDIUM = {"scales": 0, "project": 0, "executors": 0, "statistics": 1, "results": 2, "runs": 3, "design": 3,
               "grid": 4, "baselines": 5, "verdict": 5, "paper_claims": 5, "tables": 6, "prose": 6, "plots": 6,
-              "proxy_plots": 6, "publish": 6, "runner": 6}
+              "proxy_plots": 6, "publish": 6, "plan": 6, "runner": 7}
 """The compendium's rooms, bottom up: the scales, the project folder and the executors; statistics of prediction
 files; reading results; the run cache and the study design; running the grid; the verdict, the baselines and the paper's
 claims; presentation (tables, prose, plots), publishing and the notebook runner."""

@@ -300,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no per-notebook progress bar on stderr")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (every training run, cached or to train) and its estimated time; train nothing")
+    p.add_argument("--workers", type=int, default=1,
+                   help="train the grid's independent runs on N local processes (each with its share of the cores)")
+    p.add_argument("--dask", default="",
+                   help="train them on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:N")
     args = p.parse_args(argv)
     try:
         root = resolve_root(args.root)
@@ -308,6 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.book_dir:
         print(os.path.relpath(book_dir(args.scale, root)))
         return 0
+    if args.dry_run:
+        from geomtl_core.compendium.plan import plan, summary
+
+        table = plan(args.scale, root)
+        print(f"[runner] plan at scale={args.scale} in {root}:\n" + summary(table, max(args.workers, 1)))
+        return 0
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    os.environ["GEOMTL_WORKERS"], os.environ["GEOMTL_DASK"] = str(args.workers), args.dask  # the notebooks' kernels
     records = run_all(args.scale, args.notebooks, args.out, force=args.force, root=root, progress=args.progress)
     print(f"[runner] {len(records)} notebook(s) at scale={args.scale} in {root}; "
           f"the report builds from {book_dir(args.scale, root)}")

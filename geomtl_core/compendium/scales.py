@@ -76,9 +76,9 @@ SCALES: dict[str, dict] = {
                       "koppen": [["frozen", 1.0], ["tuned", 1.0]],
                       "region_on_all": [[m, f, a] for m in ("frozen", "tuned") for f in (0.1, 0.3)
                                         for a in ("geographic_s3", "geographic_s16")], "tune_blocks": 2},
-             "arms": {"models": list(_FULL_MODELS[1:]), "epochs": {"tuned": [10, 20, 30], "cnn_w25": [5, 15, 30],
-                                                                  "cnn_w50": [5, 15, 30]},
-                      "scene_weight": [0.3, 1.0, 3.0]},
+             "arms": {"models": list(_FULL_MODELS[1:]), "epochs": {"tuned": [10, 30], "cnn_w25": [15, 30],
+                                                                  "cnn_w50": [15, 30]},
+                      "scene_weight": [0.5, 1.0]},
              "cv": {"folds": list(range(10)),
                     "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
              "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},

@@ -50,29 +50,43 @@ def _project(tmp: Path) -> Path:
     return tmp
 
 
-@pytest.mark.slow
-def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch):
-    """Part of the smoke grid (a cross-validated frozen pair and a tuned arm with its epoch candidates) trained in
-    this process and by 2 local worker processes, each from nothing in its own project: the same run keys and the
-    same test metrics, and nothing half-written (no staging folder left). One thread per process in both, so that
-    the arithmetic is the same."""
+SUBGRID = [("frozen", 1.0, "st"), ("frozen", 1.0, "s3"), ("tuned", 1.0, "st")]
+
+
+def _grid(root: Path, executor: Executor, monkeypatch) -> dict:
+    """Part of the smoke grid (a cross-validated frozen pair and a tuned arm with its epoch candidates, with the
+    recipe before them) trained from nothing in the project ``root``, one torch thread per process."""
     from geomtl_core.compendium import grid
     from geomtl_core.compendium.design import Cell
 
     import torch
 
-    monkeypatch.setattr(grid, "cells", lambda scale: [Cell("frozen", 1.0, "st"), Cell("frozen", 1.0, "s3"),
-                                                      Cell("tuned", 1.0, "st")])
+    monkeypatch.setattr(grid, "cells", lambda scale: [Cell(*c) for c in SUBGRID])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        serial = grid.run_grid("smoke", _project(tmp_path / "serial"), Executor())
-        parallel = grid.run_grid("smoke", _project(tmp_path / "parallel"), Executor(workers=2, threads=1))
+        return grid.run_grid("smoke", _project(root), executor)
     finally:
         torch.set_num_threads(threads)
-    for cell, result in serial.items():
+
+
+@pytest.fixture(scope="module")
+def serial_grid(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("serial")
+        return _grid(root / "p", Executor(), mp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", [Executor(workers=2, threads=1), Executor(address="local:2", threads=1)],
+                         ids=["processes", "dask"])
+def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch, serial_grid, executor):
+    """The same runs trained in this process and by 2 workers (local processes; a local Dask cluster), each from
+    nothing in its own project: the same run keys, folds and test metrics, and nothing half-written (no staging
+    folder left). One thread per process in both, so that the arithmetic is the same."""
+    parallel = _grid(tmp_path / "p", executor, monkeypatch)
+    for cell, result in serial_grid.items():
         other = parallel[cell]
         assert result["run_key"] == other["run_key"] and result.get("folds") == other.get("folds")
         assert json.dumps(result["test"]["methods"]) == json.dumps(other["test"]["methods"]), cell.name
-    for root in (tmp_path / "serial", tmp_path / "parallel"):
-        assert not list((root / "runs" / "smoke").rglob("*.partial"))
+    assert not list((tmp_path / "p" / "runs" / "smoke").rglob("*.partial"))

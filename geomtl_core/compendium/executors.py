@@ -125,13 +125,16 @@ def _processes(tasks: Sequence[Task], ex: Executor, bar) -> list[Any]:
 
 def _dask(tasks: Sequence[Task], ex: Executor, bar) -> list[Any]:
     """A Dask cluster (``address``: a scheduler, or ``local:N`` for N local worker processes); Dask reschedules
-    the tasks of a worker that dies, and retries failed ones ``retries`` times."""
+    the tasks of a worker that dies, and retries failed ones ``retries`` times. A run's data loader starts worker
+    processes, so a cluster's Dask workers must not be daemonic (``DASK_DISTRIBUTED__WORKER__DAEMON=False``)."""
+    import dask
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
-    if ex.address.startswith("local:"):
-        cluster = LocalCluster(n_workers=int(ex.address.split(":", 1)[1]), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+    if ex.address.startswith("local:"):  # non-daemonic workers: a run's DataLoader starts processes of its own
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=int(ex.address.split(":", 1)[1]), threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
     try:
         with Client(cluster or ex.address) as client:
             client.run(_limit_threads, ex.threads, [])

@@ -35,7 +35,8 @@ class Executor:
         if self.workers < 1 or self.retries < 0:
             raise ValueError(f"workers must be >= 1 and retries >= 0, got {self.workers} and {self.retries}")
         if not self.threads:
-            self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+            n = int(self.address.split(":", 1)[1]) if self.address.startswith("local:") else self.workers
+            self.threads = max(1, (os.cpu_count() or 1) // n)
 
     @classmethod
     def from_env(cls) -> Executor:
@@ -84,6 +85,15 @@ def _limit_threads(threads: int, gpus: list[str]) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[os.getpid() % len(gpus)]
+
+
+def _limited(threads: int, fn: Callable[..., Any], *args) -> Any:
+    """A task with this worker's share of the cores, set in the thread that runs it (OpenMP's thread count is a
+    per-thread setting, and a Dask worker runs tasks in threads of its own, restarted workers included)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(*args)
 
 
 def _processes(tasks: Sequence[Task], ex: Executor, bar) -> list[Any]:
@@ -137,8 +147,7 @@ def _dask(tasks: Sequence[Task], ex: Executor, bar) -> list[Any]:
                                    processes=True, dashboard_address=None)
     try:
         with Client(cluster or ex.address) as client:
-            client.run(_limit_threads, ex.threads, [])
-            futures = {client.submit(fn, *args, pure=False, retries=ex.retries): k
+            futures = {client.submit(_limited, ex.threads, fn, *args, pure=False, retries=ex.retries): k
                        for k, (fn, args) in enumerate(tasks)}
             results: dict[int, Any] = {}
             for f in as_completed(futures):

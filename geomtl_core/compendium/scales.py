@@ -30,7 +30,8 @@ SCALES: dict[str, dict] = {
               "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
                                                 ["frozen", 0.3, "geographic_s3", "scene_all"]]},
               "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]}},
-    # A laptop CPU, about an hour: all 100K locations (about 67K train after the split's buffer), ImageNet
+    # A CPU (the powered design: ~3.7 h on 2 cores, `runner --dry-run`): all 100K locations (about 67K train after
+    # the split's buffer), ImageNet
     # EfficientNet-Lite0 features, 64 px, 3 seeds. The training recipe (epochs, regularisation) is chosen on
     # validation by the book (geomtl_core.compendium.grid.recipe); batch 512 with lr 2e-3 matched batch 256
     # with lr 1e-3 on validation at half the step overhead.

@@ -22,3 +22,11 @@ def always_fail(counter: str) -> None:
     path = Path(counter)
     path.write_text(str(int(path.read_text()) + 1 if path.exists() else 1))
     raise ValueError("this run always fails")
+
+
+def gpu_of_worker(delay: float) -> tuple[int, str]:
+    """(pid, the GPU this worker process was given), after ``delay`` seconds (so that every worker gets a task)."""
+    import time
+
+    time.sleep(delay)
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "")

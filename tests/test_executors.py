@@ -1,6 +1,7 @@
 """Independent runs on executors: in-process, local worker processes and a local Dask cluster give the same
 results; a killed worker's task runs again; a failing task is retried a bounded number of times and reported
-with its error while the others finish; the smoke grid trained by 2 workers equals the serial grid."""
+with its error while the others finish; the smoke grid trained by 2 workers or on a local Dask cluster equals the
+serial grid, also when a worker is killed in the middle of a run."""
 
 import json
 import shutil
@@ -43,6 +44,15 @@ def test_a_failing_task_is_retried_then_reported_and_the_others_finish(tmp_path)
     assert counter.read_text() == "3"
 
 
+def test_each_worker_process_gets_a_gpu_of_its_own(monkeypatch):
+    """With ``CUDA_VISIBLE_DEVICES=3,5`` two local workers see one GPU each, never the same one (no GPU is
+    touched: the variable is only read). Catches GPUs assigned by process id, where two workers can collide."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    out = Executor(workers=2).run([(exec_tasks.gpu_of_worker, (1.0,)) for _ in range(6)])
+    gpu = dict(out)
+    assert len(gpu) == 2 and sorted(gpu.values()) == ["3", "5"]
+
+
 def _project(tmp: Path) -> Path:
     """A bare project folder (what find_root looks for) that builds its own smoke data and runs."""
     (tmp / "notebooks").mkdir(parents=True)
@@ -53,15 +63,16 @@ def _project(tmp: Path) -> Path:
 SUBGRID = [("frozen", 1.0, "st"), ("frozen", 1.0, "s3"), ("tuned", 1.0, "st")]
 
 
-def _grid(root: Path, executor: Executor, monkeypatch) -> dict:
-    """Part of the smoke grid (a cross-validated frozen pair and a tuned arm with its epoch candidates, with the
-    recipe before them) trained from nothing in the project ``root``, one torch thread per process."""
+def _grid(root: Path, executor: Executor, monkeypatch, subgrid: bool = False) -> dict:
+    """The smoke grid (or, ``subgrid``, a cross-validated frozen pair and a tuned arm with its epoch candidates,
+    the recipe before them) trained from nothing in the project ``root``, one torch thread per process."""
     from geomtl_core.compendium import grid
     from geomtl_core.compendium.design import Cell
 
     import torch
 
-    monkeypatch.setattr(grid, "cells", lambda scale: [Cell(*c) for c in SUBGRID])
+    if subgrid:
+        monkeypatch.setattr(grid, "cells", lambda scale: [Cell(*c) for c in SUBGRID])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -70,33 +81,72 @@ def _grid(root: Path, executor: Executor, monkeypatch) -> dict:
         torch.set_num_threads(threads)
 
 
+def _same(reference: dict, other: dict) -> None:
+    """Every cell of ``other`` has ``reference``'s run key, folds and test metrics, to the last digit."""
+    for cell, result in other.items():
+        ref = reference[cell]
+        assert result["run_key"] == ref["run_key"] and result.get("folds") == ref.get("folds"), cell.name
+        assert json.dumps(result["test"]["methods"]) == json.dumps(ref["test"]["methods"]), cell.name
+
+
 @pytest.fixture(scope="module")
 def serial_grid(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        root = tmp_path_factory.mktemp("serial")
-        return _grid(root / "p", Executor(), mp)
+        return _grid(tmp_path_factory.mktemp("serial") / "p", Executor(), mp)
 
 
 @pytest.mark.slow
-def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch, serial_grid):
-    """The same runs trained in this process and by 2 local worker processes, each from nothing in its own
-    project: the same run keys, folds and test metrics, and nothing half-written (no staging folder left). One
-    thread per process in both, so that the arithmetic is the same."""
-    parallel = _grid(tmp_path / "p", Executor(workers=2, threads=1), monkeypatch)
-    for cell, result in serial_grid.items():
-        other = parallel[cell]
-        assert result["run_key"] == other["run_key"] and result.get("folds") == other.get("folds"), cell.name
-        assert json.dumps(result["test"]["methods"]) == json.dumps(other["test"]["methods"]), cell.name
-    assert not list((tmp_path / "p" / "runs" / "smoke").rglob("*.partial"))
-
-
-@pytest.mark.slow
-def test_smoke_grid_runs_on_a_local_dask_cluster(tmp_path, monkeypatch, serial_grid):
-    """The same part of the smoke grid on a local Dask cluster of 2 worker processes: every cell completes with
-    its seeds and folds, and nothing is half-written. Not compared number for number: on Dask a tuned arm's
-    validation choice has come out differently from the serial run's (the cause is not found yet)."""
-    parallel = _grid(tmp_path / "p", Executor(address="local:2", threads=1), monkeypatch)
+@pytest.mark.parametrize("executor", [Executor(workers=2, threads=1), Executor(address="local:2", threads=1)],
+                         ids=["processes", "dask"])
+def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch, serial_grid, executor):
+    """The whole smoke grid trained in this process and by 2 local worker processes (or a local Dask cluster of
+    2), each from nothing in its own project: the same cells, run keys, folds and test metrics, and nothing
+    half-written (no staging folder left). One thread per process in both, so that the arithmetic is the same.
+    On Dask this caught layers seeded from Python's shared ``random``, which the worker's own threads draw from."""
+    parallel = _grid(tmp_path / "p", executor, monkeypatch)
     assert set(parallel) == set(serial_grid)
-    for cell, result in parallel.items():
-        assert result.get("folds") == serial_grid[cell].get("folds") and result["test"]["n"] > 0, cell.name
+    _same(serial_grid, parallel)
     assert not list((tmp_path / "p" / "runs" / "smoke").rglob("*.partial"))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_the_grid_complete_and_identical(tmp_path, monkeypatch, serial_grid):
+    """While 2 local workers train part of the smoke grid, the worker holding the lock of a run whose first epoch
+    is checkpointed is killed (SIGKILL, as the OOM killer would): the pool is rebuilt, the run is retried and
+    resumes from its staging folder, and the grid completes with the serial grid's numbers and no staging folder
+    left. Catches a pool that dies with its worker (the grid never completes) and a run published half-trained
+or left staged."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    root, stop, killed = tmp_path / "p", threading.Event(), []
+
+    def kill_one_mid_run():
+        runs = root / "runs" / "smoke"
+        while not stop.is_set() and not killed:
+            staged = list(runs.glob("**/*.partial/checkpoints/state.json")) if runs.exists() else []
+            for proc in psutil.Process().children():
+                try:
+                    held = {Path(f.path).name for f in proc.open_files()}
+                except psutil.Error:
+                    continue
+                if any(f".{s.parents[1].name.removesuffix('.partial')}.lock" in held for s in staged):
+                    proc.send_signal(signal.SIGKILL)
+                    killed.append(proc.pid)
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_one_mid_run, daemon=True)
+    watcher.start()
+    try:
+        parallel = _grid(root, Executor(workers=2, threads=1), monkeypatch, subgrid=True)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(killed) == 1, "no worker was caught mid-run"
+    assert len(parallel) == len(SUBGRID)
+    _same(serial_grid, parallel)
+    assert not list((root / "runs" / "smoke").rglob("*.partial"))

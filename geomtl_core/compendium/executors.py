@@ -77,14 +77,27 @@ def _serial(task: Task, retries: int, bar) -> Any:
     raise AssertionError("unreachable")
 
 
-def _limit_threads(threads: int, gpus: list[str]) -> None:
-    """Worker start: its share of the cores (torch, BLAS) and, on a GPU machine, one GPU."""
+def _limit_threads(threads: int, gpus) -> None:
+    """Worker start: its share of the cores (torch, BLAS) and, on a GPU machine, a GPU of its own (taken from
+    ``gpus``, a queue that holds each GPU once per worker it is to serve)."""
+    if gpus is not None:  # before CUDA is first used (it reads the variable once)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[os.getpid() % len(gpus)]
+
+
+def _gpu_queue(ctx, workers: int):
+    """The GPUs of ``CUDA_VISIBLE_DEVICES`` dealt out to ``workers`` processes (round robin: a GPU serves
+    several workers only when there are more workers than GPUs); ``None`` without GPUs."""
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if not gpus:
+        return None
+    q = ctx.Queue()
+    for i in range(workers):
+        q.put(gpus[i % len(gpus)].strip())
+    return q
 
 
 def _limited(threads: int, fn: Callable[..., Any], *args) -> Any:
@@ -99,15 +112,15 @@ def _limited(threads: int, fn: Callable[..., Any], *args) -> Any:
 def _processes(tasks: Sequence[Task], ex: Executor, bar) -> list[Any]:
     """Local worker processes (spawned: no forked torch state); a pool broken by a killed worker is rebuilt and
     its unfinished tasks are submitted again, each at most ``retries`` more times."""
-    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     results: dict[int, Any] = {}
     tries = dict.fromkeys(range(len(tasks)), 0)
     todo = list(range(len(tasks)))
     import multiprocessing as mp
 
-    while todo:
-        with ProcessPoolExecutor(ex.workers, mp_context=mp.get_context("spawn"), initializer=_limit_threads,
-                                 initargs=(ex.threads, gpus)) as pool:
+    ctx = mp.get_context("spawn")
+    while todo:  # each pool deals its GPUs out afresh (a killed worker's GPU goes to its replacement)
+        with ProcessPoolExecutor(ex.workers, mp_context=ctx, initializer=_limit_threads,
+                                 initargs=(ex.threads, _gpu_queue(ctx, ex.workers))) as pool:
             running = {pool.submit(tasks[i][0], *tasks[i][1]): i for i in todo}
             todo = []
             while running:

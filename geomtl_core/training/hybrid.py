@@ -1,0 +1,189 @@
+"""The hybrid predictor and plain kNN on a trained run: its classifier narrows, retrieval among its own training
+images refines (:mod:`geomtl_core.geo.retrieval`; Vo et al. 2017, PIGEON).
+
+:func:`hybrid_for_run` works on a run whose frozen backbone trained from cached pooled features: those features
+are the embeddings (the run's own cache, extended only by images it lacks, as evaluation does), the gallery is
+the run's geo-labelled training images (its share, as the trainer selects them), and the query cell
+probabilities are the run's f* fine-cell scores (:meth:`geomtl_core.geo.partitioning.Hierarchy.scores`), computed
+from the cached features through the model's heads as its evaluation does. Settings are chosen on validation
+only; test predictions go beside the run's other ``predictions_test.<method>.csv`` in the same format and rows.
+
+It lives in the training layer because the feature cache's location (:func:`feature_cache_path`) is the
+trainer's; inference sits below training and may not import it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.data.dataset import GeoImageDataset, make_loader
+from geomtl_core.data.features import FeatureDataset, extract_features
+from geomtl_core.data.images import TransformConfig
+from geomtl_core.data.loaders import load_tables, split_loader, training_rows, training_split
+from geomtl_core.data.predictions import read_predictions, write_predictions
+from geomtl_core.errors import InputError
+from geomtl_core.geo.geodesy import haversine_km
+from geomtl_core.geo.geolocate import Geolocation, geolocate
+from geomtl_core.geo.partitioning import Hierarchy, Partitioning
+from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose, hybrid_locate
+from geomtl_core.inference.evaluation import predict_probabilities
+from geomtl_core.models.bundle import Bundle, load_bundle, write_json_atomic
+from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
+
+import numpy as np
+import pandas as pd
+
+KERNELS_KM = (10.0, 25.0, 100.0)
+DEFAULT_GRID: Mapping[str, tuple] = {"top_cells": (1, 3, 10), "k": (1, 10, 50), "kernel_km": KERNELS_KM}
+"""The hybrid's settings tried on validation (their product)."""
+KNN_GRID: tuple[dict[str, Any], ...] = ({"k": 1, "kernel_km": None},
+                                        *({"k": k, "kernel_km": km} for k in (10, 50) for km in KERNELS_KM))
+"""Plain kNN's settings tried on validation: the nearest image, or the kernel-density mode of 10 or 50."""
+KM = 200.0
+"""The distance whose accuracy chooses the settings (and is reported)."""
+_EVAL_BATCH = {"val": 256, "test": 512}
+"""Batch sizes of the run's own evaluation from features (the trainer's for val, evaluate_run's for test)."""
+
+
+@dataclass
+class _Queries:
+    """A split's readable images, in evaluation order, with embeddings, f* fine-cell scores and f*'s answer."""
+
+    img_id: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    emb: np.ndarray
+    scores: np.ndarray
+    fstar: Geolocation
+
+
+def _check_supported(cfg: ExperimentConfig) -> None:
+    """InputError unless the run's backbone is frozen and its pooled features cached (the embeddings)."""
+    if not uses_cached_features(cfg) or cfg.model.finetune_blocks:
+        raise InputError(
+            "the hybrid predictor supports only frozen-feature runs so far (model.freeze_backbone with "
+            "train.cache_features and model.finetune_blocks=0): their cached pooled features are the embeddings; "
+            f"this run has freeze_backbone={cfg.model.freeze_backbone}, finetune_blocks={cfg.model.finetune_blocks}, "
+            f"cache_features={cfg.train.cache_features}, backbone={cfg.model.backbone!r}")
+
+
+def _gallery(cfg: ExperimentConfig, bundle: Bundle, train: pd.DataFrame, progress: bool) -> tuple[Gallery, int]:
+    """The run's geo-labelled training images (selected by the trainer's own functions) with their cached
+    features, coordinates and fine cells; and how many were left out as unreadable (NaN features)."""
+    train_meta, geo_rows = training_rows(cfg, train)
+    split, _ = training_split(cfg, train_meta, geo_rows, bundle.parts)
+    labels = split.labels
+    # the cache holds the eval-transform features of every image the run trained on (as _feature_inputs)
+    plain = GeoImageDataset(split.dataset.source, labels, TransformConfig(size=cfg.data.image_size), train=False)
+    feats = extract_features(bundle.model, plain, feature_cache_path(cfg, "train"), workers=cfg.data.workers,
+                             progress=progress)
+    fine = labels.targets[bundle.parts[-1].name]  # the trainer's fine class; -1 where the run left geo labels out
+    readable = np.isfinite(feats).all(axis=1)
+    keep = (fine >= 0) & readable
+    gallery = Gallery.build(feats[keep], labels.lat[keep], labels.lon[keep], fine[keep],
+                            n_cells=len(bundle.parts[-1]))
+    return gallery, int(((fine >= 0) & ~readable).sum())
+
+
+def _queries(cfg: ExperimentConfig, bundle: Bundle, split: str, meta: pd.DataFrame, hierarchy: Hierarchy | None,
+             progress: bool) -> _Queries:
+    """A split (its metadata ``meta``) as the run's evaluation sees it: features from the cache, probabilities
+    through the heads, the unreadable images dropped; the fine-cell scores are f* (or the finest head's)."""
+    parts = bundle.parts
+    data = split_loader(cfg, split, meta, parts, train=False)
+    feats = extract_features(bundle.model, data.dataset, feature_cache_path(cfg, split), workers=cfg.data.workers,
+                             progress=progress)
+    loader = make_loader(FeatureDataset(feats, data.labels.targets), _EVAL_BATCH[split], seed=cfg.train.seed)
+    probs, valid = predict_probabilities(bundle.model, loader, [p.name for p in parts], progress=progress,
+                                         from_features=True)
+    if not valid.any():
+        raise InputError(f"{split}: no readable image ({len(valid)} records, all unreadable)")
+    probs = {t: v[valid] for t, v in probs.items()}
+    scores = hierarchy.scores([probs[p.name] for p in parts]) if hierarchy is not None else probs[parts[-1].name]
+    fstar = geolocate(probs, parts, hierarchy)["hierarchy" if hierarchy is not None else parts[-1].name]
+    labels = data.labels
+    return _Queries(labels.img_id[valid], labels.lat[valid], labels.lon[valid], feats[valid], scores, fstar)
+
+
+def _accuracy(q: _Queries, lat: np.ndarray, lon: np.ndarray, km: float) -> float:
+    return float((haversine_km(q.lat, q.lon, lat, lon, validate=False) <= km).mean())
+
+
+def _write(path: Path, q: _Queries, lat: np.ndarray, lon: np.ndarray, fine: Partitioning) -> None:
+    """The evaluation's prediction file layout (its writer and extra columns), atomically: ``fine_class`` is the
+    fine cell holding the predicted point (-1: none), ``score`` that cell's f* score for the image."""
+    cls = fine.assign(lat, lon)
+    score = np.where(cls >= 0, q.scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_predictions(tmp, q.img_id, q.lat, q.lon, lat, lon, extra={"fine_class": cls, "score": np.round(score, 6)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
+                   grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]] = DEFAULT_GRID,
+                   knn_grid: Iterable[Mapping[str, Any]] = KNN_GRID, km: float = KM,
+                   progress: bool = False) -> dict[str, Any]:
+    """Choose the hybrid's and plain kNN's settings on the run's validation split, predict its test split, and
+    write ``predictions_test.hybrid.csv``, ``predictions_test.knn.csv`` and ``hybrid.json`` into the run folder
+    (atomically; the same files on every call, but for ``seconds``). Returns what ``hybrid.json`` holds.
+
+    ``cfg``: the run's config (default: its ``config.yaml``); only frozen-feature runs (:func:`_check_supported`).
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    cfg = ExperimentConfig.load(out / "config.yaml") if cfg is None else cfg
+    _check_supported(cfg)
+    bundle = load_bundle(out)
+    parts, fine = bundle.parts, bundle.parts[-1]
+    hierarchy = bundle.hierarchy if cfg.partition.hierarchical and len(parts) > 1 else None
+    method = "hierarchy" if hierarchy is not None else fine.name
+    tables = load_tables(cfg)  # train and val read together, test alone: as the trainer and evaluate_run read them
+    gallery, unreadable = _gallery(cfg, bundle, tables["train"], progress)
+    val = _queries(cfg, bundle, "val", tables["val"], hierarchy, progress)
+    test = _queries(cfg, bundle, "test", load_tables(cfg, ("test",))["test"], hierarchy, progress)
+    ref = out / f"predictions_test.{method}.csv"
+    if ref.exists() and not np.array_equal(read_predictions(ref).img_id.astype(str), test.img_id.astype(str)):
+        raise InputError(f"{ref} covers other test images than the run's test split now has; re-evaluate the run")
+
+    hyb = choose(gallery, val.emb, val.scores, val.lat, val.lon, grid, km)
+    # kNN is the hybrid over one cell holding every image (weights: similarity x 1): one search serves every k,
+    # and validation and test go through the same code
+    one = Gallery.build(gallery.emb, gallery.lat, gallery.lon, np.zeros(len(gallery), np.int64), n_cells=1)
+    knn = choose(one, val.emb, np.ones((len(val.emb), 1)), val.lat, val.lon,
+                 [{**g, "top_cells": 1} for g in knn_grid], km)
+
+    predicted = {
+        "hybrid": hybrid_locate(gallery, test.emb, test.scores, **{key: hyb[key] for key in HYBRID_KEYS}),
+        "knn": hybrid_locate(one, test.emb, np.ones((len(test.emb), 1)), **{key: knn[key] for key in HYBRID_KEYS}),
+    }
+    files = {}
+    for name, (lat, lon) in predicted.items():
+        files[name] = f"predictions_test.{name}.csv"
+        _write(out / files[name], test, lat, lon, fine)
+
+    def settings(c: dict, keys: tuple[str, ...]) -> dict:
+        return {key: c[key] for key in keys} | {"val_accuracy": c["accuracy"],
+                                                 "grid": [{key: g[key] for key in (*keys, "accuracy")}
+                                                          for g in c["grid"]]}
+
+    result = {
+        "km": km, "fstar_method": method, "gallery_images": len(gallery), "gallery_unreadable": unreadable,
+        "val_images": len(val.img_id), "test_images": len(test.img_id),
+        "hybrid": settings(hyb, HYBRID_KEYS), "knn": settings(knn, ("k", "kernel_km")),
+        "test_accuracy": {name: _accuracy(test, lat, lon, km) for name, (lat, lon) in predicted.items()}
+        | {"fstar": _accuracy(test, test.fstar.lat, test.fstar.lon, km)},
+        "prediction_files": files,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(result, out / "hybrid.json")
+    return result

@@ -1,0 +1,170 @@
+"""The hybrid predictor (classifier narrows, retrieval refines) and plain kNN on a trained run with a frozen,
+cached backbone: files beside the run's own predictions, the run's own gallery, choices made on validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import geomtl_core  # noqa: F401 - selects the torch backend
+from geomtl_core.compendium.runs import evaluate_run
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.data.predictions import read_predictions
+from geomtl_core.errors import InputError
+from geomtl_core.training.hybrid import DEFAULT_GRID, KNN_GRID, hybrid_for_run
+
+import numpy as np
+import pandas as pd
+import pytest
+from toydata import make_toy_dataset, train_tiny_bundle
+
+FROZEN = {"freeze_backbone": True}
+
+
+def _toy(tmp: Path) -> Path:
+    """A toy dataset with a test split of its own images (same palette: the same seed's first draw)."""
+    data = make_toy_dataset(tmp / "toy", n_train=300, n_val=60)
+    other = make_toy_dataset(tmp / "other", n_train=7, n_val=60)
+    shutil.copytree(other / "val", data / "test")
+    shutil.copy(other / "val.csv", data / "test.csv")
+    return data
+
+
+def _run(tmp: Path, root: Path, **overrides) -> Path:
+    """A tiny frozen-backbone run, evaluated on test as the compendium does (``predictions_test.*.csv``)."""
+    out = train_tiny_bundle(root, tmp / "run", data_cache=tmp / "cache", model=FROZEN, **overrides)
+    evaluate_run(out, ExperimentConfig.load(out / "config.yaml"), "test")
+    return out
+
+
+def _without_time(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "seconds"}
+
+
+def test_hybrid_files_sit_beside_the_runs_predictions_in_their_format_and_repeat_exactly(tmp_path):
+    """Both prediction files have the evaluation's columns and exactly its test images in its order, hybrid.json
+    holds settings from the grids, its f* accuracy is the run's own, the score column is f*'s, and a second
+    call rewrites identical files. Catches another row order or subset (e.g. unreadable or sorted rows), a
+    different writer or columns, settings outside the grid, query probabilities that are not the run's f*
+    (another head, another hierarchy), and anything nondeterministic."""
+    out = _run(tmp_path, _toy(tmp_path))
+    ref = pd.read_csv(out / "predictions_test.hierarchy.csv")
+    first = hybrid_for_run(out)
+    files = {m: out / f"predictions_test.{m}.csv" for m in ("hybrid", "knn")}
+    for path in files.values():
+        got = pd.read_csv(path)
+        assert list(got.columns) == list(ref.columns)
+        assert got.img_id.tolist() == ref.img_id.tolist()
+        np.testing.assert_array_equal(got[["true_lat", "true_lon"]], ref[["true_lat", "true_lon"]])
+        assert len(read_predictions(path).img_id) == len(ref)
+    saved = json.loads((out / "hybrid.json").read_text())
+    assert saved == first and first["test_images"] == len(ref) and first["fstar_method"] == "hierarchy"
+    h, k = first["hybrid"], first["knn"]
+    assert h["top_cells"] in DEFAULT_GRID["top_cells"] and h["k"] in DEFAULT_GRID["k"]
+    assert h["kernel_km"] in DEFAULT_GRID["kernel_km"]
+    assert {"k": k["k"], "kernel_km": k["kernel_km"]} in [dict(g) for g in KNN_GRID]
+    assert len(h["grid"]) == 27 and len(k["grid"]) == len(KNN_GRID)
+    assert h["val_accuracy"] == max(g["accuracy"] for g in h["grid"])
+    assert k["val_accuracy"] == max(g["accuracy"] for g in k["grid"])
+    assert first["test_accuracy"]["fstar"] == pytest.approx((ref.error_km <= 200).mean())
+    for m in files:
+        assert first["test_accuracy"][m] == pytest.approx((pd.read_csv(files[m]).error_km <= 200).mean())
+    hyb = pd.read_csv(files["hybrid"])
+    same = hyb.fine_class.to_numpy() == ref.fine_class.to_numpy()
+    assert same.any()  # where hybrid and f* pick one cell, the score is f*'s score of it
+    np.testing.assert_allclose(hyb.score[same], ref.score[same], rtol=0, atol=1e-6)
+    before = {m: p.read_bytes() for m, p in files.items()}
+    again = hybrid_for_run(out)
+    assert {m: p.read_bytes() for m, p in files.items()} == before
+    assert {k: v for k, v in again.items() if k != "seconds"} == _without_time(out / "hybrid.json")
+    assert _without_time(out / "hybrid.json") == {k: v for k, v in first.items() if k != "seconds"}
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+    ref.iloc[:-1].to_csv(out / "predictions_test.hierarchy.csv", index=False)  # the run's test rows changed
+    with pytest.raises(InputError, match="other test images"):
+        hybrid_for_run(out)
+
+
+def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
+    """With the feature cache gone, the embeddings are extracted again by the bundle's model and every file comes
+    out the same. Catches embeddings that are not the run's frozen backbone's pooled features (another model,
+    transform or layer) and a hybrid that only works on a warm cache."""
+    out = _run(tmp_path, _toy(tmp_path))
+    hybrid_for_run(out)
+    files = ["predictions_test.hybrid.csv", "predictions_test.knn.csv"]
+    before = [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")]
+    shutil.rmtree(tmp_path / "cache")
+    hybrid_for_run(out)
+    assert [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")] == before
+    assert len(list((tmp_path / "cache").glob("features_*.npz"))) == 3  # train, val, test
+
+
+def test_a_flat_run_uses_its_finest_heads_probabilities(tmp_path):
+    """Without a hierarchy the query probabilities are the finest head's and the reference rows are that head's
+    file. Catches f* (or a missing ``hierarchy`` method) assumed for every run."""
+    out = _run(tmp_path, _toy(tmp_path), partition={"hierarchical": False})
+    fine = json.loads((out / "labels.json").read_text())["partitionings"][-1]
+    ref = pd.read_csv(out / f"predictions_test.{fine}.csv")
+    assert not (out / "predictions_test.hierarchy.csv").exists()
+    result = hybrid_for_run(out)
+    assert result["fstar_method"] == fine
+    assert result["test_accuracy"]["fstar"] == pytest.approx((ref.error_km <= 200).mean())
+    hyb = pd.read_csv(out / "predictions_test.hybrid.csv")
+    assert hyb.img_id.tolist() == ref.img_id.tolist()
+    same = hyb.fine_class.to_numpy() == ref.fine_class.to_numpy()
+    assert same.any()
+    np.testing.assert_allclose(hyb.score[same], ref.score[same], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("data", [{"train_fraction": 0.3}, {"train_fraction": 0.3, "scene_on_all": True}],
+                         ids=["share", "scene_on_all"])
+def test_the_gallery_is_the_runs_geo_labelled_share(tmp_path, data):
+    """With 30% of the training split (and with scene labels on every image, geo labels on the 30%), the gallery
+    holds exactly the images the run learned locations from. Catches a gallery of the whole training split,
+    of every image the scene task saw, or of the whole feature cache."""
+    out = _run(tmp_path, _toy(tmp_path), data=data, train={"samples_per_epoch": 64})
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["geo_labelled_images"] == 90
+    assert metrics["train_images"] == (300 if data.get("scene_on_all") else 90)
+    result = hybrid_for_run(out)
+    assert result["gallery_images"] == metrics["geo_labelled_images"]
+
+
+def test_the_settings_are_chosen_on_validation_only(tmp_path):
+    """Moving every test image's true location changes the test accuracies but neither the chosen settings nor
+    any grid point's validation accuracy. Catches choosing (or scoring the grid) on the test split."""
+    data = _toy(tmp_path)
+    out = _run(tmp_path, data)
+    first = hybrid_for_run(out)
+    meta = pd.read_csv(data / "test.csv")
+    meta[["LAT", "LON"]] = np.roll(meta[["LAT", "LON"]].to_numpy(), 7, axis=0)  # other cities' coordinates
+    meta.to_csv(data / "test.csv", index=False)
+    moved = hybrid_for_run(out)
+    assert moved["test_accuracy"] != first["test_accuracy"], "the test change should show on test"
+    for method in ("hybrid", "knn"):
+        assert moved[method] == first[method]
+
+
+@pytest.mark.parametrize("model,train", [
+    ({"freeze_backbone": False}, {}),
+    ({"freeze_backbone": True}, {"cache_features": False}),
+    ({"backbone": "efficientnet_lite0", "finetune_blocks": 2}, {}),
+    ({"backbone": "efficientnet_lite0", "freeze_backbone": True, "finetune_blocks": 1}, {}),
+], ids=["unfrozen", "not_cached", "finetune_blocks", "frozen_finetune_blocks"])
+def test_only_frozen_feature_runs_are_supported(tmp_path, model, train):
+    """A run whose backbone learns (or whose features are not cached, or cached below tuned blocks) is refused,
+    naming the limitation, before anything is read. Catches a hybrid on embeddings the run never had (e.g. the
+    cached activations of a fine-tuned run, or features of a backbone that has moved since)."""
+    cfg = ExperimentConfig.from_dict({"data": {"root": str(tmp_path / "none")}, "model": model, "train": train})
+    with pytest.raises(InputError, match="only frozen-feature runs"):
+        hybrid_for_run(tmp_path / "no_run", cfg=cfg)
+
+
+def test_an_unfrozen_trained_run_is_refused(tmp_path):
+    """The same refusal from a real run's saved config (no ``cfg`` given). Catches reading the default config
+    or ignoring the run's own."""
+    data = make_toy_dataset(tmp_path / "toy", n_train=120, n_val=30)
+    out = train_tiny_bundle(data, tmp_path / "run", data_cache=tmp_path / "cache")
+    with pytest.raises(InputError, match="only frozen-feature runs"):
+        hybrid_for_run(out)
+    assert not (out / "hybrid.json").exists()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22 and 23) applied to a copy of the tree; the named test must fail.
+# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23 and 26) applied to a copy of the tree; the named test must fail.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # name, file, python-replacement, test
@@ -19,7 +19,13 @@ run no_lock geomtl_core/compendium/runs.py 'import sys;p=sys.argv[1];s=open(p).r
 # issue 23: blocks not nested in folds; folds without the buffer; arms not paired; ISNs from scratch
 run blocks_not_nested geomtl_core/geo/stats.py 'import sys;p=sys.argv[1];s=open(p).read();a="    blocks = spatial_blocks(lat, lon, block_deg, groups)\n";assert a in s;open(p,"w").write(s.replace(a,"    blocks = spatial_blocks(lat, lon, block_deg)\n"))' tests/test_seed_comparisons.py::test_pooled_comparison_pairs_folds_and_nests_blocks_in_them
 run folds_no_buffer geomtl_core/data/spatial_split.py 'import sys;p=sys.argv[1];s=open(p).read();a="        out[j] = _cap_and_buffer(split, lat, lon, rng, buffer_km, max_block_share, block_deg)";assert a in s;open(p,"w").write(s.replace(a,"        out[j] = _cap_and_buffer(split, lat, lon, rng, 0.0 if j < k - 1 else buffer_km, max_block_share, block_deg)"))' tests/test_proxy.py::test_spatial_folds_test_every_kept_location_once_and_contain_the_split
-run arms_unpaired geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="        keras.utils.set_random_seed(cfg.train.seed)\n        model = _build_model(cfg, parts, scene, cached_inputs=cached)";assert a in s;open(p,"w").write(s.replace(a,"        model = _build_model(cfg, parts, scene, cached_inputs=cached)"))' tests/test_grid.py::test_the_two_arms_start_from_the_same_neck_and_geo_heads
+run arms_unpaired geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="        keras.utils.set_random_seed(cfg.train.seed)\n        model = _build_model(cfg, parts, scene, cached_inputs=cached)";b="        seed=cfg.train.seed,\n";assert a in s and b in s;open(p,"w").write(s.replace(a,"        model = _build_model(cfg, parts, scene, cached_inputs=cached)").replace(b,""))' tests/test_grid.py::test_the_two_arms_start_from_the_same_neck_and_geo_heads
+# issue 26: layers that draw their seeds from Python's shared random (what made Dask runs differ)
+run unseeded_layers geomtl_core/models/seeds.py 'import sys;p=sys.argv[1];s=open(p).read();a="return None if seed is None else zlib";assert a in s;open(p,"w").write(s.replace(a,"return None if True else zlib"))' tests/test_grid.py::test_a_seeded_model_starts_the_same_whatever_else_draws_from_python_random
 run isn_from_scratch geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="            start_from_bundle(model, cfg.train.init_from)";assert a in s;open(p,"w").write(s.replace(a,"            pass"))' tests/test_grid.py::test_isn_starts_from_the_base_model
 # issue 26: a pool broken by a killed worker is not rebuilt
 run no_pool_rebuild geomtl_core/compendium/executors.py 'import sys;p=sys.argv[1];s=open(p).read();a="                    elif isinstance(err, BrokenProcessPool):\n                        todo.append(i)\n";assert a in s;open(p,"w").write(s.replace(a,"                    elif isinstance(err, BrokenProcessPool):\n                        results[i] = err\n"))' "tests/test_executors.py::test_a_killed_worker_is_replaced_and_its_task_runs_again[processes]"
+# issue 23: a scene-on-all run that dilutes its geo labels instead of pairing its batches with the single-task run's
+run unpaired_scene_on_all geomtl_core/data/loaders.py 'import sys;p=sys.argv[1];s=open(p).read();a="    return replace(split, loader=loader), int(keep.sum())";assert a in s;open(p,"w").write(s.replace(a,"    return split, int(keep.sum())"))' tests/test_grid.py::test_a_scene_on_all_run_reads_the_single_task_runs_geo_images_at_every_step
+# issue 26: every worker handed the same GPU
+run same_gpu geomtl_core/compendium/executors.py 'import sys;p=sys.argv[1];s=open(p).read();a="q.put(gpus[i % len(gpus)].strip())";assert a in s;open(p,"w").write(s.replace(a,"q.put(gpus[0].strip())"))' tests/test_executors.py::test_each_worker_process_gets_a_gpu_of_its_own

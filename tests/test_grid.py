@@ -8,7 +8,7 @@ import geomtl_core  # noqa: F401 - selects the torch backend
 from geomtl_core.compendium import design, prose
 from geomtl_core.compendium.verdict import decide
 from geomtl_core.data.aux_labels import control_labels
-from geomtl_core.data.loaders import EpochSampler
+from geomtl_core.data.loaders import EpochSampler, PairedBatchSampler
 from geomtl_core.errors import InputError
 from geomtl_core.geo import hierarchy_fixes as H
 from geomtl_core.geo.partitioning import Hierarchy
@@ -65,10 +65,11 @@ def test_geographic_control_is_a_region_code_with_the_scene_marginal():
         control_labels(metas, ["s3"], "random", seed=0)
 
 
-def test_scene_on_all_keeps_geo_labels_on_the_share_only(tmp_path):
+@pytest.mark.parametrize("model", [{}, {"freeze_backbone": True}], ids=["images", "cached_features"])
+def test_scene_on_all_keeps_geo_labels_on_the_share_only(tmp_path, model):
     data = make_toy_dataset(tmp_path / "toy", n_train=300, n_val=60)
     out = train_tiny_bundle(data, tmp_path / "run", data={"train_fraction": 0.3, "scene_on_all": True},
-                            train={"samples_per_epoch": 64})
+                            train={"samples_per_epoch": 64}, model=model)
     m = json.loads((out / "metrics.json").read_text())
     assert m["train_images"] == 300
     assert m["geo_labelled_images"] == 90
@@ -124,6 +125,33 @@ def test_the_two_arms_start_from_the_same_neck_and_geo_heads(tmp_path):
         np.testing.assert_allclose(st.heads[task].get_weights()[0], mtl.heads[task].get_weights()[0], rtol=0,
                                    atol=1e-8)
 
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "efficientnet_lite0"])
+def test_a_seeded_model_starts_the_same_whatever_else_draws_from_python_random(backbone):
+    """A model built with a ``seed`` has the same initial weights however Python's shared ``random`` stands
+    when it is built (another thread drawing from it, as a Dask worker's threads do), and its geo heads start
+    the same with or without a scene head. Catches layers that draw their seed from ``random`` (found as tuned
+    runs that differed on a Dask worker from run to run); without a seed the weights do differ."""
+    import random
+
+    from geomtl_core.models.multitask import GeoMTLModel
+
+    def weights(seed, state, scene=None):
+        random.seed(state)
+        m = GeoMTLModel({"a": 5}, scene, backbone=backbone, input_size=32, pretrained=False, neck_units=8,
+                        seed=seed)
+        m(np.zeros((1, 32, 32, 3), "float32"))
+        return {v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v) for v in m.weights
+                if "seed_generator" not in v.path}  # paths without the model's own (numbered) name
+
+    def same(a, b, keys=None):
+        return all(np.array_equal(a[k], b[k]) for k in keys or a)
+
+    a, b = weights(3, 1), weights(3, 2)
+    assert a.keys() == b.keys() and same(a, b)
+    mtl = weights(3, 5, {"s3": 3})
+    assert same(a, mtl, [k for k in a if "head_a" in k or "neck" in k or "conv" in k])
+    assert not same(weights(None, 1), weights(None, 2))
 
 def _finetune_pair(blocks=2):
     from geomtl_core.models.multitask import GeoMTLModel
@@ -347,3 +375,70 @@ def test_each_learning_arm_gets_its_epochs_and_scene_weight_on_validation(tmp_pa
     rec = json.loads((tmp_path / "results" / "smoke" / "arms" / f"{s3.name}.chosen.json").read_text())
     assert rec["chosen"] == f"{s3.name}-e1-w1" and len(rec["candidates"]) == 4
     assert grid.arm_overrides(design.Cell("frozen", 1.0, "s3"), "smoke", tmp_path) == {}
+
+
+def test_paired_batches_hold_the_single_task_order_beside_auxiliary_only_images():
+    """Each batch: the share's geo-labelled rows in the single-task run's order at that step, then as many rows
+    without geo labels, drawn without repeats while they last. Catches a scene-on-all run whose geo supervision
+    is diluted or reordered against the single-task arm it is compared with."""
+    rng = np.random.default_rng(0)
+    geo = np.zeros(100, bool)
+    geo[rng.choice(100, 30, replace=False)] = True
+    s = PairedBatchSampler(geo, seed=4, batch=8, total=64)
+    single = EpochSampler(30, seed=4, total=64)
+    for epoch in (0, 3):
+        s.set_epoch(epoch)
+        single.set_epoch(epoch)
+        batches, st = list(s), single.indices()
+        assert len(batches) == len(s) == 8
+        for k, b in enumerate(batches):
+            assert b[:8] == np.flatnonzero(geo)[st[8 * k:8 * k + 8]].tolist()
+            assert len(b) == 16 and not geo[b[8:]].any()
+        extra = [i for b in batches for i in b[8:]]
+        assert len(set(extra)) == len(extra) == 64  # 70 auxiliary-only rows: no repeats within an epoch
+    s.set_epoch(0)
+    assert list(s) != batches  # the epoch changes the order
+
+
+def test_a_scene_on_all_run_reads_the_single_task_runs_geo_images_at_every_step(tmp_path):
+    """The trainer's own training split (:func:`training_split`) for the two arms of a scene-on-all comparison:
+    the geo-labelled images of every batch are the single-task run's, in its order; the other images carry no geo
+    target. Catches the trainer building the scene-on-all loader without pairing (geo labels diluted)."""
+    from geomtl_core.config import ExperimentConfig
+    from geomtl_core.data.loaders import load_tables, make_partitionings, training_rows, training_split
+
+    data = make_toy_dataset(tmp_path / "toy", n_train=300, n_val=60)
+    base = {"data": {"root": str(data), "image_size": 32, "workers": 0, "scene_tasks": ["s3"], "train_fraction": 0.3},
+            "partition": {"tau_min": 5, "tau_max": [200, 100, 60]}, "train": {"batch_size": 16, "seed": 2,
+                                                                              "samples_per_epoch": 160}}
+    arms = {}
+    for name, on_all in (("single", False), ("on_all", True)):
+        cfg = ExperimentConfig.from_dict({**base, "data": {**base["data"], "scene_on_all": on_all}})
+        tables = load_tables(cfg, ("train",))
+        meta, geo_rows = training_rows(cfg, tables["train"])
+        parts = make_partitionings(cfg, tables["train"])
+        split, n_geo = training_split(cfg, meta, geo_rows, parts)
+        order = split.loader.batch_sampler
+        order = order if hasattr(order, "set_epoch") else split.loader.sampler
+        order.set_epoch(1)
+        rows = list(split.loader.batch_sampler)
+        arms[name] = (split.labels, rows, n_geo)
+    (st_labels, st_rows, st_n), (labels, rows, n) = arms["single"], arms["on_all"]
+    assert st_n == n == 90 and len(rows) == len(st_rows) == 10
+    fine = parts[-1].name
+    for st_b, b in zip(st_rows, rows, strict=True):
+        assert labels.img_id[b[:16]].tolist() == st_labels.img_id[st_b].tolist()
+        assert (labels.targets[fine][b[:16]] >= 0).all() and (labels.targets[fine][b[16:]] == -1).all()
+
+
+@pytest.mark.parametrize(("word", "says"), [("helps", "can see effects"), ("hurts", "did not supply the help"),
+                                            ("not resolved", "**the design is underpowered**")])
+def test_the_answer_reads_its_positive_controls(word, says):
+    """A positive control resolved either way shows the design can see an effect; only one left unresolved makes
+    the answer call the design underpowered. Catches a hurting control reported as lack of power (or the reverse)."""
+    primary = _verdict(0.3, -0.5, 1.1, 0.6).assign(family="primary", verdict="not resolved", mde=2.0)
+    control = _verdict(3.0, 1.0, 5.0, 0.01).assign(family="positive_control", comparison="region_code_on_all_vs_st",
+                                                  verdict=word, mde=2.0)
+    text = prose.answer(pd.concat([primary, control], ignore_index=True))
+    assert says in text
+    assert ("underpowered" in text) == (word == "not resolved")

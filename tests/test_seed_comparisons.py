@@ -243,3 +243,19 @@ def test_pooled_comparison_pairs_folds_and_nests_blocks_in_them(tmp_path):
     assert row["n_folds"] == 1 and row["n_images"] == 400 and row["diff"] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="no cross-validation fold in common"):
         compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, pooled=True)
+
+
+def test_variance_components_recover_known_components_and_project_like_the_plan():
+    """Fold × seed differences drawn with a known between-fold variance (2) and within-fold seed variance (4):
+    the method-of-moments components recover them on average, and projecting a planned standard error to
+    another design gives the plan's own standard error there. Catches a swapped divisor (seeds vs folds)."""
+    from geomtl_core.geo.protocol import planned_se, projected_se, variance_components
+
+    rng = np.random.default_rng(0)
+    comps = [variance_components(rng.normal(0, np.sqrt(2), (6, 1)) + rng.normal(0, 2, (6, 3))) for _ in range(3000)]
+    assert abs(np.mean([c["within"] for c in comps]) - 4) < 0.1
+    assert abs(np.mean([c["between"] for c in comps]) - 2) < 0.25  # the floor at 0 adds about +0.15
+    se = planned_se(1.5, 2.5, 2.0, seeds=3, folds=6)
+    assert projected_se(se, 4.0, 2.0, 3, 6, 5, 10) == pytest.approx(planned_se(1.5, 2.5, 2.0, seeds=5, folds=10))
+    with pytest.raises(ValueError, match="folds × seeds"):
+        variance_components([[1.0, 2.0]])

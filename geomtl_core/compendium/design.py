@@ -8,9 +8,10 @@ Design (declared here, read by the notebooks and the book):
 * partitionings are built once on the whole training split, whatever share a run trains on;
 * every run takes the same number of optimiser steps (``samples_per_epoch`` = the training split's size),
   so a 10% run sees its images ten times as often instead of training ten times less;
-* ``scene_all`` runs keep scene labels on every training image while geo labels stay on the share: with the
-  same steps, a share f of each batch carries geo labels, where the single-task run at share f sees its geo
-  labels 1/f times per epoch (more scene supervision, less geo supervision per step: read the row as such);
+* ``scene_all`` runs keep scene labels on every training image while geo labels stay on the share: each batch
+  holds the single-task run's geo-labelled images of that step, in its order, plus as many images with the
+  auxiliary label only (:class:`~geomtl_core.data.loaders.PairedBatchSampler`), so the row measures what the
+  extra labels add, not a dilution of the geo labels;
 * controls: the same auxiliary head trained on ``shuffled`` labels (regularisation alone) and on a
   ``geographic`` label of the same entropy (a region code: extra location supervision).
 """

@@ -36,8 +36,8 @@ def describe_difference(c: PairedComparison, a: str, b: str, primary_km: int = P
 
 SUBJECT = {
     "mtl_vs_st": "the {aux} scene task against geolocation alone",
-    "mtl_scene_on_all_vs_st": "the {aux} scene task on all images (geo labels on the share only, so fewer geo "
-                              "labels per step than the single-task run) against geolocation alone",
+    "mtl_scene_on_all_vs_st": "the {aux} scene task on all images (geo labels on the share only, the same geo "
+                              "images at every step as the single-task run) against geolocation alone",
     "shuffled_control_vs_st": "an auxiliary head on shuffled {aux} labels against geolocation alone",
     "geographic_control_vs_st": "an auxiliary geographic region code ({aux}) against geolocation alone",
     "mtl_vs_shuffled_control": "the real scene labels against the same head on shuffled labels ({aux})",
@@ -104,9 +104,39 @@ def answer(table: pd.DataFrame) -> str:
                  f"{primary['mde'].min():.1f} to {primary['mde'].max():.1f} points")
     text += f". Scene labels against the controls (shuffled, geographic): {tally(ctrl)}."
     if len(positive):
-        seen = (positive["verdict"] == "helps").all()
-        text += (f" The positive controls ({tally(positive)}) are resolved as helping, so the design can see "
-                 "effects of their size." if seen else
-                 f" The positive controls are not all resolved as helping ({tally(positive)}): **the design is "
-                 "underpowered**, and a row that is not resolved says nothing either way.")
+        words = positive["verdict"]
+        if (words == "helps").all():
+            text += (f" The positive controls ({tally(positive)}) are resolved as helping, so the design can see "
+                     "effects of their size.")
+        elif words.isin(["helps", "hurts"]).all():  # resolved, but a control did not do what it was built to
+            text += (f" The positive controls are all resolved ({tally(positive)}), so the design can see effects "
+                     "of their size; a control that hurts did not supply the help it was built to (read its row).")
+        else:
+            text += (f" The positive controls are not all resolved ({tally(positive)}): **the design is "
+                     "underpowered**, and a row that is not resolved says nothing either way.")
     return text
+
+
+def variance_plan_words(plan: pd.DataFrame) -> str:
+    """What :func:`geomtl_core.compendium.tables.variance_plan` says, one sentence per row: where its variance
+    lies and which design, if any within the bounds, would bring it to the design's targets."""
+    from geomtl_core.compendium.design import TARGETS
+
+    if plan.empty:
+        return "No row of this scale is cross-validated, so there is nothing to decompose."
+    best = [c for c in plan.columns if c.startswith("± at") or c.startswith("mde at")]
+    targets = f"±{TARGETS['half_width']:g}, mde {TARGETS['mde']:g}"
+    out = []
+    for (family, model, share), r in plan.iterrows():
+        design = r["cheapest seeds × folds meeting the targets"]
+        head = (f"{model} {share} ({family.replace('_', ' ')}; now {r['seeds × folds']} seeds × folds, "
+                f"±{r['± now']:.2f}, mde {r['mde now']:.2f}): {r['share between']:.0%} of the pooled difference's "
+                "variance lies between folds' test regions")
+        if design.startswith("none"):
+            out.append(f"{head}; no design up to {best[0].removeprefix('± at ')} meets the targets ({targets}): "
+                       f"that one would reach ±{r[best[0]]:.2f}, mde {r[best[1]]:.2f}.")
+        else:
+            s, f = (int(x) for x in design.split(" × "))
+            out.append(f"{head}; the cheapest design that meets the targets ({targets}) is {s} seeds × {f} folds "
+                       f"({s * f} runs per arm).")
+    return " ".join(out)

@@ -243,3 +243,53 @@ def power_table(verdict: pd.DataFrame, scale: str, root: Path | None = None) -> 
         row["verdict"] = r["verdict"]
         rows.append(row)
     return pd.DataFrame(rows).set_index(["family", "model", "share"])
+
+
+def _run_accuracy(scale: str, name: str, root: Path | None) -> np.ndarray:
+    """(folds, seeds) accuracy at the primary distance (points) of a cross-validated experiment's runs."""
+    folds = read_result(scale, name, root)["folds"]
+
+    def acc(run: str) -> float:
+        test = read_result(scale, run, root)["test"]
+        return 100 * test["methods"][test["best"]][f"acc_{PRIMARY_KM}km"]
+
+    return np.array([[acc(run) for run in seeds.values()] for seeds in folds.values()])
+
+
+def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, max_folds: int = 10,
+                  max_seeds: int = 10) -> pd.DataFrame:
+    """Where each cross-validated primary or positive-control row's uncertainty comes from, and what more runs
+    would buy: the variance components of its per-run difference (``geo.protocol.variance_components``: seed
+    to seed within a fold, and between folds' test regions), its half-width and mde now, the cheapest design
+    (fewest runs per arm, at least the scale's seeds) that meets ``design.TARGETS``, and what ``max_seeds`` seeds
+    × ``max_folds`` folds reach (``geo.protocol.projected_se``; folds are bounded: each location is tested once)."""
+    from geomtl_core.compendium.design import TARGETS
+    from geomtl_core.geo.protocol import projected_se, variance_components
+
+    rows = []
+    for _, r in verdict[verdict["family"].isin(["primary", "positive_control"]) & (verdict["n_folds"] > 1)].iterrows():
+        diff = _run_accuracy(scale, r["b_run"], root) - _run_accuracy(scale, r["a_run"], root)
+        # one seed: the within-fold part cannot be told apart, so all of it counts as between folds (seeds buy nothing)
+        comp = variance_components(diff) if diff.shape[1] > 1 else \
+            {"within": 0.0, "between": float(diff.mean(axis=1).var(ddof=1))}
+        s, f, se = int(r["n_seeds"]), int(r["n_folds"]), float(r["se"])
+
+        def at(seeds: int, folds: int, comp=comp, s=s, f=f, se=se, r=r) -> tuple[float, float]:
+            p = projected_se(se, comp["within"], comp["between"], s, f, seeds, folds)
+            return 1.96 * p, float(r["mde"]) * p / se if se > 0 else float("nan")
+
+        designs = {(n, k): at(n, k) for n in range(s, max_seeds + 1) for k in range(1, max_folds + 1)}
+        meets = sorted((n * k, k, n) for (n, k), (half, mde) in designs.items()
+                       if half <= TARGETS["half_width"] and mde <= TARGETS["mde"])
+        cheapest = f"{meets[0][2]} × {meets[0][1]}" if meets else f"none up to {max_seeds} × {max_folds}"
+        best = at(max_seeds, max_folds)
+        rows.append({"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
+                     "b": r["b_run"], "seeds × folds": f"{s} × {f}",
+                     "var within folds": round(comp["within"], 2), "var between folds": round(comp["between"], 2),
+                     "share between": round(comp["between"] / (comp["within"] / s + comp["between"]), 2)
+                     if comp["within"] + comp["between"] > 0 else float("nan"),
+                     "± now": round(1.96 * se, 2), "mde now": round(float(r["mde"]), 2),
+                     "cheapest seeds × folds meeting the targets": cheapest,
+                     f"± at {max_seeds} seeds × {max_folds} folds": round(best[0], 2),
+                     f"mde at {max_seeds} seeds × {max_folds} folds": round(best[1], 2)})
+    return pd.DataFrame(rows).set_index(["family", "model", "share"]) if rows else pd.DataFrame()

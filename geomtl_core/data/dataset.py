@@ -183,26 +183,28 @@ def make_loader(
     *,
     shuffle: bool = False,
     sampler: Sampler | None = None,
+    batch_sampler: Sampler | None = None,
     seed: int = 0,
     workers: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
     """The one DataLoader builder: seeded order and worker seeds (a resumed run replays both), forked
-    workers, and ``drop_last`` for fixed-shape training batches; ``sampler`` overrides ``shuffle``.
+    workers, and ``drop_last`` for fixed-shape training batches; ``sampler`` overrides ``shuffle``, and
+    ``batch_sampler`` (whole batches of indices) replaces ``batch_size``, ``sampler`` and ``drop_last``.
 
     Always seeded, so iterating never draws from torch's global RNG (model initialisation after it
     stays independent of how many loaders ran before).
     """
     g = torch.Generator()
     g.manual_seed(seed)
+    batching = ({"batch_sampler": batch_sampler} if batch_sampler is not None else
+                {"batch_size": batch_size, "shuffle": shuffle if sampler is None else False, "sampler": sampler,
+                 "drop_last": drop_last})
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
+        **batching,
         generator=g,
         num_workers=workers,
-        drop_last=drop_last,
         persistent_workers=False,
         worker_init_fn=_seed_worker if workers else None,
         multiprocessing_context="fork" if workers and os.name == "posix" else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
@@ -83,12 +83,13 @@ def training_rows(cfg: ExperimentConfig, train: pd.DataFrame) -> tuple[pd.DataFr
     return share, None
 
 
-def mask_geo_labels(labels: LabelTable, parts: list[Partitioning], keep_ids: np.ndarray) -> int:
-    """Set the geo targets of images not in ``keep_ids`` to -1 (masked out of the loss); returns how many keep them."""
+def mask_geo_labels(labels: LabelTable, parts: list[Partitioning], keep_ids: np.ndarray) -> np.ndarray:
+    """Set the geo targets of images not in ``keep_ids`` to -1 (masked out of the loss); returns the mask of
+    the rows that keep them."""
     keep = np.isin(labels.img_id, keep_ids)
     for p in parts:
         labels.targets[p.name] = np.where(keep, labels.targets[p.name], -1)
-    return int(keep.sum())
+    return keep
 
 
 def make_partitionings(cfg: ExperimentConfig, train_meta: pd.DataFrame) -> list[Partitioning]:
@@ -158,6 +159,45 @@ class EpochSampler(Sampler[int]):
         return (self.total // (self.batch * self.world)) * self.batch
 
 
+class PairedBatchSampler(Sampler[list[int]]):
+    """Batches of a run whose auxiliary labels cover every training image while its geo labels stay on a share.
+
+    Batch ``k`` is the ``batch`` geo-labelled images that the single-task run on that share reads at step ``k``
+    (its :class:`EpochSampler` order, same seed and epoch, mapped to this run's rows), followed by ``batch``
+    images that carry only the auxiliary labels (a second seeded permutation). The geo loss (a masked mean)
+    thus sees exactly the single-task arm's images at every step: the auxiliary labels come beside the geo
+    supervision instead of diluting it, and the comparison of the two arms is paired batch by batch.
+    """
+
+    EXTRA_STREAM = 1_000_003  # seed offset of the auxiliary-only images' permutation (never a run's own seed)
+
+    def __init__(self, geo_mask: np.ndarray, seed: int, batch: int, total: int = 0):
+        self.geo = np.flatnonzero(geo_mask)
+        self.extra = np.flatnonzero(~np.asarray(geo_mask, bool))
+        if len(self.geo) == 0:
+            raise InputError("no training image keeps its geo labels: raise data.train_fraction")
+        self.batch, self.seed = batch, seed
+        self.total = total or len(self.geo)
+        self.geo_order = EpochSampler(len(self.geo), seed, total=self.total)
+        # the single-task run drops its last partial batch whenever it has a whole one (make_loader's drop_last)
+        self.n_batches = self.total // batch if len(self.geo) >= batch else -(-self.total // batch)
+        self.extra_order = EpochSampler(max(len(self.extra), 1), seed + self.EXTRA_STREAM, total=self.n_batches * batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.geo_order.set_epoch(epoch)
+        self.extra_order.set_epoch(epoch)
+
+    def __iter__(self):
+        geo = self.geo[self.geo_order.indices()]
+        extra = self.extra[self.extra_order.indices()] if len(self.extra) else np.zeros(0, np.int64)
+        b = self.batch
+        for k in range(self.n_batches):
+            yield [*geo[k * b:(k + 1) * b].tolist(), *extra[k * b:(k + 1) * b].tolist()]
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+
 @dataclass
 class SplitData:
     """One split: its labels and a ready DataLoader."""
@@ -197,3 +237,22 @@ def split_loader(
     loader = make_loader(ds, cfg.train.batch_size, sampler=sampler, seed=cfg.train.seed, workers=cfg.data.workers,
                          drop_last=len(ds) >= cfg.train.batch_size)
     return SplitData(labels, ds, loader)
+
+
+def training_split(cfg: ExperimentConfig, train_meta: pd.DataFrame, geo_rows: np.ndarray | None,
+                   parts: list[Partitioning], faults: FaultLog | None = None) -> tuple[SplitData, int]:
+    """The training split a run reads and how many of its images keep geo labels: with ``geo_rows`` (from
+    :func:`training_rows`) the others lose them and the loader pairs batches (:class:`PairedBatchSampler`)."""
+    split = split_loader(cfg, "train", train_meta, parts, train=True, faults=faults)
+    if geo_rows is None:
+        return split, len(split.dataset)
+    from geomtl_core.distributed import world_size
+
+    if world_size() > 1:
+        raise InputError("data.scene_on_all with a share < 1 trains in one process only (its paired batches "
+                         "are not split across data-parallel ranks)")
+    keep = mask_geo_labels(split.labels, parts, train_meta["img_id"].to_numpy()[geo_rows])
+    batches = PairedBatchSampler(keep, cfg.train.seed, cfg.train.batch_size, cfg.train.samples_per_epoch)
+    loader = make_loader(split.dataset, cfg.train.batch_size, batch_sampler=batches, seed=cfg.train.seed,
+                         workers=cfg.data.workers)
+    return replace(split, loader=loader), int(keep.sum())

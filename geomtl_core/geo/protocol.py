@@ -100,3 +100,33 @@ def planned_se(var_seed: float, var_seed_block: float, var_block: float, seeds: 
     1.73
     """
     return float(((var_seed + var_seed_block) / seeds + var_block) / folds) ** 0.5
+
+
+def variance_components(diff) -> dict[str, float]:
+    """Method-of-moments variance components of per-run differences (a folds × seeds array, points): ``within``,
+    the seed-to-seed variance inside a fold (a global seed effect plus seed × block), and ``between``, the
+    variance of a fold's own difference (its test regions), floored at 0.
+
+    >>> variance_components([[1.0, 3.0], [5.0, 7.0]])
+    {'within': 2.0, 'between': 7.0}
+    """
+    import numpy as np
+
+    d = np.asarray(diff, dtype=float)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2 or not np.isfinite(d).all():
+        raise ValueError(f"need a finite folds × seeds array with at least 2 of each, got shape {d.shape}")
+    within = float(d.var(axis=1, ddof=1).mean())
+    return {"within": within, "between": max(0.0, float(d.mean(axis=1).var(ddof=1)) - within / d.shape[1])}
+
+
+def projected_se(se: float, within: float, between: float, seeds: int, folds: int, to_seeds: int,
+                 to_folds: int) -> float:
+    """A standard error measured with ``seeds`` × ``folds`` runs per arm, projected to ``to_seeds`` ×
+    ``to_folds``: seeds average the within-fold part, folds average both (:func:`variance_components`).
+
+    >>> round(projected_se(1.0, within=3.0, between=0.0, seeds=3, folds=2, to_seeds=3, to_folds=8), 2)
+    0.5
+    """
+    now = within / seeds + between
+    ratio = (within / to_seeds + between) / now if now > 0 else 1.0
+    return float(se * math.sqrt(ratio * folds / to_folds))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from geomtl_core.errors import InputError
 from geomtl_core.models.fast_layers import layer_set
 from geomtl_core.models.fast_path import fast_path_now
+from geomtl_core.models.seeds import kernel_init
 
 import keras  # the backend was chosen by importing geomtl_core (its __init__)
 from keras import layers
@@ -25,18 +26,20 @@ class SmallCNN(keras.layers.Layer):
     kernels (``fast_layers``) where ``fast_path`` allows it (``fast``: None decides now), else as the stock
     Keras layers; variables and layer names are the stock layers', so old bundles load."""
 
-    def __init__(self, width: float = 1.0, padding: str = "same", fast: bool | None = None, **kwargs):
+    def __init__(self, width: float = 1.0, padding: str = "same", fast: bool | None = None, seed: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if width <= 0:
             raise InputError(f"width must be > 0, received: width={width}")
         if padding not in ("same", "same_symmetric"):
             raise InputError(f"padding must be 'same' or 'same_symmetric', received: {padding!r}")
-        self.width, self.padding = width, padding
+        self.width, self.padding, self.seed = width, padding, seed
         fl = layer_set(bool(fast_path_now()) if fast is None else fast)
         self.blocks = []
         for k, ch in enumerate((32, 64, 128, 256)):
             self.blocks += [
-                fl.Conv2D(max(8, int(ch * width)), 3, strides=2, padding=padding, use_bias=False, name=f"conv{k}"),
+                fl.Conv2D(max(8, int(ch * width)), 3, strides=2, padding=padding, use_bias=False,
+                          kernel_initializer=kernel_init(seed, f"conv{k}"), name=f"conv{k}"),
                 fl.BatchNormalization(momentum=0.9, name=f"bn{k}"),
                 fl.ReLU(name=f"relu{k}"),
             ]
@@ -47,20 +50,22 @@ class SmallCNN(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "width": self.width, "padding": self.padding}
+        return {**super().get_config(), "width": self.width, "padding": self.padding, "seed": self.seed}
 
 
 def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: bool = False,
-                   conv_padding: str = "same", fast: bool | None = None):
+                   conv_padding: str = "same", fast: bool | None = None, seed: int | None = None):
     """A feature extractor (image float in [0, 255] -> feature map) and its input normaliser
-    (``conv_padding``: small_cnn's, see ``SmallCNN``; ``fast``: the speed layers, None: ``fast_path`` decides)."""
+    (``conv_padding``: small_cnn's, see ``SmallCNN``; ``fast``: the speed layers, None: ``fast_path`` decides;
+    ``seed``: every layer's initialisation from it, ``models.seeds``, except keras.applications' MobileNetV3)."""
     fast = bool(fast_path_now()) if fast is None else fast
     fl = layer_set(fast)
     shape = (input_size, input_size, 3)
     if name == "features":  # inputs are already pooled backbone features (see geomtl_core.data.features)
         return fl.Identity(name="backbone"), fl.Identity(name="normalise")
     if name == "small_cnn":
-        return SmallCNN(width, conv_padding, fast=fast, name="backbone"), fl.Rescaling(1 / 255.0, name="normalise")
+        net = SmallCNN(width, conv_padding, fast=fast, seed=seed, name="backbone")
+        return net, fl.Rescaling(1 / 255.0, name="normalise")
     if name == "mobilenetv3small":
         net = keras.applications.MobileNetV3Small(
             input_shape=shape, alpha=width, include_top=False, weights=None, include_preprocessing=False,
@@ -75,7 +80,7 @@ def build_backbone(name: str, input_size: int, width: float = 1.0, pretrained: b
         # Rescaling, not Normalization: a Normalization given constants and first built inside the
         # model's symbolic build keeps them on torch's "meta" device and then outputs NaN.
         norm = fl.Rescaling(1.0 / std[0], offset=-mean[0] / std[0], name="normalise")
-        return efficientnet_lite0(shape, pretrained=pretrained, fast=fast), norm
+        return efficientnet_lite0(shape, pretrained=pretrained, fast=fast, seed=seed), norm
     if name == "resnet50":  # torchvision's architecture; ImageNet weights from a local torchvision .pth
         import os
 

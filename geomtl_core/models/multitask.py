@@ -13,6 +13,7 @@ from geomtl_core.models.fast_layers import layer_set
 from geomtl_core.models.fast_path import fast_path_now
 from geomtl_core.models.losses import multitask_loss
 from geomtl_core.models.metrics import MaskedAccuracy
+from geomtl_core.models.seeds import kernel_init
 from geomtl_core.models.train_steps import keras_distributed_step, lean_applies, lean_train_step, plain_set, track
 
 import keras  # the backend was chosen by importing geomtl_core (its __init__)
@@ -48,6 +49,7 @@ class GeoMTLModel(keras.Model):
         inputs: str = "images",
         label_smoothing: float = 0.0,
         conv_padding: str = "same",
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,7 +81,9 @@ class GeoMTLModel(keras.Model):
         # the speed layers and the lean train step, only where measured and tested (CPU, float32, Keras 3.15)
         plain_set(self, _fast_path=fast_path_now(self.dtype_policy.name))
         fl = layer_set(self.fast_path.enabled)
-        net, norm = build_backbone(backbone, input_size, width, pretrained, conv_padding, fast=self.fast_path.enabled)
+        self.seed = seed  # every layer's initialisation from it (``models.seeds``); None: Keras draws seeds
+        net, norm = build_backbone(backbone, input_size, width, pretrained, conv_padding, fast=self.fast_path.enabled,
+                                   seed=seed)
         net.trainable = not freeze_backbone
         self.tuned_from = None  # the first tuned layer when only the last blocks train
         if self.finetune_blocks:
@@ -99,7 +103,7 @@ class GeoMTLModel(keras.Model):
         if neck_units < 0:
             raise InputError(f"neck_units must be >= 0 (0: no neck), received: neck_units={neck_units}")
         if neck_units:
-            self.neck = fl.Dense(neck_units, use_bias=False, name="neck")
+            self.neck = fl.Dense(neck_units, use_bias=False, kernel_initializer=kernel_init(seed, "neck"), name="neck")
             self.neck_bn = (fl.BatchNormalization(momentum=0.9, name="neck_bn") if neck_norm == "batch"
                             else layers.LayerNormalization(name="neck_bn"))
             self.neck_act = fl.ReLU(name="neck_relu")
@@ -107,8 +111,12 @@ class GeoMTLModel(keras.Model):
             self.neck = layers.Identity(name="neck")
             self.neck_bn = layers.Identity(name="neck_bn")
             self.neck_act = layers.Identity(name="neck_relu")
+        # unseeded on purpose: Keras' torch backend then draws masks from torch's generator, which the trainer
+        # reseeds every epoch (exact resume); a seeded Dropout keeps a state of its own and is slower
         self.drop = fl.Dropout(dropout, name="dropout")
-        self.heads = {t: fl.Dense(n, name=f"head_{t}") for t, n in {**self.geo_heads, **self.scene_heads}.items()}
+        # seeded by name: a geo head starts the same with or without scene heads beside it (paired arms)
+        self.heads = {t: fl.Dense(n, kernel_initializer=kernel_init(seed, f"head_{t}"), name=f"head_{t}")
+                      for t, n in {**self.geo_heads, **self.scene_heads}.items()}
         self.log_vars = None
         if loss_weighting == "learned":
             self.log_vars = self.add_weight(shape=(len(self.task_names),), initializer="zeros", name="log_vars")
@@ -224,6 +232,7 @@ class GeoMTLModel(keras.Model):
             "inputs": self.inputs,
             "label_smoothing": self.label_smoothing,
             "conv_padding": self.conv_padding,
+            "seed": self.seed,
         }
 
 

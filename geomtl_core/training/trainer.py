@@ -18,10 +18,10 @@ from geomtl_core.data.dataset import FaultLog
 from geomtl_core.data.loaders import (
     load_tables,
     make_partitionings,
-    mask_geo_labels,
     scene_classes,
     split_loader,
     training_rows,
+    training_split,
 )
 from geomtl_core.errors import InputError
 from geomtl_core.geo.partitioning import relate
@@ -64,7 +64,8 @@ class EpochSetup(keras.callbacks.Callback):
         self.loader, self.seed, self.faults = loader, seed, faults
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.loader.sampler.set_epoch(epoch)
+        order = self.loader.batch_sampler if hasattr(self.loader.batch_sampler, "set_epoch") else self.loader.sampler
+        order.set_epoch(epoch)
         self.loader.generator.manual_seed(self.seed * 7919 + epoch)
         keras.utils.set_random_seed(self.seed * 7919 + epoch)
         self.faults.epoch = epoch
@@ -117,6 +118,7 @@ def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inp
         neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
         task_weights={s: m.scene_weight for s in scene}, finetune_blocks=m.finetune_blocks if backbone != "features"
         else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing, conv_padding=m.conv_padding,
+        seed=cfg.train.seed,
     )
 
 
@@ -145,7 +147,7 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
     from geomtl_core.data.dataset import GeoImageDataset, make_loader
     from geomtl_core.data.features import FeatureDataset, extract_features
     from geomtl_core.data.images import TransformConfig
-    from geomtl_core.data.loaders import EpochSampler
+    from geomtl_core.data.loaders import EpochSampler, PairedBatchSampler
 
     plain = GeoImageDataset(train_split.dataset.source, train_split.labels, TransformConfig(size=cfg.data.image_size),
                             train=False)
@@ -157,9 +159,12 @@ def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_s
         dist.barrier()
     ds = FeatureDataset(f_train, train_split.labels.targets)
     bs = cfg.train.batch_size
-    sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs,
-                           total=cfg.train.samples_per_epoch)
-    loader = make_loader(ds, bs, sampler=sampler, seed=cfg.train.seed, drop_last=len(ds) >= bs)
+    if isinstance(train_split.loader.batch_sampler, PairedBatchSampler):  # the image loader's batches, as features
+        loader = make_loader(ds, bs, batch_sampler=train_split.loader.batch_sampler, seed=cfg.train.seed)
+    else:
+        sampler = EpochSampler(len(ds), cfg.train.seed, rank=dist.rank(), world=dist.world_size(), batch=bs,
+                               total=cfg.train.samples_per_epoch)
+        loader = make_loader(ds, bs, sampler=sampler, seed=cfg.train.seed, drop_last=len(ds) >= bs)
     val_loader = make_loader(FeatureDataset(f_val, val_split.labels.targets), 256, seed=cfg.train.seed)
     return loader, val_loader
 
@@ -243,10 +248,8 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
             save_bundle_metadata(out, cfg, parts, scene)
         dist.barrier()
     faults = FaultLog(out / "faults.tsv")
-    train_split = split_loader(cfg, "train", train_meta, parts, train=True, faults=faults)
-    geo_labelled = len(train_split.dataset)
-    if geo_rows is not None:  # scene labels on every image, geo labels on the run's share only
-        geo_labelled = mask_geo_labels(train_split.labels, parts, train_meta["img_id"].to_numpy()[geo_rows])
+    # with geo_rows: auxiliary labels on every image, geo labels on the run's share only (paired batches)
+    train_split, geo_labelled = training_split(cfg, train_meta, geo_rows, parts, faults)
     val_split = split_loader(cfg, "val", val_meta, parts, train=False)
     cached = uses_cached_features(cfg)
     if cached:  # the final image model, built first (seeded), provides the frozen backbone

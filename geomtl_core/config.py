@@ -97,6 +97,7 @@ class TrainConfig:
     validate: bool = True  # validation losses and accuracies after every epoch (in history.csv)
     mixed_precision: str = "auto"  # "auto": mixed_bfloat16 with a CUDA GPU, float32 without; or either name
     init_from: str = ""  # a model bundle whose trained neck and heads start this run (same cells and heads)
+    retrieval: bool = False  # test also scores the hybrid and kNN predictors (frozen-feature runs; training.hybrid)
 
 
 @dataclass
@@ -245,6 +246,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if values[key] not in options:
             raise InputError(f"{key}={values[key]!r} is not one of {', '.join(options)}"
                              f"{closest(values[key], options)}")
+    m = cfg.model
+    if cfg.train.retrieval and not (m.freeze_backbone and cfg.train.cache_features and m.finetune_blocks == 0
+                                    and m.backbone != "features"):
+        raise InputError("train.retrieval=True needs a frozen backbone on cached features (model.freeze_backbone, "
+                         "train.cache_features, model.finetune_blocks=0): their pooled features are the embeddings")
     tau_min, tau_max = cfg.partition.tau_min, cfg.partition.tau_max
     if any(t < tau_min for t in tau_max):
         raise InputError(f"partition.tau_max={tau_max!r} is out of range: each element must be >= "

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 EXPECTED_FIGURES = {"01_data": 5, "02_partitioning": 4, "04_single_task": 3, "05_multitask": 4, "06_ablations": 1,
-                    "07_summary": 2}
+                    "07_retrieval": 2, "08_summary": 2}
 
 
 @pytest.mark.slow
@@ -27,7 +27,7 @@ def test_smoke_book_runs_and_builds(tmp_path):
     book = prepare_book("smoke", ROOT, tmp_path / "book")
     out = book / "experiments"
     records = run_all("smoke", ROOT / "notebooks", out)
-    assert len(records) == 7
+    assert len(records) == 8
     for r in records:
         assert {"git_commit", "versions", "parameters"} <= set(r) and r["parameters"] == {"scale": "smoke"}
     again = run_all("smoke", ROOT / "notebooks", out)
@@ -44,11 +44,11 @@ def test_smoke_book_runs_and_builds(tmp_path):
     for page in (p for p in html.rglob("*.html") if "_static" not in p.parts):
         text = page.read_text()
         assert "Built at the <b>smoke</b> scale" in text or 'http-equiv="Refresh"' in text, page.name
-    summary = json.loads((out / "07_summary.run.json").read_text())
+    summary = json.loads((out / "08_summary.run.json").read_text())
     assert summary["wall_time_s"] > 0
     for executed in sorted(out.glob("*.ipynb")):  # what the reader sees: no progress output, no machine paths
         assert report_problems(nbformat.read(executed, as_version=4), ROOT) == [], executed.name
-    for name in ("verdict.csv", "paper_trends.csv"):  # the generated result files of the grid and the claims
+    for name in ("verdict.csv", "paper_trends.csv", "methods.csv"):  # generated files of the grid, claims, methods
         table = pd.read_csv(ROOT / "results" / "smoke" / name)
         assert len(table) > 0 and table["diff"].notna().all()
         assert ((table["ci_lo"] <= table["diff"] + 1e-9) & (table["diff"] <= table["ci_hi"] + 1e-9)).all()

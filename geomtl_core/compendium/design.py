@@ -127,6 +127,17 @@ def cv_folds(scale: str, name: str) -> list[int] | None:
     return list(cv["folds"]) if name in {Cell(*c).name for c in cv["cells"]} else None
 
 
+def retrieval_cells(scale: str) -> list[Cell]:
+    """The cells whose test also scores the hybrid and kNN predictors (``SCALES[scale]["retrieval"]``)."""
+    return [Cell(*c) for c in scale_params(scale).get("retrieval", [])]
+
+
+def retrieval_overrides(scale: str, name: str) -> dict:
+    """``train.retrieval`` on for an experiment named as one of :func:`retrieval_cells` (the same run whether a
+    notebook asks for it by its legacy name or the grid by its cell), else nothing."""
+    return {"train": {"retrieval": True}} if name in {c.name for c in retrieval_cells(scale)} else {}
+
+
 def cell_overrides(cell: Cell, scale: str) -> dict:
     """Config overrides of a grid cell (model, share, auxiliary label, variant)."""
     over = deep_merge(model_overrides(cell.model, scale), AUX[cell.aux])
@@ -145,6 +156,27 @@ FAMILIES = {
     "controls": "the scene head against shuffled and geographic labels of equal entropy, and Köppen",
 }
 """The verdict's declared families (Holm within each), in the order the book shows them."""
+
+
+METHODS_FAMILY = ("methods", "the hybrid against f* and against plain kNN within each retrieval cell's runs, kNN "
+                  "against f*, and the scene task's effect on the hybrid and on kNN at each share")
+"""The family (name, what it holds) of ``results/<scale>/methods.csv``: its own Holm family, beside the verdict's."""
+
+
+def method_comparisons(scale: str) -> list[tuple[str, Cell, str, Cell, str]]:
+    """(comparison, a, a's method, b, b's method) rows of ``methods.csv``, b − a; ``"fstar"`` stands for a run's
+    own best method (f*). Within every retrieval cell: hybrid − f*, hybrid − kNN, kNN − f*; between the cells
+    with and without the scene task (3 classes) of one model and share: hybrid − hybrid and kNN − kNN."""
+    cells_ = retrieval_cells(scale)
+    rows = []
+    for c in sorted(cells_, key=lambda c: (c.model, c.fraction, c.aux, c.variant)):
+        rows += [("hybrid_vs_fstar", c, "fstar", c, "hybrid"), ("hybrid_vs_knn", c, "knn", c, "hybrid"),
+                 ("knn_vs_fstar", c, "fstar", c, "knn")]
+    for c in sorted(cells_, key=lambda c: (c.model, c.fraction)):
+        st = Cell(c.model, c.fraction, "st")
+        if c.aux == "s3" and not c.variant and st in cells_:
+            rows += [(f"mtl_vs_st_{m}", st, m, c, m) for m in ("hybrid", "knn")]
+    return rows
 
 
 def family(label: str, b: Cell) -> str:

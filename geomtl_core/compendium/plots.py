@@ -183,3 +183,36 @@ def power_before_after(power: pd.DataFrame, margin: float | None = None,
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def accuracy_cost(table: pd.DataFrame, acc: str = "acc 200 km %", cost: str = "train time (s)",
+                  title: str = "accuracy against training time (Pareto front joined)"):
+    """Accuracy with its 95% interval against a cost column of
+    :func:`geomtl_core.compendium.tables.cost_table`, one marker per method (f*, kNN, hybrid), colour per model,
+    size per training share; the Pareto front (``pareto``) joined by a line."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    markers = {"f*": "o", "knn": "s", "hybrid": "D"}
+    colours = {m: f"C{k}" for k, m in enumerate(dict.fromkeys(t["model"]))}
+    size = t["share"].str.rstrip("%").astype(float)
+    for (_, r), s in zip(t.iterrows(), size, strict=True):
+        a, x = r[acc], r[cost]
+        ax.errorbar(x, a, yerr=[[a - r["ci95 low"]], [r["ci95 high"] - a]], fmt="none", ecolor=colours[r["model"]],
+                    alpha=0.5, lw=1)
+        ax.scatter(x, a, marker=markers.get(r["method"], "o"), color=colours[r["model"]], s=14 + 0.5 * s,
+                   edgecolors="k" if r["pareto"] else "none", linewidths=0.8, zorder=3)
+    front = t[t["pareto"]].sort_values(cost)
+    ax.plot(front[cost], front[acc], color="0.4", lw=1, ls="--", zorder=2)
+    ax.set_xscale("log")
+    ax.set(xlabel=f"{cost}, log scale (mean over seeds)", ylabel=f"{acc} (95% CI over seeds, then blocks)",
+           title=title)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker=markers[m], ls="", color="0.3", label=m) for m in markers if m in set(t["method"])]
+    handles += [Line2D([], [], marker="o", ls="", color=c, label=m) for m, c in colours.items()]
+    handles += [Line2D([], [], color="0.4", ls="--", label="Pareto front (black edge)")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(color="0.92")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

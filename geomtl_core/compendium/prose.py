@@ -140,3 +140,36 @@ def variance_plan_words(plan: pd.DataFrame) -> str:
             out.append(f"{head}; the cheapest design that meets the targets ({targets}) is {s} seeds × {f} folds "
                        f"({s * f} runs per arm).")
     return " ".join(out)
+
+
+METHOD_SUBJECT = {
+    "hybrid_vs_fstar": "the hybrid against f*", "hybrid_vs_knn": "the hybrid against plain kNN",
+    "knn_vs_fstar": "plain kNN against f*", "mtl_vs_st_hybrid": "the scene task, for the hybrid",
+    "mtl_vs_st_knn": "the scene task, for kNN",
+}
+
+
+def methods_answer(methods: pd.DataFrame, cost: pd.DataFrame) -> str:
+    """The retrieval chapter's answer from ``methods.csv`` and :func:`geomtl_core.compendium.tables.cost_table`:
+    the most accurate method at each training share (of the cells that scored all three), then every method
+    comparison's difference, interval and word."""
+    if methods.empty:
+        return "This scale declares no retrieval cell, so no method comparison was run."
+    acc = f"acc {PRIMARY_KM} km %"
+    scored = cost[cost["run"].isin(set(methods["b_run"]) | set(methods["a_run"]))]
+    out = []
+    for share, g in scored.groupby("share", sort=False):
+        best = g.loc[g[acc].idxmax()]
+        out.append(f"at {share} of the training images the most accurate is {best['method']} ({best['aux']}, "
+                   f"{best[acc]:.1f}% within {PRIMARY_KM} km, 95% CI {best['ci95 low']:.1f}–{best['ci95 high']:.1f})")
+    text = "Best method per training share: " + "; ".join(out) + "."
+    lines = []
+    for r in methods.itertuples():
+        share = f"{round(100 * r.data_fraction)}%"
+        lines.append(f"- {METHOD_SUBJECT.get(r.comparison, r.comparison)} ({r.aux_label}, {share}): "
+                     f"{r.diff:+.2f} points [{r.ci_lo:+.2f}, {r.ci_hi:+.2f}], Holm p {r.p_holm:.3g}, "
+                     f"mde {r.mde:.2f}, {r.n_seeds} seeds × {r.n_folds} folds: **{r.verdict}**")
+    scene = methods[methods["comparison"] == "mtl_vs_st_hybrid"]
+    if len(scene):
+        text += f" Does the scene task help the hybrid? {tally(scene)}."
+    return text + "\n\n" + "\n".join(lines)

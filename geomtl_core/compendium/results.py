@@ -40,14 +40,15 @@ def seed_predictions(scale: str, name: str, root: Path | None = None, method: st
     return [root / "runs" / scale / r / f"{stem}.csv" for r in runs]
 
 
-def fold_predictions(scale: str, name: str, root: Path | None = None) -> dict[str, list[Path]]:
+def fold_predictions(scale: str, name: str, root: Path | None = None,
+                     method: str | None = None) -> dict[str, list[Path]]:
     """Test prediction files of an experiment per cross-validation fold it ran (``{"base": files}`` when it ran
-    only the scale's split), one file per seed in each."""
+    only the scale's split), one file per seed in each (``method``: a per-method file)."""
     root = find_root() if root is None else Path(root)
     res = read_result(scale, name, root)
     folds = res.get("folds") or {"base": res.get("seeds", {"0": name})}
-    return {f: [root / "runs" / scale / r / "predictions_test.csv" for r in runs.values()]
-            for f, runs in folds.items()}
+    stem = "predictions_test" if method is None else f"predictions_test.{method}"
+    return {f: [root / "runs" / scale / r / f"{stem}.csv" for r in runs.values()] for f, runs in folds.items()}
 
 
 def compare_runs(scale: str, a: str, b: str, root: Path | None = None, n_boot: int = N_BOOT, seed: int = 0,
@@ -56,9 +57,7 @@ def compare_runs(scale: str, a: str, b: str, root: Path | None = None, n_boot: i
     per-method prediction file, e.g. ``hierarchy`` against a head's partitioning within one model). ``pooled``:
     over every cross-validation fold both ran (blocks nested in folds), else on the scale's split."""
     if pooled:
-        if method_a or method_b:
-            raise ValueError("pooled comparisons are of the default prediction files")
-        fa, fb = fold_predictions(scale, a, root), fold_predictions(scale, b, root)
+        fa, fb = fold_predictions(scale, a, root, method_a), fold_predictions(scale, b, root, method_b)
         folds = [f for f in fa if f in fb]
         if not folds:
             raise ValueError(f"{a} and {b} ran no cross-validation fold in common ({list(fa)} vs {list(fb)})")

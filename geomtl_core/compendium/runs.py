@@ -173,9 +173,12 @@ class RunUnit:
 def experiment_units(name: str, scale: str, overrides: dict | None = None, root: Path | None = None,
                      folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> list[RunUnit]:
     """The runs of one experiment: every seed of the scale on its split and, with ``folds``, on each other fold
-    (the last fold of :func:`ensure_folds` is the split itself)."""
+    (the last fold of :func:`ensure_folds` is the split itself); the scale's retrieval cells score the hybrid
+    too (:func:`geomtl_core.compendium.design.retrieval_overrides`)."""
+    from geomtl_core.compendium.design import retrieval_overrides
     from geomtl_core.data.folds import fold_overrides
 
+    overrides = deep_merge(overrides or {}, retrieval_overrides(scale, name))
     seeds = list(scale_params(scale).get("seeds", [0]))
     k = ensure_folds(scale, root) if folds else 0
     plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
@@ -274,19 +277,37 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         key_file.write_text(key)
         start = time.perf_counter()
         metrics = train(cfg, staging, resume=resume, verbose=verbose)
+        t0 = time.perf_counter()
         test = evaluate_run(staging, cfg, "test")
+        test_time = time.perf_counter() - t0
+        retrieval = _retrieval(staging, cfg, test) if cfg.train.retrieval else None
         result = {
             "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
             "config": cfg.to_dict(),
             "train_time_s": metrics["train_time_s"], "wall_time_s": round(time.perf_counter() - start, 1),
             "train_images": metrics["train_images"], "geo_labelled_images": metrics.get("geo_labelled_images"),
             "params": metrics["params"], "val": metrics["val"], "test": test,
+            "test_ms_per_image": round(1000 * test_time / max(test["n"], 1), 4),
             "git_commit": git_commit(root), "versions": package_versions(),
         }
+        if retrieval is not None:
+            result["retrieval"] = retrieval
         result = json.loads(json.dumps(result).replace(str(staging), str(out)))  # files as published
         _publish_folder(staging, out)
         write_json_atomic(result, result_path)
         return result
+
+
+def _retrieval(staging: Path, cfg: ExperimentConfig, test: dict) -> dict:
+    """The hybrid and kNN predictors of a frozen-feature run (:func:`geomtl_core.training.hybrid.hybrid_for_run`):
+    their test summaries join ``test["methods"]`` (compared like any other method of the run); returns the
+    settings chosen on validation, gallery size and timings."""
+    from geomtl_core.training.hybrid import hybrid_for_run
+
+    res = hybrid_for_run(staging, cfg)
+    test["methods"] |= res.pop("methods")
+    test.setdefault("prediction_files", {}).update({m: str(staging / f) for m, f in res["prediction_files"].items()})
+    return res
 
 
 def _publish_folder(staging: Path, out: Path) -> None:

@@ -29,7 +29,9 @@ SCALES: dict[str, dict] = {
               "arms": {"models": ["tuned"], "epochs": {"tuned": [1, 2]}, "scene_weight": [0.5, 1.0]},
               "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
                                                 ["frozen", 0.3, "geographic_s3", "scene_all"]]},
-              "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]}},
+              "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]},
+              # cells whose test also scores the hybrid and kNN predictors (train.retrieval; chapter 07)
+              "retrieval": [["frozen", f, a] for f in (0.3, 1.0) for a in ("st", "s3")]},
     # A CPU (the powered design: ~3.7 h on 2 cores, `runner --dry-run`): all 100K locations (about 67K train after
     # the split's buffer), ImageNet
     # EfficientNet-Lite0 features, 64 px, 3 seeds. The training recipe (epochs, regularisation) is chosen on
@@ -65,7 +67,10 @@ SCALES: dict[str, dict] = {
                                  ["tuned", 1.0, "st"], ["tuned", 1.0, "s3"]]},
                 # the partition granularity first used (changed after looking at test numbers): now the
                 # alternative that grid.recipe weighs on validation; the one not chosen is ablated
-                "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},
+                "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
+                # the hybrid and kNN predictors beside f* (chapter 07): the frozen model at every share, with and
+                # without the scene task (about half a minute per run on 2 cores; their folds too where declared)
+                "retrieval": [["frozen", f, a] for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
     # A GPU: larger inputs and longer budgets, the whole grid with 5 seeds.
     "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
              "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 30, "batch": 256, "scratch_epochs": 15,
@@ -82,7 +87,8 @@ SCALES: dict[str, dict] = {
                       "scene_weight": [0.5, 1.0]},
              "cv": {"folds": list(range(10)),
                     "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
-             "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]}},
+             "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
+             "retrieval": [["frozen", f, a] for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
 }
 
 

@@ -293,3 +293,80 @@ def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, m
                      f"± at {max_seeds} seeds × {max_folds} folds": round(best[0], 2),
                      f"mde at {max_seeds} seeds × {max_folds} folds": round(best[1], 2)})
     return pd.DataFrame(rows).set_index(["family", "model", "share"]) if rows else pd.DataFrame()
+
+
+def _mean_of_runs(scale: str, res: dict, key: str, root: Path | None) -> float:
+    """Mean of a number over an experiment's runs on the scale's split (one per seed); NaN where none has it."""
+    vals = [read_result(scale, run, root).get(key) for run in res.get("seeds", {"0": res["name"]}).values()]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Rows no other row beats: none at most as costly and at least as accurate, strictly better in one.
+
+    >>> pareto_front(np.array([1.0, 2.0, 3.0]), np.array([10.0, 5.0, 12.0])).tolist()
+    [True, False, True]
+    """
+    c, a = np.asarray(cost, float)[:, None], np.asarray(acc, float)[:, None]
+    beaten = (c.T <= c) & (a.T >= a) & ((c.T < c) | (a.T > a))
+    return ~beaten.any(axis=1)
+
+
+def cost_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """Accuracy within the primary distance against what it costs, one row per method of every grid cell that
+    ran (f*, and the hybrid and kNN where the cell scored them): accuracy with its seeds-then-blocks 95%
+    interval, parameters, training time (mean over seeds, measured here), evaluation time per test image,
+    gallery memory, training images; ``pareto`` marks the rows no other beats on training time and accuracy."""
+    from geomtl_core.compendium.design import model_label
+    from geomtl_core.compendium.statistics import seed_summary
+
+    root = find_root() if root is None else Path(root)
+    rows = []
+    for c in cells(scale):
+        try:
+            res = read_result(scale, c.name, root)
+        except FileNotFoundError:
+            continue
+        retr = res.get("retrieval") or {}  # the first seed's gallery and search time
+        train_s = _mean_of_runs(scale, res, "train_time_s", root)
+        eval_ms = _mean_of_runs(scale, res, "test_ms_per_image", root)
+        for method in ["f*"] + [m for m in ("knn", "hybrid") if m in res["test"]["methods"]]:
+            summary = res["seed_summary"] if method == "f*" else \
+                seed_summary(seed_predictions(scale, c.name, root, method))
+            s = summary[f"acc_{PRIMARY_KM}km"]
+            rows.append({
+                "model": model_label(c.model, scale), "share": f"{round(100 * c.fraction)}%",
+                "aux": c.aux + (f" ({c.variant})" if c.variant else ""), "method": method, "run": c.name,
+                f"acc {PRIMARY_KM} km %": round(100 * s["mean"], 2), "ci95 low": round(100 * s["ci95"][0], 2),
+                "ci95 high": round(100 * s["ci95"][1], 2), "params": res.get("params"),
+                "train time (s)": round(train_s, 1),
+                "eval ms/image": round(eval_ms + (retr.get("search_ms_per_image", {}).get(method, 0.0)), 3),
+                "gallery (MiB)": 0.0 if method == "f*" else retr.get("gallery_mib_float16", float("nan")),
+                "train images": res.get("geo_labelled_images") or res.get("train_images")})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["pareto"] = pareto_front(table["train time (s)"].to_numpy(), table[f"acc {PRIMARY_KM} km %"].to_numpy())
+    return table
+
+
+def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """Per retrieval cell (first seed): the hybrid's and kNN's settings chosen on validation, their validation
+    accuracy within the choosing distance, the gallery's size and the search time per test image."""
+    from geomtl_core.compendium.design import retrieval_cells
+
+    rows = []
+    for c in retrieval_cells(scale):
+        r = read_result(scale, c.name, root).get("retrieval")
+        if r is None:
+            continue
+        h, k = r["hybrid"], r["knn"]
+        rows.append({"run": c.name, "share": f"{round(100 * c.fraction)}%", "aux": c.aux,
+                     "hybrid: top cells": h["top_cells"], "hybrid: k": h["k"], "hybrid: kernel km": h["kernel_km"],
+                     f"hybrid: val acc {r['km']:g} km %": round(100 * h["val_accuracy"], 2),
+                     "kNN: k": k["k"], "kNN: kernel km": k["kernel_km"],
+                     f"kNN: val acc {r['km']:g} km %": round(100 * k["val_accuracy"], 2),
+                     "gallery images": r["gallery_images"], "gallery (MiB, float16)": r["gallery_mib_float16"],
+                     "search ms/image (hybrid, kNN)": f"{r['search_ms_per_image']['hybrid']:.3f}, "
+                                                      f"{r['search_ms_per_image']['knn']:.3f}"})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geomtl_core.compendium.design import FAMILIES, Cell, comparisons, family
+from geomtl_core.compendium.design import FAMILIES, METHODS_FAMILY, Cell, comparisons, family, method_comparisons
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir
 from geomtl_core.geo.protocol import (
@@ -44,6 +44,36 @@ def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot:
             "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
             "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "n_images": d["n_images"],
             "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"], "a_run": a.name, "b_run": b.name}
+
+
+def method_row(scale: str, label: str, a: Cell, method_a: str, b: Cell, method_b: str, root: Path,
+               n_boot: int = N_BOOT_VERDICT) -> dict:
+    """One ``methods.csv`` row: b's ``method_b`` − a's ``method_a`` at the primary endpoint (``"fstar"``: the
+    run's own best method), paired on images and seeds, pooled over the folds both ran as the verdict pools."""
+    res = {c.name: read_result(scale, c.name, root) for c in (a, b)}
+    folds = [sorted(res[c.name].get("folds") or []) for c in (a, b)]
+    pooled = bool(folds[0]) and folds[0] == folds[1]
+    names = [res[c.name]["test"]["best"] if m == "fstar" else m for c, m in ((a, method_a), (b, method_b))]
+    d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, pooled=pooled, method_a=names[1],
+                     method_b=names[0]).at(PRIMARY_KM)
+    return {"family": METHODS_FAMILY[0], "comparison": label, "model": b.model, "data_fraction": b.fraction,
+            "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
+            "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
+            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "n_images": d["n_images"],
+            "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"], "a_run": a.name, "b_run": b.name,
+            "a_method": method_a, "b_method": method_b}
+
+
+def methods_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VERDICT) -> pd.DataFrame:
+    """The method comparisons of :func:`geomtl_core.compendium.design.method_comparisons` (the verdict's columns,
+    then the runs, methods and a word per row), Holm within their own family; written to
+    ``results/<scale>/methods.csv``. Empty when the scale declares no retrieval cell."""
+    root = find_root() if root is None else Path(root)
+    rows = [method_row(scale, label, a, ma, b, mb, root, n_boot) for label, a, ma, b, mb in method_comparisons(scale)]
+    cols = [*VERDICT_COLUMNS, "a_run", "b_run", "a_method", "b_method", "verdict"]
+    table = decide(pd.DataFrame(rows))[cols].round(4) if rows else pd.DataFrame(columns=cols)
+    table.to_csv(results_dir(scale, root) / "methods.csv", index=False)
+    return table
 
 
 def holm_levels(p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:

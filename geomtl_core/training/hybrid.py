@@ -31,8 +31,10 @@ from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import Geolocation, geolocate
+from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
 from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose, hybrid_locate
+from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.evaluation import predict_probabilities
 from geomtl_core.models.bundle import Bundle, load_bundle, write_json_atomic
 from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
@@ -135,7 +137,8 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
                    progress: bool = False) -> dict[str, Any]:
     """Choose the hybrid's and plain kNN's settings on the run's validation split, predict its test split, and
     write ``predictions_test.hybrid.csv``, ``predictions_test.knn.csv`` and ``hybrid.json`` into the run folder
-    (atomically; the same files on every call, but for ``seconds``). Returns what ``hybrid.json`` holds.
+    (atomically; the same files on every call, but for the timings). Returns what ``hybrid.json`` holds, with
+    ``methods``: each predictor's test summary as the run's evaluation writes its own.
 
     ``cfg``: the run's config (default: its ``config.yaml``); only frozen-feature runs (:func:`_check_supported`).
     """
@@ -162,14 +165,18 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     knn = choose(one, val.emb, np.ones((len(val.emb), 1)), val.lat, val.lon,
                  [{**g, "top_cells": 1} for g in knn_grid], km)
 
-    predicted = {
-        "hybrid": hybrid_locate(gallery, test.emb, test.scores, **{key: hyb[key] for key in HYBRID_KEYS}),
-        "knn": hybrid_locate(one, test.emb, np.ones((len(test.emb), 1)), **{key: knn[key] for key in HYBRID_KEYS}),
-    }
-    files = {}
+    predicted, ms_per_image = {}, {}
+    for name, g, p, c in (("hybrid", gallery, test.scores, hyb), ("knn", one, np.ones((len(test.emb), 1)), knn)):
+        t0 = time.perf_counter()
+        predicted[name] = hybrid_locate(g, test.emb, p, **{key: c[key] for key in HYBRID_KEYS})
+        ms_per_image[name] = round(1000 * (time.perf_counter() - t0) / len(test.emb), 4)
+    files, methods = {}, {}
+    blocks = spatial_blocks(test.lat, test.lon)
     for name, (lat, lon) in predicted.items():
         files[name] = f"predictions_test.{name}.csv"
         _write(out / files[name], test, lat, lon, fine)
+        err = haversine_km(test.lat, test.lon, lat, lon, validate=False)
+        methods[name] = summarize_errors(err, with_ci=True, blocks=blocks).to_json_dict()
 
     def settings(c: dict, keys: tuple[str, ...]) -> dict:
         return {key: c[key] for key in keys} | {"val_accuracy": c["accuracy"],
@@ -182,8 +189,28 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
         "hybrid": settings(hyb, HYBRID_KEYS), "knn": settings(knn, ("k", "kernel_km")),
         "test_accuracy": {name: _accuracy(test, lat, lon, km) for name, (lat, lon) in predicted.items()}
         | {"fstar": _accuracy(test, test.fstar.lat, test.fstar.lon, km)},
-        "prediction_files": files,
+        "prediction_files": files, "methods": methods,
+        "search_ms_per_image": ms_per_image, "embedding_dim": gallery.dim,
+        "gallery_mib_float16": round(len(gallery) * (2 * gallery.dim + 8 * 3) / 2**20, 2),
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json_atomic(result, out / "hybrid.json")
     return result
+
+
+GALLERY_FILE = "gallery.npz"
+"""A bundle's retrieval gallery (:meth:`Gallery.to_npz`: float16 embeddings, coordinates, fine cells); the
+settings it is used with are ``hybrid.json``'s, written by :func:`hybrid_for_run` beside it."""
+
+
+def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progress: bool = False) -> Path:
+    """Write the run's gallery (the geo-labelled training images' cached pooled features, as
+    :func:`hybrid_for_run` searched them) to ``dest_dir/gallery.npz`` (default: the run folder), atomically.
+    The run must have been through :func:`hybrid_for_run` (its ``hybrid.json`` holds the settings to use)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "hybrid.json").exists():
+        raise InputError(f"{run_dir} has no hybrid.json: run hybrid_for_run on it first (frozen-feature runs only)")
+    cfg = ExperimentConfig.load(run_dir / "config.yaml")
+    _check_supported(cfg)
+    gallery, _ = _gallery(cfg, load_bundle(run_dir), load_tables(cfg)["train"], progress)
+    return gallery.to_npz(Path(dest_dir or run_dir) / GALLERY_FILE)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23 and 26) applied to a copy of the tree; the named test must fail.
+# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23, 25 and 26) applied to a copy of the tree; the named test must fail.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # name, file, python-replacement, test
@@ -29,3 +29,6 @@ run no_pool_rebuild geomtl_core/compendium/executors.py 'import sys;p=sys.argv[1
 run unpaired_scene_on_all geomtl_core/data/loaders.py 'import sys;p=sys.argv[1];s=open(p).read();a="    return replace(split, loader=loader), int(keep.sum())";assert a in s;open(p,"w").write(s.replace(a,"    return split, int(keep.sum())"))' tests/test_grid.py::test_a_scene_on_all_run_reads_the_single_task_runs_geo_images_at_every_step
 # issue 26: every worker handed the same GPU
 run same_gpu geomtl_core/compendium/executors.py 'import sys;p=sys.argv[1];s=open(p).read();a="q.put(gpus[i % len(gpus)].strip())";assert a in s;open(p,"w").write(s.replace(a,"q.put(gpus[0].strip())"))' tests/test_executors.py::test_each_worker_process_gets_a_gpu_of_its_own
+# issue 25: a method row that reads the two methods the wrong way round; retrieval cells named differently by notebooks and grid
+run methods_sign geomtl_core/compendium/verdict.py 'import sys;p=sys.argv[1];s=open(p).read();a="pooled=pooled, method_a=names[1],";assert a in s;open(p,"w").write(s.replace(a,"pooled=pooled, method_a=names[0],").replace("                     method_b=names[0]).at(PRIMARY_KM)","                     method_b=names[1]).at(PRIMARY_KM)"))' tests/test_methods.py::test_each_row_is_b_minus_a_of_the_named_methods_in_its_own_family
+run retrieval_by_cell_only geomtl_core/compendium/runs.py 'import sys;p=sys.argv[1];s=open(p).read();a="    overrides = deep_merge(overrides or {}, retrieval_overrides(scale, name))\n";assert a in s;open(p,"w").write(s.replace(a,""))' tests/test_methods.py::test_the_declared_cells_score_the_hybrid_under_every_name

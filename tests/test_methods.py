@@ -1,0 +1,88 @@
+"""The method comparisons of the retrieval chapter (``methods.csv``): which runs score the hybrid, the sign and
+pairing of each row, its Holm family, and the cost table's Pareto front."""
+
+import json
+from pathlib import Path
+
+from geomtl_core.compendium import tables
+from geomtl_core.compendium.design import AUX, method_comparisons, retrieval_cells
+from geomtl_core.compendium.runs import experiment_units
+from geomtl_core.compendium.verdict import methods_table
+from geomtl_core.config import ExperimentConfig
+from geomtl_core.data.predictions import write_predictions
+from geomtl_core.errors import InputError
+
+import numpy as np
+import pytest
+
+SCALE = "smoke"
+
+
+def test_the_declared_cells_score_the_hybrid_under_every_name(tmp_path):
+    """A retrieval cell's runs turn ``train.retrieval`` on whether a notebook asks by the legacy name (st_hier)
+    or the grid by its cell name, on every seed; other cells' runs do not. Catches the named run and the grid
+    cell training two different configs under one name (a retrain that overwrites the other)."""
+    names = {c.name for c in retrieval_cells(SCALE)}
+    assert {"st_hier", "mtl_s3"} <= names
+    for unit in experiment_units("st_hier", SCALE, AUX["st"], tmp_path):
+        assert unit.overrides["train"]["retrieval"] is True
+    for unit in experiment_units("tuned-f100-st", SCALE, AUX["st"], tmp_path):
+        assert "retrieval" not in unit.overrides.get("train", {})
+
+
+def test_retrieval_needs_a_frozen_backbone_on_cached_features():
+    """The embeddings are the cached frozen features: a run whose backbone learns is refused with the reason."""
+    with pytest.raises(InputError, match=r"train\.retrieval=True needs a frozen backbone"):
+        ExperimentConfig.from_dict({"train": {"retrieval": True}, "model": {"freeze_backbone": False}})
+    ExperimentConfig.from_dict({"train": {"retrieval": True}, "model": {"freeze_backbone": True}})
+
+
+def _fake_run(root: Path, name: str, shifts_km: dict[str, float], seeds=(0, 1, 2)):
+    """Per-seed per-method prediction files (each method's predictions ``shifts_km[method]`` east of the truth,
+    plus per-seed noise) and a result file whose best method is ``hierarchy``."""
+    rng = np.random.default_rng(0)
+    lat = np.repeat(np.linspace(-60, 60, 30), 10) + rng.normal(0, 0.2, 300)
+    lon = np.tile(np.linspace(-170, 170, 10), 30) + rng.normal(0, 0.2, 300)
+    ids = np.array([f"img{k:04d}" for k in range(300)])
+    runs = {}
+    for s in seeds:
+        run = name if s == seeds[0] else f"{name}.s{s}"
+        for m, shift in shifts_km.items():
+            d = shift + 20 * np.random.default_rng(s).normal(0, 1, 300)
+            write_predictions(root / "runs" / SCALE / run / f"predictions_test.{m}.csv", ids, lat, lon, lat,
+                              lon + d / (111.2 * np.cos(np.radians(lat))))
+        runs[str(s)] = run
+    (root / "results" / SCALE).mkdir(parents=True, exist_ok=True)
+    test = {"best": "hierarchy", "methods": {m: {} for m in shifts_km}}
+    (root / "results" / SCALE / f"{name}.json").write_text(json.dumps({"name": name, "seeds": runs, "test": test}))
+
+
+def test_each_row_is_b_minus_a_of_the_named_methods_in_its_own_family(tmp_path):
+    """Within a cell the hybrid (every image near) beats f* (every image far): hybrid − f* is ~+100 points and
+    "helps", kNN (= f*) against f* is exactly 0; across cells the scene task's row compares the hybrid of s3
+    with the hybrid of st. Catches a flipped sign, "fstar" not mapped to the run's best method, a method file
+    read from the wrong run, and rows leaking into the verdict's families."""
+    for c in retrieval_cells(SCALE):
+        hybrid = 100.0 if c.aux == "s3" else 190.0  # s3: every image within 200 km; st: about 70%
+        _fake_run(tmp_path, c.name, {"hierarchy": 260.0, "knn": 260.0, "hybrid": hybrid})
+    table = methods_table(SCALE, tmp_path, n_boot=300)
+    assert len(table) == len(method_comparisons(SCALE)) and set(table["family"]) == {"methods"}
+    assert (tmp_path / "results" / SCALE / "methods.csv").exists()
+    by = {(r.comparison, r.b_run): r for r in table.itertuples()}
+    h = by["hybrid_vs_fstar", "mtl_s3"]
+    assert h.diff == pytest.approx(100.0, abs=2) and h.verdict == "helps" and h.a_method == "fstar"
+    k = by["knn_vs_fstar", "st_hier"]
+    assert k.diff == 0 and k.ci_lo == 0 and k.ci_hi == 0
+    assert by["hybrid_vs_knn", "mtl_s3"].diff == pytest.approx(by["hybrid_vs_fstar", "mtl_s3"].diff)
+    scene = by["mtl_vs_st_hybrid", "mtl_s3"]
+    assert scene.a_run == "st_hier" and scene.a_method == scene.b_method == "hybrid"
+    assert 15 < scene.diff < 50 and scene.b_mean > scene.a_mean
+    assert by["mtl_vs_st_knn", "mtl_s3"].diff == 0
+
+
+def test_the_pareto_front_keeps_only_unbeaten_rows():
+    """A row is on the front unless another is at most as costly and at least as accurate (strictly better in one);
+    ties keep both. Catches a front that drops ties or keeps a dominated row."""
+    cost = np.array([10.0, 10.0, 20.0, 5.0, 30.0])
+    acc = np.array([30.0, 30.0, 29.0, 20.0, 31.0])
+    assert tables.pareto_front(cost, acc).tolist() == [True, True, False, True, True]

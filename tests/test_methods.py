@@ -77,7 +77,6 @@ def test_each_row_is_b_minus_a_of_the_named_methods_in_its_own_family(tmp_path):
     scene = by["mtl_vs_st_hybrid", "mtl_s3"]
     assert scene.a_run == "st_hier" and scene.a_method == scene.b_method == "hybrid"
     assert 15 < scene.diff < 50 and scene.b_mean > scene.a_mean
-    assert by["mtl_vs_st_knn", "mtl_s3"].diff == 0
 
 
 def test_the_pareto_front_keeps_only_unbeaten_rows():

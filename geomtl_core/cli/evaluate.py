@@ -1,5 +1,10 @@
 """``geomtl evaluate``: score a bundle on a split of shards or on a benchmark as distributed (a folder of
-photos and its metadata CSV), into an output of its own, never into the bundle's training outputs."""
+photos and its metadata CSV), into an output of its own, never into the bundle's training outputs.
+
+A bundle carrying a retrieval gallery (``gallery.npz`` with ``hybrid.json``) is also scored with the hybrid
+predictor (method ``hybrid``, :func:`_add_hybrid`), which becomes the best method (``predictions.csv``); the
+classifier's methods are scored and written as before. ``--no-retrieval`` scores the classifier alone.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,12 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geomtl_core.errors import InputError
+
+if TYPE_CHECKING:
+    from geomtl_core.inference.predict import Retrieval
 
 SUMMARY_KEYS = ("n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "mean_km",
                 "geoscore")
@@ -45,7 +54,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy: bool) -> tuple[Path, Path]:
+def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy: bool,
+                 suffix: str = "") -> tuple[Path, Path]:
     """(predictions CSV, summary JSON), refusing to write among the bundle's own files or over an earlier
     output unless ``--overwrite`` (which replaces only an earlier evaluate output)."""
     bundle = Path(args.bundle)
@@ -57,7 +67,7 @@ def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy
         if csv.exists() and not args.overwrite:
             raise FileExistsError(f"{csv} exists; pass --overwrite to replace it, or another --out")
         return csv, csv.with_suffix(".evaluation.json")
-    default = "eval-" + name + ("-fivecrop" if five_crop else "") + ("" if hierarchy else "-nohierarchy")
+    default = "eval-" + name + ("-fivecrop" if five_crop else "") + ("" if hierarchy else "-nohierarchy") + suffix
     folder = Path(args.out) if args.out else bundle / default
     if _inside(bundle, folder):
         raise InputError(f"--out {folder} is the bundle's folder (or holds it); choose a new folder")
@@ -73,15 +83,65 @@ def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy
     return folder / "predictions.csv", folder / MARKER
 
 
+def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Path, crop_reduce: str,
+                progress: bool) -> None:
+    """Score the hybrid on the split into ``res`` (method ``hybrid``, now the best) and write its predictions
+    (``<csv stem>.hybrid.csv`` and the best file, the evaluation's layout). One more backbone pass over the split
+    gives the embeddings (crops' mean) and, from them, the query probabilities (crops reduced by ``crop_reduce``)."""
+    from geomtl_core.data.predictions import write_predictions
+    from geomtl_core.geo.geodesy import haversine_km
+    from geomtl_core.geo.geolocate import softmax
+    from geomtl_core.geo.metrics import summarize_errors
+    from geomtl_core.geo.stats import spatial_blocks
+    from geomtl_core.inference.predict import features_and_logits
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    parts = bundle.parts
+    emb, probs, valid = [], {p.name: [] for p in parts}, []
+    for batch in tqdm(split_data.loader, desc="embed", disable=not progress, leave=False):
+        x = batch[0]
+        valid.append(np.asarray(batch[2]) > 0 if len(batch) > 2 else np.ones(len(x), bool))
+        n, crops = len(x), x.shape[1] if x.ndim == 5 else 1
+        feats, logits = features_and_logits(bundle.model, x.reshape(n * crops, *x.shape[2:]) if crops > 1 else x)
+        emb.append(feats.reshape(n, crops, -1).mean(axis=1))
+        for t in probs:
+            pr = softmax(logits[t]).reshape(n, crops, -1)
+            probs[t].append(pr.max(axis=1) if crop_reduce == "max" else pr.mean(axis=1))
+    ok = np.concatenate(valid)
+    if int(ok.sum()) != res["n"]:
+        raise RuntimeError(f"the hybrid read {int(ok.sum())} images, the classifier's evaluation {res['n']}")
+    scores = retrieval.cell_scores({t: np.concatenate(v)[ok] for t, v in probs.items()}, parts)
+    lat, lon = retrieval.locate(np.concatenate(emb)[ok], scores)
+    labels = split_data.labels
+    true_lat, true_lon, img_id = labels.lat[ok], labels.lon[ok], labels.img_id[ok]
+    err = haversine_km(true_lat, true_lon, lat, lon)
+    res["methods"]["hybrid"] = summarize_errors(err, with_ci=True,
+                                                blocks=spatial_blocks(true_lat, true_lon)).to_json_dict()
+    res["best"] = "hybrid"
+    res["hybrid"] = dict(retrieval.settings) | {"gallery_images": len(retrieval.gallery)}
+    cls = parts[-1].assign(lat, lon)  # the fine cell holding the point, and its query score
+    score = np.where(cls >= 0, scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
+    hybrid_csv = out_csv.with_suffix(".hybrid.csv")
+    for path in (out_csv, hybrid_csv):
+        write_predictions(path, img_id, true_lat, true_lon, lat, lon,
+                          extra={"fine_class": cls, "score": np.round(score, 6)})
+    res.setdefault("prediction_files", {})["hybrid"] = str(hybrid_csv)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     kind, name = _source(args)  # option errors before torch and the model load
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     from geomtl_core.config import merge
     from geomtl_core.inference.evaluation import evaluate_split, image_folder_split, with_recipe
+    from geomtl_core.inference.predict import GALLERY_FILE, load_retrieval
     from geomtl_core.models.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
+    retrieval = None if args.no_retrieval else load_retrieval(bundle)
+    turned_off = args.no_retrieval and (Path(args.bundle) / GALLERY_FILE).is_file()
     recipe = bundle.labels.get("inference")  # the bundle's own test-time recipe (an imported model's)
     five_crop = bool(args.five_crop or (recipe and int(recipe.get("crops", 1)) > 1))
     reduce = str(recipe.get("reduce", "mean")) if recipe else "mean"
@@ -103,12 +163,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if recipe:
             split_data = with_recipe(split_data, recipe, batch, args.workers)
         report = split_data.labels.report
-    out_csv, summary = output_paths(args, name, five_crop, hierarchy is not None)
+    out_csv, summary = output_paths(args, name, five_crop, hierarchy is not None,
+                                    "-noretrieval" if turned_off else "")
     res = evaluate_split(bundle.model, split_data, bundle.parts, hierarchy, out_csv, progress=not args.json,
                          crop_reduce=reduce)
+    if retrieval is not None:
+        _add_hybrid(res, bundle, retrieval, split_data, out_csv, reduce, progress=not args.json)
     options = {"bundle": str(args.bundle), "data": args.data, "split": name if kind == "data" else None,
                "images": args.images, "meta": args.meta, "five_crop": five_crop, "crop_reduce": reduce,
-               "hierarchy": hierarchy is not None, "recipe": recipe}
+               "hierarchy": hierarchy is not None, "recipe": recipe, "retrieval": retrieval is not None}
     summary.write_text(json.dumps({"options": options, "data_report": report} | res, indent=2, default=str))
     if kind == "images" and report["images_without_metadata"]:
         print(f"evaluation: {report['images_without_metadata']} files in {args.images} have no row in "
@@ -135,22 +198,25 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="evaluate a bundle on a split or a folder of photos; writes per-image predictions",
         description="Evaluate a bundle on a split of shards (--data) or on a benchmark as distributed: a folder "
                     "of photos and its metadata CSV (--images, --meta; Im2GPS, Im2GPS3k, YFCC4k layouts). Writes "
-                    "a new output folder, by default BUNDLE/eval-NAME[-fivecrop][-nohierarchy]/, never the "
-                    "bundle's own files.")
+                    "a new output folder, by default BUNDLE/eval-NAME[-fivecrop][-nohierarchy][-noretrieval]/, "
+                    "never the bundle's own files. A bundle carrying a retrieval gallery is scored with the hybrid "
+                    "predictor too (method hybrid, the best), unless --no-retrieval.")
     e.add_argument("bundle", help="bundle folder (from geomtl train or geomtl import)")
     e.add_argument("--data", help="data folder with SPLIT.csv and SPLIT/ shards, or a SPLIT.csv")
     e.add_argument("--split", default="test", help="split of --data: train, val or test (default test)")
     e.add_argument("--images", help="folder of photos, scored against --meta")
     e.add_argument("--meta", help="metadata CSV of --images (IMG_ID,AUTHOR,LAT,LON,... or name,...,lat,lon or "
                                   "YFCC100M's ...,lon,lat,...); ids are file paths relative to --images")
-    e.add_argument("--out", help="new output folder (default BUNDLE/eval-NAME[-fivecrop][-nohierarchy]/), or a "
-                                 "predictions .csv path (per-method files beside it)")
+    e.add_argument("--out", help="new output folder (default BUNDLE/eval-NAME[-fivecrop][-nohierarchy]"
+                                 "[-noretrieval]/), or a predictions .csv path (per-method files beside it)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier evaluate output at that place")
     e.add_argument("--json", action="store_true", help="print the geomtl score JSON keys, plus skipped and "
                                                        "predictions (the CSV's path)")
     e.add_argument("--five-crop", action="store_true", help="five-crop test-time augmentation (mean of the "
                    "crops; an imported GeoEstimation bundle always uses its own: five crops, maximum)")
     e.add_argument("--no-hierarchy", action="store_true", help="use the finest partitioning alone")
+    e.add_argument("--no-retrieval", action="store_true",
+                   help="use the classifier alone even when the bundle carries a retrieval gallery")
     e.add_argument("--batch-size", type=int, help="images per batch (default: the bundle's training batch; "
                                                   "16 for an imported GeoEstimation bundle)")
     e.add_argument("--workers", type=int, default=2, help="image decoding processes (0: in this process)")

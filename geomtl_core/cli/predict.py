@@ -5,6 +5,9 @@ a summary: files in folders skipped as not images (listed once), failed files, a
 where the true location is known: from ``--truth FILE`` (a CSV/TSV of id or file name -> lat, lon) or else
 from the photo's EXIF GPS. The CSV begins with geomtl's prediction layout (``img_id, true_lat, true_lon,
 pred_lat, pred_lon, error_km``), so ``geomtl score OUT`` and ``geomtl compare OUT OTHER`` read it as it is.
+A bundle carrying a retrieval gallery (``gallery.npz``, published with its run's ``hybrid.json``) predicts with
+the hybrid (method ``hybrid``: the classifier's top cells, then the most similar gallery images within them);
+``--no-retrieval`` uses the classifier alone.
 Exit status 0 if every image was predicted, 1 if any failed, 2 for usage errors (e.g. a missing bundle).
 """
 
@@ -103,7 +106,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     results = []
     try:
         for r in iter_predict(bundle, files, args.top_k, args.batch_size, map_out=args.map, map_dpi=args.map_dpi,
-                              progress=None if not args.no_progress else False, truth=truth, ids=inputs.ids):
+                              progress=None if not args.no_progress else False, truth=truth, ids=inputs.ids,
+                              retrieval=not args.no_retrieval):
             results.append(r)
             if writer is not None:
                 writer.writerow(csv_row(r))
@@ -160,5 +164,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                         "(or OUT/<stem>.png when OUT is a folder or ends with '/')")
     p.add_argument("--map-dpi", type=int, default=100, help="resolution of the maps (default 100)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--no-retrieval", action="store_true",
+                   help="use the classifier alone even when the bundle carries a retrieval gallery")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on terminals only)")
     p.set_defaults(handler=_cmd_predict)

@@ -145,7 +145,6 @@ def variance_plan_words(plan: pd.DataFrame) -> str:
 METHOD_SUBJECT = {
     "hybrid_vs_fstar": "the hybrid against f*", "hybrid_vs_knn": "the hybrid against plain kNN",
     "knn_vs_fstar": "plain kNN against f*", "mtl_vs_st_hybrid": "the scene task, for the hybrid",
-    "mtl_vs_st_knn": "the scene task, for kNN",
 }
 
 

@@ -1,5 +1,7 @@
 """Publishing a trained run as the model bundle of its scale, ``models/<scale>/`` (``geomtl predict
-models/default photo.jpg``): each scale writes only its own folder, by a copy and an atomic rename."""
+models/default photo.jpg``): each scale writes only its own folder, by a copy and an atomic rename. A run that
+went through :func:`~geomtl_core.training.hybrid.hybrid_for_run` (it has ``hybrid.json``) is published with its
+retrieval gallery (``gallery.npz``), so that ``geomtl predict`` and ``geomtl evaluate`` use the hybrid."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.scales import SCALES
 
 
-def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None) -> Path:
+def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None,
+                   gallery: bool = True) -> Path:
     """Copy a trained run (without its checkpoints) to ``models/<scale>`` (or ``dest``), replacing what was
-    there only once the copy is complete."""
+    there only once the copy is complete; with its retrieval gallery when it has ``hybrid.json`` and ``gallery``."""
+    from geomtl_core.training.hybrid import GALLERY_FILE, save_gallery  # torch and keras: only when publishing
+
     root = find_root() if root is None else Path(root)
     src = root / "runs" / scale / name
     if not (src / "model.keras").exists():
@@ -23,7 +28,13 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt"))
+    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt", GALLERY_FILE))
+    try:
+        if gallery and (src / "hybrid.json").exists():
+            save_gallery(src, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if dest.exists():
         os.replace(dest, old)
     os.replace(staging, dest)
@@ -36,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="publish a trained experiment as the scale's model bundle")
     p.add_argument("--scale", default="default", choices=list(SCALES))
     p.add_argument("--run", default="mtl_s3", help="experiment name (default: mtl_s3)")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="publish without the retrieval gallery (the bundle then predicts with the classifier alone)")
     args = p.parse_args(argv)
-    print(f"model bundle of scale {args.scale}: {publish_bundle(args.scale, args.run)}")
+    print(f"model bundle of scale {args.scale}: {publish_bundle(args.scale, args.run, gallery=not args.no_gallery)}")
     return 0
 
 

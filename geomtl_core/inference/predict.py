@@ -21,16 +21,25 @@ an image format's; files named one by one are always tried):
   the image, else from a valid EXIF GPS position in the file;
 - ``warnings`` (e.g. malformed EXIF GPS, ignored) and ``error`` (None, or why the file failed).
 
+A bundle carrying a retrieval gallery (``gallery.npz`` with its settings in ``hybrid.json``, see
+:func:`load_retrieval`) predicts with the hybrid (:func:`~geomtl_core.geo.retrieval.hybrid_locate`: the classifier
+narrows to its top fine cells, the most similar gallery images within them give the point): ``method`` is then
+``"hybrid"``, ``score`` the f* score of the fine cell holding the point, and ``classifier`` keeps the classifier's
+own ``lat``, ``lon``, ``method`` and ``score``; ``retrieval=False`` uses the classifier alone.
+
 Images are decoded and resized in a thread pool while the model runs on the previous batch.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from geomtl_core.data.exif import ExifInfo, read_exif
 from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
@@ -38,12 +47,18 @@ from geomtl_core.data.predictions import IMAGE_SUFFIXES, TruthTable
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax, top_k
+from geomtl_core.geo.partitioning import Hierarchy
+from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, hybrid_locate
 from geomtl_core.inference.geocode import reverse_geocode
 
 import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
+GALLERY_FILE = "gallery.npz"
+"""A bundle's retrieval gallery (the name :func:`geomtl_core.training.hybrid.save_gallery` writes)."""
+HYBRID_FILE = "hybrid.json"
+"""The hybrid's settings chosen on validation (:func:`geomtl_core.training.hybrid.hybrid_for_run`)."""
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
 
 
@@ -113,11 +128,75 @@ class Loaded:
     error: str | None = None
 
 
+@dataclass
+class Retrieval:
+    """A bundle's gallery with the hybrid's settings (``top_cells``, ``k``, ``kernel_km``) and the hierarchy whose
+    f* fine-cell scores the settings were chosen with (None: the finest head's probabilities)."""
+
+    gallery: Gallery
+    settings: dict[str, Any]
+    hierarchy: Hierarchy | None
+
+    def cell_scores(self, probs: dict[str, np.ndarray], parts: list) -> np.ndarray:
+        """(n, fine cells) query scores: f* when the settings were chosen with it, else the finest head's."""
+        if self.hierarchy is not None:
+            return self.hierarchy.scores([probs[p.name] for p in parts])
+        return probs[parts[-1].name]
+
+    def locate(self, emb: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings."""
+        return hybrid_locate(self.gallery, emb, scores, **self.settings)
+
+
+def load_retrieval(bundle) -> Retrieval | None:
+    """The bundle folder's retrieval gallery and settings, or None when it has no ``gallery.npz``; a gallery that
+    cannot be read, or one without usable settings in ``hybrid.json``, is an InputError naming the file."""
+    folder = Path(bundle.path)
+    path, settings_path = folder / GALLERY_FILE, folder / HYBRID_FILE
+    if not path.is_file():
+        return None
+    hint = "re-publish the bundle, or use the classifier alone (--no-retrieval)"
+    try:
+        saved = json.loads(settings_path.read_text())
+        settings = {key: saved["hybrid"][key] for key in HYBRID_KEYS}
+    except FileNotFoundError:
+        raise InputError(f"{path} has no settings beside it: {settings_path} is missing; {hint}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{settings_path}: no hybrid settings {list(HYBRID_KEYS)} ({type(exc).__name__}: {exc}); "
+                         f"{hint}") from None
+    try:
+        gallery = Gallery.from_npz(path)
+    except InputError as exc:
+        raise InputError(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}; {hint}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable gallery file ({type(exc).__name__}: {exc}); {hint}") from None
+    fine = bundle.parts[-1]
+    if gallery.n_cells != len(fine):
+        raise InputError(f"{path}: the gallery's cells are {gallery.n_cells} fine cells, the bundle's finest "
+                         f"partitioning {fine.name!r} has {len(fine)}; {hint}")
+    if getattr(bundle.model, "finetune_blocks", 0) or not hasattr(bundle.model, "heads_from_features"):
+        raise InputError(f"{path}: retrieval needs a model whose pooled backbone features are the embeddings "
+                         f"(a frozen backbone without tuned blocks); {hint}")
+    hierarchical = saved.get("fstar_method", "hierarchy") == "hierarchy" and len(bundle.parts) > 1
+    return Retrieval(gallery, settings, bundle.hierarchy if hierarchical else None)
+
+
+def features_and_logits(model, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pooled backbone features (float32) and the logits computed from them (float64) of a (N, H, W, 3) uint8
+    batch: one backbone pass gives the embeddings and the classifier's answer."""
+    with torch.no_grad():
+        f = model.backbone_features(x)
+        out = model.heads_from_features(f)
+    logits = {t: np.asarray(v.detach().cpu().numpy(), dtype=np.float64) for t, v in out.items()}
+    return np.asarray(f.detach().cpu().numpy(), dtype=np.float32), logits
+
+
 class Predictor:
-    """A bundle ready to predict: transform, hierarchy choice, cell tokens and the decode pool."""
+    """A bundle ready to predict: transform, hierarchy choice, cell tokens, the decode pool and, when the bundle
+    carries a gallery and ``retrieval`` is on, the hybrid's gallery and settings."""
 
     def __init__(self, bundle, top_k: int = 5, batch_size: int = 32, workers: int | None = None,
-                 truth: TruthTable | None = None):
+                 truth: TruthTable | None = None, retrieval: bool = True):
         if top_k < 1:
             raise InputError(f"top_k must be >= 1, got {top_k}")
         if batch_size < 1:
@@ -142,6 +221,7 @@ class Predictor:
         self.recipe = bundle.labels.get("inference")  # an imported model's own test recipe (five crops, max)
         if self.recipe is not None and self.recipe.get("preprocess") != "geoestimation":
             raise InputError(f"unknown inference preprocessing {self.recipe.get('preprocess')!r} in the bundle")
+        self.retrieval = load_retrieval(bundle) if retrieval else None
 
     def load(self, path: Path) -> Loaded:
         """Read, decode (upright), resize and centre-crop one file; never raises."""
@@ -201,15 +281,26 @@ class Predictor:
         if not good:
             return results
         x = torch.stack([loaded[i].image for i in good])
-        if x.ndim == 5:  # crops per image: softmax per crop, then the maximum over an image's crops
-            n, crops = x.shape[:2]
-            logits = self.raw_logits(x.reshape(n * crops, *x.shape[2:]))
-            probs = {t: softmax(v).reshape(n, crops, -1).max(axis=1) for t, v in logits.items()}
+        n, crops = len(x), x.shape[1] if x.ndim == 5 else 1
+        flat = x.reshape(n * crops, *x.shape[2:]) if x.ndim == 5 else x
+        if self.retrieval is not None:  # one backbone pass: embeddings (crops' mean, as the cache) and logits
+            feats, logits = features_and_logits(self.bundle.model, flat)
+            emb = feats.reshape(n, crops, -1).mean(axis=1)
         else:
-            probs = {t: softmax(v) for t, v in self.raw_logits(x).items()}
+            logits = self.raw_logits(flat)
+        # crops per image: softmax per crop, then the maximum over an image's crops
+        probs = {t: softmax(v).reshape(n, crops, -1).max(axis=1) if crops > 1 else softmax(v)
+                 for t, v in logits.items()}
         locs = geolocate(probs, self.parts, self.hierarchy)
         best = locs[self.method]
-        places = reverse_geocode(best.lat, best.lon)
+        method, lat_b, lon_b, score_b = self.method, best.lat, best.lon, best.score
+        if self.retrieval is not None:
+            scores = self.retrieval.cell_scores(probs, self.parts)
+            lat_b, lon_b = self.retrieval.locate(emb, scores)
+            cls = self.parts[-1].assign(lat_b, lon_b)  # the fine cell holding the point, and its score
+            score_b = np.where(cls >= 0, scores[np.arange(n), np.clip(cls, 0, None)], 0.0)
+            method = "hybrid"
+        places = reverse_geocode(lat_b, lon_b)
         cells = {}
         for part in self.parts:
             idx, p = top_k(probs[part.name], self.k)
@@ -217,8 +308,11 @@ class Predictor:
             cells[part.name] = (idx, p, lat.reshape(idx.shape), lon.reshape(idx.shape))
         for j, i in enumerate(good):
             r = results[i]
-            r.update(lat=float(best.lat[j]), lon=float(best.lon[j]), method=self.method, score=float(best.score[j]))
+            r.update(lat=float(lat_b[j]), lon=float(lon_b[j]), method=method, score=float(score_b[j]))
             r.update(places[j])
+            if self.retrieval is not None:  # the classifier's own answer, kept beside the hybrid's
+                r["classifier"] = {"lat": float(best.lat[j]), "lon": float(best.lon[j]), "method": self.method,
+                                   "score": float(best.score[j])}
             r["cells"] = {
                 name: [{"class": int(c), "p": float(pp), "lat": float(la), "lon": float(lo),
                         "token": self.tokens[name][int(c)]}
@@ -257,12 +351,14 @@ def predict(
     progress: bool | None = False,
     workers: int | None = None,
     truth: str | os.PathLike | TruthTable | None = None,
+    retrieval: bool = True,
 ) -> list[dict]:
     """One dict per input file (see the module docstring); failed files carry ``error``.
 
     ``map_out``: write a probability map per image (see :func:`geomtl_core.inference.maps.map_paths`).
     ``truth``: a truth table (or the path of a CSV/TSV, :func:`~geomtl_core.data.predictions.read_truth`)
     giving the true location, and so the error, of the images it lists.
+    ``retrieval``: use the bundle's retrieval gallery when it has one (the hybrid); False: the classifier alone.
     """
     from geomtl_core.data.predictions import read_truth
     from geomtl_core.models.bundle import Bundle, load_bundle
@@ -272,14 +368,16 @@ def predict(
         truth = read_truth(truth)
     inputs = scan_inputs(paths)
     return list(iter_predict(bundle, inputs.files, top_k, batch_size, map_out=map_out, map_dpi=map_dpi,
-                             progress=progress, workers=workers, truth=truth, ids=inputs.ids))
+                             progress=progress, workers=workers, truth=truth, ids=inputs.ids,
+                             retrieval=retrieval))
 
 
 def iter_predict(bundle, files: list[Path], top_k: int = 5, batch_size: int = 32, *, map_out=None, map_dpi: int = 100,
                  progress: bool | None = False, workers: int | None = None, truth: TruthTable | None = None,
-                 ids: list[str] | None = None) -> Iterator[dict]:
+                 ids: list[str] | None = None, retrieval: bool = True) -> Iterator[dict]:
     """Streaming form of :func:`predict` over a scanned file list (``ids``: default, the file names)."""
-    predictor = Predictor(bundle, top_k=top_k, batch_size=batch_size, workers=workers, truth=truth)
+    predictor = Predictor(bundle, top_k=top_k, batch_size=batch_size, workers=workers, truth=truth,
+                          retrieval=retrieval)
     ids = [Path(f).name for f in files] if ids is None else ids
     on_probs = None
     if map_out is not None:

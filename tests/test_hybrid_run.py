@@ -17,18 +17,10 @@ from geomtl_core.training.hybrid import DEFAULT_GRID, KNN_GRID, hybrid_for_run
 import numpy as np
 import pandas as pd
 import pytest
-from toydata import make_toy_dataset, train_tiny_bundle
+from toydata import make_toy_dataset, make_toy_with_test, train_tiny_bundle
 
 FROZEN = {"freeze_backbone": True}
 
-
-def _toy(tmp: Path) -> Path:
-    """A toy dataset with a test split of its own images (same palette: the same seed's first draw)."""
-    data = make_toy_dataset(tmp / "toy", n_train=300, n_val=60)
-    other = make_toy_dataset(tmp / "other", n_train=7, n_val=60)
-    shutil.copytree(other / "val", data / "test")
-    shutil.copy(other / "val.csv", data / "test.csv")
-    return data
 
 
 def _run(tmp: Path, root: Path, **overrides) -> Path:
@@ -55,7 +47,7 @@ def test_hybrid_files_sit_beside_the_runs_predictions_in_their_format_and_repeat
     call rewrites identical files. Catches another row order or subset (e.g. unreadable or sorted rows), a
     different writer or columns, settings outside the grid, query probabilities that are not the run's f*
     (another head, another hierarchy), and anything nondeterministic."""
-    out = _run(tmp_path, _toy(tmp_path))
+    out = _run(tmp_path, make_toy_with_test(tmp_path))
     ref = pd.read_csv(out / "predictions_test.hierarchy.csv")
     first = hybrid_for_run(out)
     files = {m: out / f"predictions_test.{m}.csv" for m in ("hybrid", "knn")}
@@ -97,7 +89,7 @@ def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
     """With the feature cache gone, the embeddings are extracted again by the bundle's model and every file comes
     out the same. Catches embeddings that are not the run's frozen backbone's pooled features (another model,
     transform or layer) and a hybrid that only works on a warm cache."""
-    out = _run(tmp_path, _toy(tmp_path))
+    out = _run(tmp_path, make_toy_with_test(tmp_path))
     hybrid_for_run(out)
     files = ["predictions_test.hybrid.csv", "predictions_test.knn.csv"]
     before = [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")]
@@ -110,7 +102,7 @@ def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
 def test_a_flat_run_uses_its_finest_heads_probabilities(tmp_path):
     """Without a hierarchy the query probabilities are the finest head's and the reference rows are that head's
     file. Catches f* (or a missing ``hierarchy`` method) assumed for every run."""
-    out = _run(tmp_path, _toy(tmp_path), partition={"hierarchical": False})
+    out = _run(tmp_path, make_toy_with_test(tmp_path), partition={"hierarchical": False})
     fine = json.loads((out / "labels.json").read_text())["partitionings"][-1]
     ref = pd.read_csv(out / f"predictions_test.{fine}.csv")
     assert not (out / "predictions_test.hierarchy.csv").exists()
@@ -130,7 +122,7 @@ def test_the_gallery_is_the_runs_geo_labelled_share(tmp_path, data):
     """With 30% of the training split (and with scene labels on every image, geo labels on the 30%), the gallery
     holds exactly the images the run learned locations from. Catches a gallery of the whole training split,
     of every image the scene task saw, or of the whole feature cache."""
-    out = _run(tmp_path, _toy(tmp_path), data=data, train={"samples_per_epoch": 64})
+    out = _run(tmp_path, make_toy_with_test(tmp_path), data=data, train={"samples_per_epoch": 64})
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["geo_labelled_images"] == 90
     assert metrics["train_images"] == (300 if data.get("scene_on_all") else 90)
@@ -141,7 +133,7 @@ def test_the_gallery_is_the_runs_geo_labelled_share(tmp_path, data):
 def test_the_settings_are_chosen_on_validation_only(tmp_path):
     """Moving every test image's true location changes the test accuracies but neither the chosen settings nor
     any grid point's validation accuracy. Catches choosing (or scoring the grid) on the test split."""
-    data = _toy(tmp_path)
+    data = make_toy_with_test(tmp_path)
     out = _run(tmp_path, data)
     first = hybrid_for_run(out)
     meta = pd.read_csv(data / "test.csv")

@@ -27,20 +27,12 @@ import simplejpeg
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toydata import CENTRES, make_toy_dataset, train_tiny_bundle
+from toydata import CENTRES, make_toy_with_test, train_tiny_bundle
 
 SCALE, RUN = "smoke", "mtl_frozen"
 SETTINGS = {"top_cells": 1, "k": 1, "kernel_km": None}
 """Settings unlike hybrid_locate's defaults, written into a bundle's hybrid.json to see they are the ones used."""
 
-
-def _toy(tmp: Path) -> Path:
-    """A toy dataset with a test split of its own images (as tests/test_hybrid_run.py builds it)."""
-    data = make_toy_dataset(tmp / "toy", n_train=300, n_val=60)
-    other = make_toy_dataset(tmp / "other", n_train=7, n_val=60)
-    shutil.copytree(other / "val", data / "test")
-    shutil.copy(other / "val.csv", data / "test.csv")
-    return data
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def project(tmp_path_factory) -> Path:
     (root / "notebooks").mkdir(parents=True)
     (root / "_config.yml").write_text("title: test\n")
     run = root / "runs" / SCALE / RUN
-    train_tiny_bundle(_toy(tmp), run, data_cache=tmp / "cache", model={"freeze_backbone": True})
+    train_tiny_bundle(make_toy_with_test(tmp), run, data_cache=tmp / "cache", model={"freeze_backbone": True})
     hybrid_for_run(run)
     return root
 

@@ -31,6 +31,17 @@ def make_toy_dataset(root: Path, n_train: int = 600, n_val: int = 120, size: int
     return root
 
 
+def make_toy_with_test(tmp: Path) -> Path:
+    """A toy dataset with a test split of its own images (the same palette: the same seed's first draw)."""
+    import shutil
+
+    data = make_toy_dataset(tmp / "toy", n_train=300, n_val=60)
+    other = make_toy_dataset(tmp / "other", n_train=7, n_val=60)
+    shutil.copytree(other / "val", data / "test")
+    shutil.copy(other / "val.csv", data / "test.csv")
+    return data
+
+
 def train_tiny_bundle(root: Path, out: Path, scene_tasks: tuple[str, ...] = ("s3",), data_cache: Path | None = None,
                       **cfg_overrides) -> Path:
     """Train a 1-epoch bundle (32 px, three partitionings) on a toy dataset folder; a few seconds."""

@@ -127,7 +127,10 @@ or left staged."""
     def kill_one_mid_run():
         runs = root / "runs" / "smoke"
         while not stop.is_set() and not killed:
-            staged = list(runs.glob("**/*.partial/checkpoints/state.json")) if runs.exists() else []
+            try:  # a staging folder may be renamed away while the glob walks it
+                staged = list(runs.glob("**/*.partial/checkpoints/state.json")) if runs.exists() else []
+            except FileNotFoundError:
+                continue
             for proc in psutil.Process().children():
                 try:
                     held = {Path(f.path).name for f in proc.open_files()}

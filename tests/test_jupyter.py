@@ -22,7 +22,7 @@ import pytest
 ROOT = find_root(__file__)
 JUPYTER_LAB = Path(sys.executable).parent / "jupyter-lab"
 NOTEBOOKS = [f"0{k}_{n}.ipynb" for k, n in enumerate(
-    ["data", "partitioning", "baselines", "single_task", "multitask", "ablations", "summary"], start=1)]
+    ["data", "partitioning", "baselines", "single_task", "multitask", "ablations", "retrieval", "summary"], start=1)]
 
 
 def free_port() -> int:

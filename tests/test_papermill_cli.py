@@ -79,7 +79,7 @@ def test_strip_progress_keeps_results_drops_bars():
 def test_every_notebook_is_papermill_ready():
     """First code cell tagged `parameters` sets `scale`; the kernel is the project's kernelspec."""
     notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
-    assert len(notebooks) == 7
+    assert len(notebooks) == 8
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "code")

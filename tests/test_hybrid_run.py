@@ -63,9 +63,13 @@ def test_hybrid_files_sit_beside_the_runs_predictions_in_their_format_and_repeat
     assert h["top_cells"] in DEFAULT_GRID["top_cells"] and h["k"] in DEFAULT_GRID["k"]
     assert h["kernel_km"] in DEFAULT_GRID["kernel_km"]
     assert {"k": k["k"], "kernel_km": k["kernel_km"]} in [dict(g) for g in KNN_GRID]
-    assert len(h["grid"]) == 27 and len(k["grid"]) == len(KNN_GRID)
-    assert h["val_accuracy"] == max(g["accuracy"] for g in h["grid"])
-    assert k["val_accuracy"] == max(g["accuracy"] for g in k["grid"])
+    for c, n in ((h, 27), (k, len(KNN_GRID))):  # every setting with each embedding; the best on validation wins
+        assert set(c["val_accuracy_by_embedding"]) == {"backbone", "neck"}  # the toy model has a neck
+        assert len(c["grid"]) == 2 * n
+        assert c["val_accuracy"] == max(g["accuracy"] for g in c["grid"])
+        best = max(c["val_accuracy_by_embedding"].values())
+        assert c["embedding"] == next(e for e, a in c["val_accuracy_by_embedding"].items() if a == best)
+        assert best == max(g["accuracy"] for g in c["grid"] if g["embedding"] == c["embedding"])
     assert first["test_accuracy"]["fstar"] == pytest.approx((ref.error_km <= 200).mean())
     for m in files:
         assert first["test_accuracy"][m] == pytest.approx((pd.read_csv(files[m]).error_km <= 200).mean())
@@ -97,6 +101,34 @@ def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
     hybrid_for_run(out)
     assert [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")] == before
     assert len(list((tmp_path / "cache").glob("features_*.npz"))) == 3  # train, val, test
+
+
+def test_neck_embeddings_are_what_the_heads_see(tmp_path):
+    """The neck embedding of an image's pooled features, through ReLU and a head, gives the full model's logits
+    (whose forward pass is separate code); a run limited to one embedding searches a gallery of its width, and an
+    embedding the model lacks is an InputError. Catches a neck taken in training mode (batch statistics), without
+    its normalisation, the backbone's features passed off as the neck's, and the ``embeddings`` choice ignored."""
+    from geomtl_core.inference.embeddings import embed
+    from geomtl_core.models.bundle import load_bundle
+
+    import torch
+
+    out = _run(tmp_path, make_toy_with_test(tmp_path))
+    model = load_bundle(out).model
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+    with torch.no_grad():
+        pooled = np.asarray(model.backbone_features(x).detach().cpu().numpy())
+        want = {t: v.detach().cpu().numpy() for t, v in model(x, training=False).items()}
+        neck = embed(model, np.vstack([pooled, np.full((1, pooled.shape[1]), np.nan)]), "neck")
+        assert neck.shape == (7, 32) and np.isnan(neck[-1]).all()  # an unreadable row stays unreadable
+        relu = torch.relu(torch.from_numpy(neck[:-1]))
+        for t, v in want.items():
+            np.testing.assert_allclose(model.heads[t](relu).detach().cpu().numpy(), v, rtol=1e-4, atol=1e-5)
+    dims = {e: hybrid_for_run(out, embeddings=(e,))["embedding_dim"] for e in ("backbone", "neck")}
+    assert dims == {"backbone": pooled.shape[1], "neck": 32}
+    assert json.loads((out / "hybrid.json").read_text())["hybrid"]["embedding"] == "neck"
+    with pytest.raises(InputError, match="offers"):
+        hybrid_for_run(out, embeddings=("pixels",))
 
 
 def test_a_flat_run_uses_its_finest_heads_probabilities(tmp_path):

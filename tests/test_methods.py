@@ -13,6 +13,7 @@ from geomtl_core.data.predictions import write_predictions
 from geomtl_core.errors import InputError
 
 import numpy as np
+import pandas as pd
 import pytest
 
 SCALE = "smoke"
@@ -85,3 +86,16 @@ def test_the_pareto_front_keeps_only_unbeaten_rows():
     cost = np.array([10.0, 10.0, 20.0, 5.0, 30.0])
     acc = np.array([30.0, 30.0, 29.0, 20.0, 31.0])
     assert tables.pareto_front(cost, acc).tolist() == [True, True, False, True, True]
+
+
+def test_the_embedding_sentence_counts_the_settings_tables_choices():
+    """The words about the embedding count each method's own column (old results without one count as the
+    backbone's, as the table fills them in). Catches hybrid and kNN columns swapped and a count off the table."""
+    from geomtl_core.compendium.prose import embedding_choice
+
+    table = pd.DataFrame({"hybrid: embedding": ["neck", "neck", "backbone"],
+                          "kNN: embedding": ["backbone", "backbone", "backbone"]})
+    text = embedding_choice(table)
+    assert "hybrid took the trained neck's embedding in 2 of 3 cells and the frozen backbone's in 1" in text
+    assert "kNN took the trained neck's embedding in 0 of 3 cells and the frozen backbone's in 3" in text
+    assert embedding_choice(pd.DataFrame()) == "No retrieval cell has been scored at this scale."

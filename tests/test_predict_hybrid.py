@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from toydata import CENTRES, make_toy_with_test, train_tiny_bundle
 
-SCALE, RUN = "smoke", "mtl_frozen"
+SCALE, RUN, NECK_RUN = "smoke", "mtl_frozen", "mtl_frozen_neck"
 SETTINGS = {"top_cells": 1, "k": 1, "kernel_km": None}
 """Settings unlike hybrid_locate's defaults, written into a bundle's hybrid.json to see they are the ones used."""
 
@@ -37,27 +37,32 @@ SETTINGS = {"top_cells": 1, "k": 1, "kernel_km": None}
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project folder holding one frozen-feature run at ``runs/smoke/mtl_frozen`` through hybrid_for_run."""
+    """A project folder holding one frozen-feature run at ``runs/smoke/mtl_frozen`` through hybrid_for_run with
+    the backbone's features, and its copy ``mtl_frozen_neck`` through it with the neck's."""
     tmp = tmp_path_factory.mktemp("hybrid_predict")
     root = tmp / "project"
     (root / "notebooks").mkdir(parents=True)
     (root / "_config.yml").write_text("title: test\n")
     run = root / "runs" / SCALE / RUN
     train_tiny_bundle(make_toy_with_test(tmp), run, data_cache=tmp / "cache", model={"freeze_backbone": True})
-    hybrid_for_run(run)
+    shutil.copytree(run, run.with_name(NECK_RUN))
+    hybrid_for_run(run, embeddings=("backbone",))
+    hybrid_for_run(run.with_name(NECK_RUN), embeddings=("neck",))
     return root
 
 
 @pytest.fixture(scope="module")
 def bundles(project, tmp_path_factory) -> dict[str, Path]:
-    """The run published with its gallery (``with``, hybrid.json's settings replaced by :data:`SETTINGS`) and
-    without (``without``)."""
+    """The run published with its gallery (``with``; ``neck``: its neck-embedding copy; hybrid.json's settings
+    replaced by :data:`SETTINGS` in both) and without (``without``)."""
     tmp = tmp_path_factory.mktemp("bundles")
     out = {"with": publish.publish_bundle(SCALE, RUN, dest=tmp / "with", root=project),
+           "neck": publish.publish_bundle(SCALE, NECK_RUN, dest=tmp / "neck", root=project),
            "without": publish.publish_bundle(SCALE, RUN, dest=tmp / "without", root=project, gallery=False)}
-    saved = json.loads((out["with"] / HYBRID_FILE).read_text())
-    saved["hybrid"] |= SETTINGS
-    (out["with"] / HYBRID_FILE).write_text(json.dumps(saved))
+    for name in ("with", "neck"):
+        saved = json.loads((out[name] / HYBRID_FILE).read_text())
+        saved["hybrid"] |= SETTINGS
+        (out[name] / HYBRID_FILE).write_text(json.dumps(saved))
     return out
 
 
@@ -97,18 +102,23 @@ def _predict(folder: Path, files: list[Path], **kw) -> list[dict]:
     return list(Predictor(load_bundle(folder), batch_size=5, **kw).run(files))
 
 
-def test_a_bundle_with_a_gallery_predicts_with_the_hybrid_of_its_settings(bundles, photos):
+@pytest.mark.parametrize("which", ["with", "neck"])
+def test_a_bundle_with_a_gallery_predicts_with_the_hybrid_of_its_settings(bundles, photos, which):
     """Every photo's answer is method "hybrid" at :func:`hybrid_locate`'s point, worked out here from the model's
-    pooled backbone features, f* fine-cell scores of the full model's probabilities and the bundle's gallery with
-    hybrid.json's settings; the classifier's own answer is kept. Catches the hybrid not used, other embeddings
-    (the neck's, unpooled), other query scores (the finest head's, unnormalised), settings not read from
-    hybrid.json (the defaults), batches mixed up, and the classifier's answer lost."""
-    folder = bundles["with"]
+    pooled backbone features (or its neck's embedding of them, as hybrid.json says), f* fine-cell scores of the
+    full model's probabilities and the bundle's gallery with hybrid.json's settings; the classifier's own answer
+    is kept. Catches the hybrid not used, other embeddings (the neck's for the backbone's and back, unpooled),
+    other query scores (the finest head's, unnormalised), settings not read from hybrid.json (the defaults),
+    batches mixed up, and the classifier's answer lost."""
+    folder = bundles[which]
     bundle = load_bundle(folder)
+    assert json.loads((folder / HYBRID_FILE).read_text())["hybrid"]["embedding"] == \
+        {"with": "backbone", "neck": "neck"}[which]
     x = _batch(bundle, photos)
     probs, fstar = _classifier(bundle, x)
     with torch.no_grad():
-        emb = np.asarray(bundle.model.backbone_features(x).detach().cpu().numpy())
+        emb = bundle.model.backbone_features(x)
+        emb = np.asarray((bundle.model.neck_embedding(emb) if which == "neck" else emb).detach().cpu().numpy())
     scores = bundle.hierarchy.scores([probs[p.name] for p in bundle.parts])
     gallery = Gallery.from_npz(folder / GALLERY_FILE)
     lat, lon = hybrid_locate(gallery, emb, scores, **SETTINGS)

@@ -120,7 +120,8 @@ def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Pa
     res["methods"]["hybrid"] = summarize_errors(err, with_ci=True,
                                                 blocks=spatial_blocks(true_lat, true_lon)).to_json_dict()
     res["best"] = "hybrid"
-    res["hybrid"] = dict(retrieval.settings) | {"gallery_images": len(retrieval.gallery)}
+    res["hybrid"] = dict(retrieval.settings) | {"embedding": retrieval.embedding,
+                                                "gallery_images": len(retrieval.gallery)}
     cls = parts[-1].assign(lat, lon)  # the fine cell holding the point, and its query score
     score = np.where(cls >= 0, scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
     hybrid_csv = out_csv.with_suffix(".hybrid.csv")

@@ -148,6 +148,19 @@ METHOD_SUBJECT = {
 }
 
 
+def embedding_choice(settings: pd.DataFrame) -> str:
+    """Which embedding validation chose for the hybrid and for kNN, counted over the retrieval cells of
+    :func:`geomtl_core.compendium.tables.retrieval_settings_table` (the neck's: features the losses shaped)."""
+    if settings.empty:
+        return "No retrieval cell has been scored at this scale."
+    parts = []
+    for method in ("hybrid", "kNN"):
+        chosen = settings[f"{method}: embedding"]
+        parts.append(f"{method} took the trained neck's embedding in {int((chosen == 'neck').sum())} of "
+                     f"{len(chosen)} cells and the frozen backbone's in {int((chosen == 'backbone').sum())}")
+    return "Embedding chosen on validation (first seed): " + "; ".join(parts) + "."
+
+
 def methods_answer(methods: pd.DataFrame, cost: pd.DataFrame) -> str:
     """The retrieval chapter's answer from ``methods.csv`` and :func:`geomtl_core.compendium.tables.cost_table`:
     the most accurate method at each training share (of the cells that scored all three), then every method

@@ -362,9 +362,11 @@ def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFra
             continue
         h, k = r["hybrid"], r["knn"]
         rows.append({"run": c.name, "share": f"{round(100 * c.fraction)}%", "aux": c.aux,
+                     "hybrid: embedding": h.get("embedding", "backbone"),
                      "hybrid: top cells": h["top_cells"], "hybrid: k": h["k"], "hybrid: kernel km": h["kernel_km"],
                      f"hybrid: val acc {r['km']:g} km %": round(100 * h["val_accuracy"], 2),
-                     "kNN: k": k["k"], "kNN: kernel km": k["kernel_km"],
+                     "kNN: embedding": k.get("embedding", "backbone"), "kNN: k": k["k"],
+                     "kNN: kernel km": k["kernel_km"],
                      f"kNN: val acc {r['km']:g} km %": round(100 * k["val_accuracy"], 2),
                      "gallery images": r["gallery_images"], "gallery (MiB, float16)": r["gallery_mib_float16"],
                      "search ms/image (hybrid, kNN)": f"{r['search_ms_per_image']['hybrid']:.3f}, "

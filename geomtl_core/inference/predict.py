@@ -49,6 +49,7 @@ from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax, top_k
 from geomtl_core.geo.partitioning import Hierarchy
 from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, hybrid_locate
+from geomtl_core.inference.embeddings import EMBEDDINGS, embed
 from geomtl_core.inference.geocode import reverse_geocode
 
 import numpy as np
@@ -130,12 +131,15 @@ class Loaded:
 
 @dataclass
 class Retrieval:
-    """A bundle's gallery with the hybrid's settings (``top_cells``, ``k``, ``kernel_km``) and the hierarchy whose
-    f* fine-cell scores the settings were chosen with (None: the finest head's probabilities)."""
+    """A bundle's gallery with the hybrid's settings (``top_cells``, ``k``, ``kernel_km``), the hierarchy whose
+    f* fine-cell scores the settings were chosen with (None: the finest head's probabilities), the embedding
+    the gallery holds (:data:`~geomtl_core.inference.embeddings.EMBEDDINGS`) and the model that makes it."""
 
     gallery: Gallery
     settings: dict[str, Any]
     hierarchy: Hierarchy | None
+    embedding: str = "backbone"
+    model: Any = None
 
     def cell_scores(self, probs: dict[str, np.ndarray], parts: list) -> np.ndarray:
         """(n, fine cells) query scores: f* when the settings were chosen with it, else the finest head's."""
@@ -143,9 +147,10 @@ class Retrieval:
             return self.hierarchy.scores([probs[p.name] for p in parts])
         return probs[parts[-1].name]
 
-    def locate(self, emb: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings."""
-        return hybrid_locate(self.gallery, emb, scores, **self.settings)
+    def locate(self, pooled: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings, from the queries' pooled backbone
+        features (crops' mean, as the feature cache holds them) made into the gallery's embedding."""
+        return hybrid_locate(self.gallery, embed(self.model, pooled, self.embedding), scores, **self.settings)
 
 
 def load_retrieval(bundle) -> Retrieval | None:
@@ -159,6 +164,7 @@ def load_retrieval(bundle) -> Retrieval | None:
     try:
         saved = json.loads(settings_path.read_text())
         settings = {key: saved["hybrid"][key] for key in HYBRID_KEYS}
+        embedding = saved["hybrid"].get("embedding", "backbone")  # files written before the neck was tried
     except FileNotFoundError:
         raise InputError(f"{path} has no settings beside it: {settings_path} is missing; {hint}") from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -170,6 +176,13 @@ def load_retrieval(bundle) -> Retrieval | None:
         raise InputError(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}; {hint}") from None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable gallery file ({type(exc).__name__}: {exc}); {hint}") from None
+    if embedding not in EMBEDDINGS:
+        raise InputError(f"{settings_path}: unknown retrieval embedding {embedding!r}, expected one of "
+                         f"{list(EMBEDDINGS)}; {hint}")
+    neck = getattr(bundle.model, "neck_units", 0)
+    if embedding == "neck" and neck and gallery.dim != neck:
+        raise InputError(f"{path}: the gallery holds {gallery.dim}-dim embeddings, the bundle's neck gives {neck}; "
+                         f"{hint}")
     fine = bundle.parts[-1]
     if gallery.n_cells != len(fine):
         raise InputError(f"{path}: the gallery's cells are {gallery.n_cells} fine cells, the bundle's finest "
@@ -178,7 +191,7 @@ def load_retrieval(bundle) -> Retrieval | None:
         raise InputError(f"{path}: retrieval needs a model whose pooled backbone features are the embeddings "
                          f"(a frozen backbone without tuned blocks); {hint}")
     hierarchical = saved.get("fstar_method", "hierarchy") == "hierarchy" and len(bundle.parts) > 1
-    return Retrieval(gallery, settings, bundle.hierarchy if hierarchical else None)
+    return Retrieval(gallery, settings, bundle.hierarchy if hierarchical else None, embedding, bundle.model)
 
 
 def features_and_logits(model, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -175,8 +175,13 @@ class GeoMTLModel(keras.Model):
 
     def heads_from_features(self, pooled):
         """Logits from pooled backbone features (inference), e.g. from the feature cache."""
-        x = self.neck_act(self.neck_bn(self.neck(self._from_cache(pooled)), training=False))
+        x = self.neck_act(self.neck_embedding(pooled))
         return {t: ops.cast(self.heads[t](x), "float32") for t in self.task_names}
+
+    def neck_embedding(self, pooled):
+        """The trained neck's normalised output before its ReLU, from pooled backbone features (inference): the
+        features the geolocation and scene losses shaped, signed and never all zero (retrieval's ``neck``)."""
+        return self.neck_bn(self.neck(self._from_cache(pooled)), training=False)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Weighted sum of the per-task sparse cross-entropies (tasks absent from ``y`` are skipped;

@@ -2,7 +2,8 @@
 images refines (:mod:`geomtl_core.geo.retrieval`; Vo et al. 2017, PIGEON).
 
 :func:`hybrid_for_run` works on a run whose frozen backbone trained from cached pooled features: those features
-are the embeddings (the run's own cache, extended only by images it lacks, as evaluation does), the gallery is
+(the run's own cache, extended only by images it lacks, as evaluation does) or the run's trained neck applied to
+them (:mod:`geomtl_core.inference.embeddings`) are the embeddings, whichever does better on validation; the gallery is
 the run's geo-labelled training images (its share, as the trainer selects them), and the query cell
 probabilities are the run's f* fine-cell scores (:meth:`geomtl_core.geo.partitioning.Hierarchy.scores`), computed
 from the cached features through the model's heads as its evaluation does. Settings are chosen on validation
@@ -14,6 +15,7 @@ trainer's; inference sits below training and may not import it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -35,6 +37,7 @@ from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
 from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose, hybrid_locate
 from geomtl_core.geo.stats import spatial_blocks
+from geomtl_core.inference.embeddings import embed, embeddings_for
 from geomtl_core.inference.evaluation import predict_probabilities
 from geomtl_core.models.bundle import Bundle, load_bundle, write_json_atomic
 from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
@@ -56,7 +59,7 @@ _EVAL_BATCH = {"val": 256, "test": 512}
 
 @dataclass
 class _Queries:
-    """A split's readable images, in evaluation order, with embeddings, f* fine-cell scores and f*'s answer."""
+    """A split's readable images, in evaluation order, with pooled features, f* fine-cell scores and f*'s answer."""
 
     img_id: np.ndarray
     lat: np.ndarray
@@ -76,7 +79,22 @@ def _check_supported(cfg: ExperimentConfig) -> None:
             f"cache_features={cfg.train.cache_features}, backbone={cfg.model.backbone!r}")
 
 
-def _gallery(cfg: ExperimentConfig, bundle: Bundle, train: pd.DataFrame, progress: bool) -> tuple[Gallery, int]:
+@dataclass
+class _GalleryRows:
+    """The run's geo-labelled, readable training images: cached pooled features, coordinates, fine cells."""
+
+    feats: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    fine: np.ndarray
+    n_cells: int
+    unreadable: int
+
+    def gallery(self, model, embedding: str) -> Gallery:
+        return Gallery.build(embed(model, self.feats, embedding), self.lat, self.lon, self.fine, n_cells=self.n_cells)
+
+
+def _gallery_rows(cfg: ExperimentConfig, bundle: Bundle, train: pd.DataFrame, progress: bool) -> _GalleryRows:
     """The run's geo-labelled training images (selected by the trainer's own functions) with their cached
     features, coordinates and fine cells; and how many were left out as unreadable (NaN features)."""
     train_meta, geo_rows = training_rows(cfg, train)
@@ -89,9 +107,8 @@ def _gallery(cfg: ExperimentConfig, bundle: Bundle, train: pd.DataFrame, progres
     fine = labels.targets[bundle.parts[-1].name]  # the trainer's fine class; -1 where the run left geo labels out
     readable = np.isfinite(feats).all(axis=1)
     keep = (fine >= 0) & readable
-    gallery = Gallery.build(feats[keep], labels.lat[keep], labels.lon[keep], fine[keep],
-                            n_cells=len(bundle.parts[-1]))
-    return gallery, int(((fine >= 0) & ~readable).sum())
+    return _GalleryRows(feats[keep], labels.lat[keep], labels.lon[keep], fine[keep], len(bundle.parts[-1]),
+                        int(((fine >= 0) & ~readable).sum()))
 
 
 def _queries(cfg: ExperimentConfig, bundle: Bundle, split: str, meta: pd.DataFrame, hierarchy: Hierarchy | None,
@@ -134,13 +151,14 @@ def _write(path: Path, q: _Queries, lat: np.ndarray, lon: np.ndarray, fine: Part
 def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
                    grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]] = DEFAULT_GRID,
                    knn_grid: Iterable[Mapping[str, Any]] = KNN_GRID, km: float = KM,
-                   progress: bool = False) -> dict[str, Any]:
+                   embeddings: Iterable[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Choose the hybrid's and plain kNN's settings on the run's validation split, predict its test split, and
     write ``predictions_test.hybrid.csv``, ``predictions_test.knn.csv`` and ``hybrid.json`` into the run folder
     (atomically; the same files on every call, but for the timings). Returns what ``hybrid.json`` holds, with
     ``methods``: each predictor's test summary as the run's evaluation writes its own.
 
     ``cfg``: the run's config (default: its ``config.yaml``); only frozen-feature runs (:func:`_check_supported`).
+    ``embeddings``: those tried on validation (default: every one the model offers, :func:`embeddings_for`).
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -151,24 +169,40 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     hierarchy = bundle.hierarchy if cfg.partition.hierarchical and len(parts) > 1 else None
     method = "hierarchy" if hierarchy is not None else fine.name
     tables = load_tables(cfg)  # train and val read together, test alone: as the trainer and evaluate_run read them
-    gallery, unreadable = _gallery(cfg, bundle, tables["train"], progress)
+    rows = _gallery_rows(cfg, bundle, tables["train"], progress)
     val = _queries(cfg, bundle, "val", tables["val"], hierarchy, progress)
     test = _queries(cfg, bundle, "test", load_tables(cfg, ("test",))["test"], hierarchy, progress)
     ref = out / f"predictions_test.{method}.csv"
     if ref.exists() and not np.array_equal(read_predictions(ref).img_id.astype(str), test.img_id.astype(str)):
         raise InputError(f"{ref} covers other test images than the run's test split now has; re-evaluate the run")
 
-    hyb = choose(gallery, val.emb, val.scores, val.lat, val.lon, grid, km)
-    # kNN is the hybrid over one cell holding every image (weights: similarity x 1): one search serves every k,
-    # and validation and test go through the same code
-    one = Gallery.build(gallery.emb, gallery.lat, gallery.lon, np.zeros(len(gallery), np.int64), n_cells=1)
-    knn = choose(one, val.emb, np.ones((len(val.emb), 1)), val.lat, val.lon,
-                 [{**g, "top_cells": 1} for g in knn_grid], km)
+    knn_grid = [{**g, "top_cells": 1} for g in knn_grid]
+    tried: dict[str, dict[str, dict]] = {"hybrid": {}, "knn": {}}  # method -> embedding -> choice
+    galleries: dict[str, dict[str, Gallery]] = {"hybrid": {}, "knn": {}}
+    offered = embeddings_for(bundle.model)
+    names = offered if embeddings is None else tuple(embeddings)
+    if not names or set(names) - set(offered):
+        raise InputError(f"embeddings {list(names)}: this run's model offers {list(offered)} (no neck: only the "
+                         "backbone's features)")
+    for e in names:  # each embedding chosen on validation like any other setting
+        g = rows.gallery(bundle.model, e)
+        # kNN is the hybrid over one cell holding every image (weights: similarity x 1): one search serves every
+        # k, and validation and test go through the same code
+        one = Gallery.build(g.emb, g.lat, g.lon, np.zeros(len(g), np.int64), n_cells=1)
+        v = embed(bundle.model, val.emb, e)
+        galleries["hybrid"][e], galleries["knn"][e] = g, one
+        tried["hybrid"][e] = choose(g, v, val.scores, val.lat, val.lon, grid, km)
+        tried["knn"][e] = choose(one, v, np.ones((len(v), 1)), val.lat, val.lon, knn_grid, km)
+    # the best validation accuracy; ties: the first embedding (the backbone's, which needs no trained neck)
+    chosen = {m: max(by, key=lambda e, by=by: (by[e]["accuracy"], -list(by).index(e))) for m, by in tried.items()}
 
     predicted, ms_per_image = {}, {}
-    for name, g, p, c in (("hybrid", gallery, test.scores, hyb), ("knn", one, np.ones((len(test.emb), 1)), knn)):
+    for name in ("hybrid", "knn"):
+        e = chosen[name]
+        c, g = tried[name][e], galleries[name][e]
+        p = test.scores if name == "hybrid" else np.ones((len(test.emb), 1))
         t0 = time.perf_counter()
-        predicted[name] = hybrid_locate(g, test.emb, p, **{key: c[key] for key in HYBRID_KEYS})
+        predicted[name] = hybrid_locate(g, embed(bundle.model, test.emb, e), p, **{key: c[key] for key in HYBRID_KEYS})
         ms_per_image[name] = round(1000 * (time.perf_counter() - t0) / len(test.emb), 4)
     files, methods = {}, {}
     blocks = spatial_blocks(test.lat, test.lon)
@@ -178,15 +212,20 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
         err = haversine_km(test.lat, test.lon, lat, lon, validate=False)
         methods[name] = summarize_errors(err, with_ci=True, blocks=blocks).to_json_dict()
 
-    def settings(c: dict, keys: tuple[str, ...]) -> dict:
-        return {key: c[key] for key in keys} | {"val_accuracy": c["accuracy"],
-                                                 "grid": [{key: g[key] for key in (*keys, "accuracy")}
-                                                          for g in c["grid"]]}
+    def settings(name: str, keys: tuple[str, ...]) -> dict:
+        e = chosen[name]
+        c = tried[name][e]
+        return {key: c[key] for key in keys} | {
+            "embedding": e, "val_accuracy": c["accuracy"],
+            "val_accuracy_by_embedding": {x: t["accuracy"] for x, t in tried[name].items()},
+            "grid": [{key: g[key] for key in (*keys, "accuracy")} | {"embedding": x}
+                     for x, t in tried[name].items() for g in t["grid"]]}
 
+    gallery = galleries["hybrid"][chosen["hybrid"]]  # the one a bundle carries
     result = {
-        "km": km, "fstar_method": method, "gallery_images": len(gallery), "gallery_unreadable": unreadable,
+        "km": km, "fstar_method": method, "gallery_images": len(gallery), "gallery_unreadable": rows.unreadable,
         "val_images": len(val.img_id), "test_images": len(test.img_id),
-        "hybrid": settings(hyb, HYBRID_KEYS), "knn": settings(knn, ("k", "kernel_km")),
+        "hybrid": settings("hybrid", HYBRID_KEYS), "knn": settings("knn", ("k", "kernel_km")),
         "test_accuracy": {name: _accuracy(test, lat, lon, km) for name, (lat, lon) in predicted.items()}
         | {"fstar": _accuracy(test, test.fstar.lat, test.fstar.lon, km)},
         "prediction_files": files, "methods": methods,
@@ -204,7 +243,7 @@ settings it is used with are ``hybrid.json``'s, written by :func:`hybrid_for_run
 
 
 def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progress: bool = False) -> Path:
-    """Write the run's gallery (the geo-labelled training images' cached pooled features, as
+    """Write the run's gallery (the geo-labelled training images' embeddings chosen on validation, as
     :func:`hybrid_for_run` searched them) to ``dest_dir/gallery.npz`` (default: the run folder), atomically.
     The run must have been through :func:`hybrid_for_run` (its ``hybrid.json`` holds the settings to use)."""
     run_dir = Path(run_dir)
@@ -212,5 +251,7 @@ def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progre
         raise InputError(f"{run_dir} has no hybrid.json: run hybrid_for_run on it first (frozen-feature runs only)")
     cfg = ExperimentConfig.load(run_dir / "config.yaml")
     _check_supported(cfg)
-    gallery, _ = _gallery(cfg, load_bundle(run_dir), load_tables(cfg)["train"], progress)
-    return gallery.to_npz(Path(dest_dir or run_dir) / GALLERY_FILE)
+    embedding = json.loads((run_dir / "hybrid.json").read_text())["hybrid"].get("embedding", "backbone")
+    bundle = load_bundle(run_dir)
+    rows = _gallery_rows(cfg, bundle, load_tables(cfg)["train"], progress)
+    return rows.gallery(bundle.model, embedding).to_npz(Path(dest_dir or run_dir) / GALLERY_FILE)

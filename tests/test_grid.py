@@ -377,6 +377,44 @@ def test_each_learning_arm_gets_its_epochs_and_scene_weight_on_validation(tmp_pa
     assert grid.arm_overrides(design.Cell("frozen", 1.0, "s3"), "smoke", tmp_path) == {}
 
 
+def test_the_plan_peeks_at_the_choices_the_runners_record_and_trains_nothing(tmp_path, monkeypatch):
+    """``peek`` (what ``runner --dry-run`` composes its runs with) trains nothing, assumes the declared recipe and
+    an arm's first candidate before any choice is recorded, and afterwards gives exactly the overrides the
+    runners train with (recipe, partition granularity, arm, the named single-task runs). Catches a plan that
+    drifts from the book, e.g. one that ignores a recorded arm choice or the chosen partition."""
+    from geomtl_core.compendium import grid, paper_claims
+
+    calls = []
+
+    def fake_run_once(name, scale, overrides, root, verbose=0):
+        calls.append(name)
+        e, w = overrides["train"]["epochs"], overrides.get("model", {}).get("scene_weight", 1.0)
+        val = {"recipe/regularised_1ep": 0.4}.get(name, 0.5 if "alternative" in name else 0.2)
+        val = 0.1 * e + 0.1 * w if name.startswith("arms/") else val  # the last candidate wins
+        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        return {"val": m(val), "test": m(1.0 - val), "train_time_s": 1.0}
+
+    monkeypatch.setattr(grid.R, "run_once", fake_run_once)
+    monkeypatch.setattr(grid, "steps_budget", lambda scale, root=None: 100)
+    cell = design.Cell("tuned", 1.0, "s3")
+    peek = lambda: (grid.recipe("smoke", tmp_path, peek=True),  # noqa: E731
+                    grid.named_overrides("smoke", grid.cell_run_overrides(cell, "smoke", tmp_path, peek=True),
+                                         tmp_path, peek=True),
+                    paper_claims.single_partition_runs("smoke", tmp_path, peek=True)
+                    | paper_claims.granularity_ablation("smoke", tmp_path, peek=True))
+    before = peek()
+    assert calls == [] and before[0] == design.RECIPES[design.PLANNED_RECIPE]
+    assert before[1]["train"]["epochs"] == 1 and before[1]["model"]["scene_weight"] == 0.5  # the first candidate
+    trained = (grid.recipe("smoke", tmp_path),
+               grid.named_overrides("smoke", grid.cell_run_overrides(cell, "smoke", tmp_path), tmp_path),
+               paper_claims.single_partition_runs("smoke", tmp_path)
+               | paper_claims.granularity_ablation("smoke", tmp_path))
+    assert calls and trained[1]["model"]["scene_weight"] == 1.0 and trained[1]["train"]["epochs"] == 2
+    assert trained[0]["partition"] == grid.partitions("smoke")["alternative"]["partition"]
+    n = len(calls)
+    assert peek() == trained and peek() != before and len(calls) == n
+
+
 def test_paired_batches_hold_the_single_task_order_beside_auxiliary_only_images():
     """Each batch: the share's geo-labelled rows in the single-task run's order at that step, then as many rows
     without geo labels, drawn without repeats while they last. Catches a scene-on-all run whose geo supervision

@@ -36,6 +36,9 @@ RECIPES: dict[str, dict] = {
 }
 """Candidate training recipes (overrides of the scale's base config); :func:`recipe` picks one on validation."""
 
+PLANNED_RECIPE = "regularised_2ep"
+"""The recipe a plan assumes before :func:`geomtl_core.compendium.grid.recipe` has recorded its choice."""
+
 AUX: dict[str, dict] = {
     "st": {"data": {"scene_tasks": []}},
     "s3": {"data": {"scene_tasks": ["s3"]}},

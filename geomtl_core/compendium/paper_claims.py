@@ -36,23 +36,37 @@ def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
     return {int(k): float(v) for k, v in counts.items()}
 
 
+def isn_runs(scale: str, root: Path | None = None) -> dict[str, tuple[int, dict, dict[int, dict] | None]]:
+    """Name -> (scene class, overrides before the recipe, per-seed overrides) of the individual scene networks:
+    per class of :data:`ISN_TASK`, ``isn_s3_c<k>`` starts from the base model of the same seed (``st_hier``,
+    ``train.init_from``) and ``isn_scratch_s3_c<k>`` from scratch, both on the class's images with steps in
+    proportion to its share of the training split."""
+    root = find_root() if root is None else Path(root)
+    budget = grid.steps_budget(scale, root)
+    seeds = list(scale_params(scale)["seeds"])
+    start = {s: {"train": {"init_from": str(root / "runs" / scale / seed_run_name("st_hier", s, seeds))}}
+             for s in seeds}
+    out: dict[str, tuple[int, dict, dict[int, dict] | None]] = {}
+    for c, share in isn_shares(scale, root).items():
+        over = {"data": {"subset_task": ISN_TASK, "subset_class": c, "scene_tasks": []},
+                "train": {"samples_per_epoch": max(1, round(share * budget))}}
+        out[f"isn_{ISN_TASK}_c{c}"] = (c, over, start)
+        out[f"isn_scratch_{ISN_TASK}_c{c}"] = (c, over, None)
+    return out
+
+
 def run_isn(scale: str, root: Path | None = None) -> dict:
     """Individual scene networks (ISN) as the paper trains them: per scene class of :data:`ISN_TASK`, the base
     model (``st_hier``, same seed) fine-tuned on that class's images, with steps in proportion to its share
     (``isn_s3_c<k>``); and, under names that say so, the equal-compute variant trained from scratch on the same
-    images (``isn_scratch_s3_c<k>``). Every test image goes to the member of its predicted scene (the ``mtl_s3``
-    run's scene head, same seed; ``isn_s3``, ``isn_scratch_s3``) and, as an upper reference, of its true scene
-    (``isn_s3_true``). Returns the routed results."""
+    images (``isn_scratch_s3_c<k>``), as :func:`isn_runs` composes them. Every test image goes to the member of
+    its predicted scene (the ``mtl_s3`` run's scene head, same seed; ``isn_s3``, ``isn_scratch_s3``) and, as an
+    upper reference, of its true scene (``isn_s3_true``). Returns the routed results."""
     root = find_root() if root is None else Path(root)
-    budget = grid.steps_budget(scale, root)
-    base = grid.run_named("st_hier", scale, AUX["st"], root)
-    start = {int(s): {"train": {"init_from": str(root / "runs" / scale / r)}} for s, r in base["seeds"].items()}
+    grid.run_named("st_hier", scale, AUX["st"], root)  # the members' start models
     members, scratch = {}, {}
-    for c, share in isn_shares(scale, root).items():
-        over = {"data": {"subset_task": ISN_TASK, "subset_class": c, "scene_tasks": []},
-                "train": {"samples_per_epoch": max(1, round(share * budget))}}
-        members[c] = grid.run_named(f"isn_{ISN_TASK}_c{c}", scale, over, root, seed_overrides=start)
-        scratch[c] = grid.run_named(f"isn_scratch_{ISN_TASK}_c{c}", scale, over, root)
+    for name, (c, over, start) in isn_runs(scale, root).items():
+        (scratch if start is None else members)[c] = grid.run_named(name, scale, over, root, seed_overrides=start)
     router = grid.run_named("mtl_s3", scale, AUX["s3"], root)
     out = {}
     for name, group, column in ((f"isn_{ISN_TASK}", members, f"{ISN_TASK}_pred"),
@@ -211,12 +225,25 @@ def summary(trends: pd.DataFrame, endpoint: str = "acc_200km") -> str:
     return "\n".join(lines)
 
 
+def single_partition_runs(scale: str, root: Path | None = None, peek: bool = False) -> dict[str, dict]:
+    """Name -> overrides (before the recipe) of the single-task runs on one partitioning each, at the granularity
+    chosen on validation (``st_middle``, ``st_fine``; ``peek``: the choice as recorded, :func:`grid.recipe`)."""
+    p = grid.chosen_partition(scale, root, peek)
+    return {f"st_{k}": deep_merge(AUX["st"], {"partition": {"tau_max": [p["tau_max"][i]]}})
+            for i, k in ((1, "middle"), (2, "fine"))}
+
+
+def granularity_ablation(scale: str, root: Path | None = None, peek: bool = False) -> dict[str, dict]:
+    """Name -> overrides of the declared ablation: the three-partitioning single-task model at the granularity
+    the recipe did not choose (``st_hier_tau``)."""
+    return {"st_hier_tau": deep_merge(AUX["st"], grid.other_partition(scale, root, peek))}
+
+
 def granularity_runs(scale: str, root: Path | None = None) -> dict[str, dict]:
     """The three-partitioning single-task model at the partition granularity chosen on validation
     (:func:`geomtl_core.compendium.grid.recipe`) and, as the declared ablation, at the other one."""
-    other = deep_merge(AUX["st"], grid.other_partition(scale, root))
-    return {"st_hier": grid.run_named("st_hier", scale, AUX["st"], root),
-            "st_hier_tau": grid.run_named("st_hier_tau", scale, other, root)}
+    runs = {"st_hier": grid.run_named("st_hier", scale, AUX["st"], root)}
+    return runs | {n: grid.run_named(n, scale, o, root) for n, o in granularity_ablation(scale, root).items()}
 
 
 def granularity_table(scale: str, runs: dict[str, dict], root: Path | None = None) -> pd.DataFrame:

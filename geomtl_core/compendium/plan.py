@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from geomtl_core.compendium import grid
+from geomtl_core.compendium import grid, paper_claims
 from geomtl_core.compendium import runs as R
-from geomtl_core.compendium.design import AUX, RECIPES, cell_overrides, cells, cv_folds
+from geomtl_core.compendium.design import PLANNED_RECIPE, cells
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
-from geomtl_core.config import deep_merge
 
 import pandas as pd
 
@@ -31,10 +30,6 @@ def _kind(overrides: dict) -> str:
     if model.get("backbone") == "small_cnn":
         return "cnn"
     return "tuned" if model.get("finetune_blocks") else "frozen"
-
-
-def _chosen(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[str, float]) -> float:
@@ -63,57 +58,29 @@ def _measured(scale: str, root: Path) -> dict[str, float]:
 
 def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     """One row per training run of the scale's book: stage, run, kind, epochs, seed, fold, cached, provisional
-    (planned before a validation choice it depends on), estimated seconds. Nothing trains."""
+    (planned before a validation choice it depends on), estimated seconds. Nothing trains: the runs are those
+    the runners compose (:mod:`~geomtl_core.compendium.grid`, :mod:`~geomtl_core.compendium.paper_claims`),
+    asked with ``peek`` (the choices as recorded)."""
     root = find_root() if root is None else Path(root)
     R.ensure_proxy(scale, root, progress=False)
-    p = scale_params(scale)
-    budget = grid.steps_budget(scale, root)
-    seed = p["seeds"][0]
-    rows: list[tuple[str, R.RunUnit, bool]] = []
-    for name, over in RECIPES.items():
-        rows.append(("recipe", R.RunUnit(f"recipe/{name}", scale, deep_merge(over, {"train": {"seed": seed}}),
-                                         "recipe", seed), False))
-    chosen = _chosen(results_dir(scale, root) / "recipe" / "chosen.json")
-    recipe = RECIPES[chosen["chosen"]] if chosen else RECIPES["regularised_2ep"]
-    provisional = chosen is None
-    alt = deep_merge(deep_merge(recipe, grid.partitions(scale)["alternative"]), {"train": {"seed": seed}})
-    name = f"recipe/{chosen['chosen'] if chosen else 'regularised_2ep'}-alternative_partition"
-    rows.append(("recipe", R.RunUnit(name, scale, alt, "recipe", seed), provisional))
-    if chosen and chosen["partition"] != "scale":
-        recipe = deep_merge(recipe, grid.partitions(scale)["alternative"])
-    base = deep_merge(recipe, {"train": {"samples_per_epoch": budget}})
+    choice = grid.recipe_choice(scale, root)
+    provisional = choice is None
+    units = grid.recipe_units(scale, root, choice["chosen"] if choice else PLANNED_RECIPE)
+    rows: list[tuple[str, R.RunUnit, bool]] = [("recipe", u, provisional and u is units[-1]) for u in units]
     for c in cells(scale):
-        arm = {}
-        candidates = grid.arm_candidates(c, scale, root)
-        for name, over in candidates.items():
-            rows.append(("arms", R.RunUnit(f"arms/{name}", scale, deep_merge(deep_merge(deep_merge(
-                base, cell_overrides(c, scale)), over), {"train": {"seed": seed}}), c.name, seed), provisional))
-        if candidates:
-            choice = _chosen(results_dir(scale, root) / "arms" / f"{c.name}.chosen.json")
-            arm = candidates[choice["chosen"]] if choice else next(iter(candidates.values()))
-        over = deep_merge(base, deep_merge(cell_overrides(c, scale), arm))
-        late = provisional or (bool(candidates) and not (results_dir(scale, root) / "arms" /
-                                                         f"{c.name}.chosen.json").exists())
-        rows += [("grid", u, late) for u in R.experiment_units(c.name, scale, over, root, cv_folds(scale, c.name))]
-    part = deep_merge(grid.partitions(scale)["scale"], recipe)["partition"]
-    named = {f"st_{k}": deep_merge(AUX["st"], {"partition": {"tau_max": [part["tau_max"][i]]}})
-             for i, k in ((1, "middle"), (2, "fine"))}
-    named["st_hier_tau"] = deep_merge(AUX["st"], grid.partitions(scale)[
-        "scale" if chosen and chosen["partition"] != "scale" else "alternative"])
-    from geomtl_core.compendium.paper_claims import ISN_TASK, isn_shares
-
-    seeds = p["seeds"]
-    start = {s: Path(root) / "runs" / scale / R.seed_run_name("st_hier", s, seeds) for s in seeds}
-    started = {s: {"train": {"init_from": str(path)}} for s, path in start.items()}
-    ready = all((path / "model.keras").exists() for path in start.values())  # the ISNs' keys need their start
-    for k, share in isn_shares(scale, root).items():
-        over = {"data": {"subset_task": ISN_TASK, "subset_class": k, "scene_tasks": []},
-                "train": {"samples_per_epoch": max(1, round(share * budget))}}
-        named[f"isn_scratch_{ISN_TASK}_c{k}"] = over
-        rows += [("named", u, provisional or not ready) for u in R.experiment_units(
-            f"isn_{ISN_TASK}_c{k}", scale, deep_merge(base, over), root, seed_overrides=started)]
+        arms = grid.arm_units(c, scale, root, peek=True)
+        rows += [("arms", u, provisional) for u in arms]
+        late = provisional or (bool(arms) and grid.arm_choice(c, scale, root) is None)
+        rows += [("grid", u, late) for u in grid.cell_units(c, scale, root, peek=True)]
+    named = paper_claims.single_partition_runs(scale, root, peek=True) | paper_claims.granularity_ablation(
+        scale, root, peek=True)
     for name, over in named.items():
-        rows += [("named", u, provisional) for u in R.experiment_units(name, scale, deep_merge(base, over), root)]
+        rows += [("named", u, provisional) for u in grid.named_units(name, scale, over, root, peek=True)]
+    for name, (_, over, start) in paper_claims.isn_runs(scale, root).items():
+        ready = start is None or all((Path(o["train"]["init_from"]) / "model.keras").exists() for o in start.values())
+        rows += [("named", u, provisional or not ready)  # a member's key holds its start model's
+                 for u in grid.named_units(name, scale, over, root, seed_overrides=start, peek=True)]
+    budget = grid.steps_budget(scale, root)
     measured = _measured(scale, root)
     out = []
     for stage, u, prov in rows:

@@ -1,6 +1,6 @@
 """The package layout is the architecture: layers import downward only, and no module imports itself back.
 
-base (errors, config, distributed; may import each other) <- geo <- data <- models <- inference
+base (errors, config, distributed, files; may import each other) <- geo <- data <- models <- inference
 <- training <- cli, compendium. Inside the compendium its rooms are layered too (:data:`COMPENDIUM`).
 Function-level imports count too (a lazy import is still a dependency).
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import geomtl_core
 
 PACKAGE = Path(geomtl_core.__file__).parent
-LAYERS = {"errors": 0, "config": 0, "distributed": 0, "geo": 1, "data": 2, "models": 3, "inference": 4,
+LAYERS = {"errors": 0, "config": 0, "distributed": 0, "files": 0, "geo": 1, "data": 2, "models": 3, "inference": 4,
           "training": 5, "cli": 6, "compendium": 6}
 
 

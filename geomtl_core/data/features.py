@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from geomtl_core.files import atomic_path
 
 import numpy as np
 import torch
@@ -54,9 +55,8 @@ def extract_features(
             new = _run(model, torch.utils.data.Subset(dataset, missing.tolist()), batch_size, workers, progress)
             cached_ids = np.concatenate([cached_ids, ids[missing]])
             cached = new if cached is None else np.concatenate([cached, new])
-            tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
-            np.savez(tmp, ids=cached_ids, feats=cached)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, ids=cached_ids, feats=cached)
             pos = {k: i for i, k in enumerate(cached_ids)}
     return cached[[pos[i] for i in ids]].astype(np.float32)
 

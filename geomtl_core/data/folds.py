@@ -15,6 +15,7 @@ from pathlib import Path
 from geomtl_core.data.metadata import read_metadata
 from geomtl_core.data.spatial_split import spatial_folds
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 
 import numpy as np
 import pandas as pd
@@ -55,16 +56,14 @@ def write_folds(root: Path, k: int, seed: int, grid_deg: float, buffer_km: float
             d.mkdir(exist_ok=True)
             for code, s in enumerate(SPLITS):
                 part = raw[codes[j] == code]
-                tmp = d / f".{s}.csv.{os.getpid()}"
-                part.to_csv(tmp, index=False)
-                os.replace(tmp, d / f"{s}.csv")
+                with atomic_path(d / f"{s}.csv") as tmp:
+                    part.to_csv(tmp, index=False)
             sizes[str(j)] = {s: int((codes[j] == c).sum()) for c, s in enumerate(SPLITS)}
         _link_pool(root, out / POOL)
         result = {"args": args, "sizes": sizes,
                   "tested_once": bool((np.sum(codes == 2, axis=0) <= 1).all())}
-        tmp = out / f".folds.json.{os.getpid()}"
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, info)
+        with atomic_path(info) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
         return result
 
 

@@ -20,7 +20,6 @@ BLAS stall on busy cores (14 s against 0.6 s for 10,000 queries on a busy 2-core
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 from geomtl_core.geo.geodesy import haversine_km, validate_coordinates
 
 import numpy as np
@@ -148,15 +148,9 @@ class Gallery:
     def to_npz(self, path: str | Path) -> Path:
         """Write embeddings as float16 (half the disk) with locations and cells, atomically (temporary + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with tmp.open("wb") as fh:
-                np.savez(fh, emb=self.emb.astype(np.float16), lat=self.lat, lon=self.lon, cell=self.cell,
-                         n_cells=np.int64(self.n_cells))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, emb=self.emb.astype(np.float16), lat=self.lat, lon=self.lon, cell=self.cell,
+                     n_cells=np.int64(self.n_cells))
         return path
 
     @classmethod

@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning, read_cells_csv, relate, write_cells_csv
 
 
@@ -95,20 +95,15 @@ def load_bundle(path: str | Path, model_file: str = "model.keras") -> Bundle:
 
 def save_model_atomic(model, path: Path) -> None:
     """Save to a temporary file and rename, so a kill never leaves a half-written model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
     """Write JSON to a temporary file of this process beside ``path``, then rename it over ``path``: readers never
     see half a file, and two processes never share a temporary."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
 
 
 def start_from_bundle(model, bundle_path: str | Path) -> None:

@@ -16,7 +16,6 @@ trainer's; inference sits below training and may not import it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from geomtl_core.data.images import TransformConfig
 from geomtl_core.data.loaders import load_tables, split_loader, training_rows, training_split
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import Geolocation, geolocate
 from geomtl_core.geo.metrics import summarize_errors
@@ -140,12 +140,8 @@ def _write(path: Path, q: _Queries, lat: np.ndarray, lon: np.ndarray, fine: Part
     fine cell holding the predicted point (-1: none), ``score`` that cell's f* score for the image."""
     cls = fine.assign(lat, lon)
     score = np.where(cls >= 0, q.scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write_predictions(tmp, q.img_id, q.lat, q.lon, lat, lon, extra={"fine_class": cls, "score": np.round(score, 6)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,

@@ -24,6 +24,7 @@ from geomtl_core.data.loaders import (
     training_split,
 )
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
@@ -101,9 +102,8 @@ def truncate_history(path: Path, epochs: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     keep = [line for line in lines[1:] if line.endswith("\n") and line.split(",", 1)[0].isdigit()
             and int(line.split(",", 1)[0]) < epochs]
-    tmp = path.with_suffix(".tmp.csv")
-    tmp.write_text("".join(lines[:1] + keep))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines[:1] + keep))
 
 
 def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inputs: bool = False) -> GeoMTLModel:

@@ -1,0 +1,24 @@
+"""Writing a file so that a kill or a second process never leaves half of it: every writer of the package goes
+through :func:`atomic_path` (a temporary of this process beside the target, renamed over it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (this process's own, same suffix) to write to; when the block ends
+    without error it is renamed over ``path`` (readers see the old file or the new one, never half), otherwise
+    removed and ``path`` left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

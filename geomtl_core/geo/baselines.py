@@ -16,6 +16,7 @@ from __future__ import annotations
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.metrics import GeoSummary, summarize_errors
 from geomtl_core.geo.partitioning import Partitioning
+from geomtl_core.geo.retrieval import Gallery, knn_locate
 from geomtl_core.geo.stats import spatial_blocks
 
 import numpy as np
@@ -97,12 +98,9 @@ def label_only_baseline(train_lat: np.ndarray, train_lon: np.ndarray, train_labe
 
 
 def knn_baseline(train_feats: np.ndarray, train_lat: np.ndarray, train_lon: np.ndarray, feats: np.ndarray,
-                 lat: np.ndarray, lon: np.ndarray, with_ci: bool = False, chunk: int = 512) -> GeoSummary:
-    """Predict the location of the nearest training image by cosine similarity of features (retrieval)."""
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = np.nan_to_num(np.asarray(x, np.float32))
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    tr, te = unit(train_feats), unit(feats)
-    nn = np.concatenate([(te[s : s + chunk] @ tr.T).argmax(axis=1) for s in range(0, len(te), chunk)])
-    return _summary(lat, lon, train_lat[nn], train_lon[nn], with_ci)
+                 lat: np.ndarray, lon: np.ndarray, with_ci: bool = False) -> GeoSummary:
+    """Predict the location of the nearest training image by cosine similarity of features: retrieval's
+    :func:`~geomtl_core.geo.retrieval.knn_locate` with k=1 over a gallery of every training image."""
+    gallery = Gallery.build(train_feats, train_lat, train_lon, np.zeros(len(train_feats), np.int64), n_cells=1)
+    plat, plon = knn_locate(gallery, feats, k=1)
+    return _summary(lat, lon, plat, plon, with_ci)

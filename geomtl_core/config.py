@@ -247,10 +247,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise InputError(f"{key}={values[key]!r} is not one of {', '.join(options)}"
                              f"{closest(values[key], options)}")
     m = cfg.model
-    if cfg.train.retrieval and not (m.freeze_backbone and cfg.train.cache_features and m.finetune_blocks == 0
+    if cfg.train.retrieval and not ((m.freeze_backbone or m.finetune_blocks > 0) and cfg.train.cache_features
                                     and m.backbone != "features"):
-        raise InputError("train.retrieval=True needs a frozen backbone on cached features (model.freeze_backbone, "
-                         "train.cache_features, model.finetune_blocks=0): their pooled features are the embeddings")
+        raise InputError("train.retrieval=True needs a backbone frozen at least below its tuned blocks, on cached "
+                         "features (model.freeze_backbone or model.finetune_blocks > 0, and train.cache_features): "
+                         "the embeddings come from the cache; a backbone that learns whole has none")
     tau_min, tau_max = cfg.partition.tau_min, cfg.partition.tau_max
     if any(t < tau_min for t in tau_max):
         raise InputError(f"partition.tau_max={tau_max!r} is out of range: each element must be >= "

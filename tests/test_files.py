@@ -2,9 +2,9 @@
 
 import os
 
-import pytest
-
 from geomtl_core.files import atomic_path
+
+import pytest
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -23,9 +23,10 @@ FROZEN = {"freeze_backbone": True}
 
 
 
-def _run(tmp: Path, root: Path, **overrides) -> Path:
-    """A tiny frozen-backbone run, evaluated on test as the compendium does (``predictions_test.*.csv``)."""
-    out = train_tiny_bundle(root, tmp / "run", data_cache=tmp / "cache", model=FROZEN, **overrides)
+def _run(tmp: Path, root: Path, model: dict = FROZEN, **overrides) -> Path:
+    """A tiny run (frozen backbone unless ``model`` says otherwise), evaluated on test as the compendium does
+    (``predictions_test.*.csv``)."""
+    out = train_tiny_bundle(root, tmp / "run", data_cache=tmp / "cache", model=model, **overrides)
     evaluate_run(out, ExperimentConfig.load(out / "config.yaml"), "test")
     return out
 
@@ -180,16 +181,45 @@ def test_the_settings_are_chosen_on_validation_only(tmp_path):
 @pytest.mark.parametrize("model,train", [
     ({"freeze_backbone": False}, {}),
     ({"freeze_backbone": True}, {"cache_features": False}),
-    ({"backbone": "efficientnet_lite0", "finetune_blocks": 2}, {}),
-    ({"backbone": "efficientnet_lite0", "freeze_backbone": True, "finetune_blocks": 1}, {}),
-], ids=["unfrozen", "not_cached", "finetune_blocks", "frozen_finetune_blocks"])
-def test_only_frozen_feature_runs_are_supported(tmp_path, model, train):
-    """A run whose backbone learns (or whose features are not cached, or cached below tuned blocks) is refused,
-    naming the limitation, before anything is read. Catches a hybrid on embeddings the run never had (e.g. the
-    cached activations of a fine-tuned run, or features of a backbone that has moved since)."""
+    ({"backbone": "efficientnet_lite0", "finetune_blocks": 2}, {"cache_features": False}),
+], ids=["unfrozen", "not_cached", "tuned_not_cached"])
+def test_only_runs_on_cached_features_are_supported(tmp_path, model, train):
+    """A run whose backbone learns whole (or whose features are not cached) is refused, naming the limitation,
+    before anything is read. Catches a hybrid on embeddings the run never had (features of a backbone that has
+    moved since they were computed)."""
     cfg = ExperimentConfig.from_dict({"data": {"root": str(tmp_path / "none")}, "model": model, "train": train})
-    with pytest.raises(InputError, match="only frozen-feature runs"):
+    with pytest.raises(InputError, match="needs a run on cached features"):
         hybrid_for_run(tmp_path / "no_run", cfg=cfg)
+
+
+def test_a_tuned_run_embeds_through_its_tuned_blocks(tmp_path):
+    """A run with tuned blocks caches the activations entering them; its ``backbone`` embedding is the tuned
+    backbone's pooled output (the whole backbone on the images, separate code) and its ``neck`` one gives the
+    full model's logits through ReLU and the heads; its hybrid runs and records an embedding of that width.
+    Catches the cached activations used as embeddings (another width, features the tuned blocks never saw) and
+    the tuned blocks run in training mode."""
+    from geomtl_core.inference.embeddings import embed
+    from geomtl_core.models.bundle import load_bundle
+
+    import torch
+
+    tuned = {"backbone": "efficientnet_lite0", "pretrained": False, "finetune_blocks": 1, "freeze_backbone": False}
+    out = _run(tmp_path, make_toy_with_test(tmp_path), model=tuned)
+    model = load_bundle(out).model
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
+    with torch.no_grad():
+        acts = np.asarray(model.backbone_features(x).detach().cpu().numpy())
+        pooled = model.pool(model.backbone(model._normalised(x), training=False)).detach().cpu().numpy()
+        want = {t: v.detach().cpu().numpy() for t, v in model(x, training=False).items()}
+        emb = embed(model, acts, "backbone")
+        assert acts.shape[1] != pooled.shape[1] and emb.shape == pooled.shape
+        np.testing.assert_allclose(emb, pooled, rtol=1e-4, atol=1e-5)
+        relu = torch.relu(torch.from_numpy(embed(model, acts, "neck")))
+        for t, v in want.items():
+            np.testing.assert_allclose(model.heads[t](relu).detach().cpu().numpy(), v, rtol=1e-4, atol=1e-4)
+    saved = hybrid_for_run(out)
+    width = {"backbone": pooled.shape[1], "neck": 32}[saved["hybrid"]["embedding"]]
+    assert saved["embedding_dim"] == width and 0.0 <= saved["test_accuracy"]["hybrid"] <= 1.0
 
 
 def test_an_unfrozen_trained_run_is_refused(tmp_path):
@@ -197,6 +227,6 @@ def test_an_unfrozen_trained_run_is_refused(tmp_path):
     or ignoring the run's own."""
     data = make_toy_dataset(tmp_path / "toy", n_train=120, n_val=30)
     out = train_tiny_bundle(data, tmp_path / "run", data_cache=tmp_path / "cache")
-    with pytest.raises(InputError, match="only frozen-feature runs"):
+    with pytest.raises(InputError, match="needs a run on cached features"):
         hybrid_for_run(out)
     assert not (out / "hybrid.json").exists()

@@ -27,15 +27,19 @@ def test_the_declared_cells_score_the_hybrid_under_every_name(tmp_path):
     assert {"st_hier", "mtl_s3"} <= names
     for unit in experiment_units("st_hier", SCALE, AUX["st"], tmp_path):
         assert unit.overrides["train"]["retrieval"] is True
-    for unit in experiment_units("tuned-f100-st", SCALE, AUX["st"], tmp_path):
+    for unit in experiment_units("cnn_w25-f100-st", SCALE, AUX["st"], tmp_path):
         assert "retrieval" not in unit.overrides.get("train", {})
 
 
-def test_retrieval_needs_a_frozen_backbone_on_cached_features():
-    """The embeddings are the cached frozen features: a run whose backbone learns is refused with the reason."""
-    with pytest.raises(InputError, match=r"train\.retrieval=True needs a frozen backbone"):
-        ExperimentConfig.from_dict({"train": {"retrieval": True}, "model": {"freeze_backbone": False}})
+def test_retrieval_needs_a_backbone_frozen_below_its_tuned_blocks_on_cached_features():
+    """The embeddings are made from the feature cache: a run whose backbone learns whole, or without the cache,
+    is refused with the reason; frozen and tuned-blocks runs are accepted."""
+    for model, train in (({"freeze_backbone": False}, {}), ({"freeze_backbone": True}, {"cache_features": False})):
+        with pytest.raises(InputError, match=r"train\.retrieval=True needs a backbone frozen at least below"):
+            ExperimentConfig.from_dict({"train": {"retrieval": True, **train}, "model": model})
     ExperimentConfig.from_dict({"train": {"retrieval": True}, "model": {"freeze_backbone": True}})
+    ExperimentConfig.from_dict({"train": {"retrieval": True}, "model": {"freeze_backbone": False,
+                                                                       "finetune_blocks": 2}})
 
 
 def _fake_run(root: Path, name: str, shifts_km: dict[str, float], seeds=(0, 1, 2)):
@@ -78,6 +82,8 @@ def test_each_row_is_b_minus_a_of_the_named_methods_in_its_own_family(tmp_path):
     scene = by["mtl_vs_st_hybrid", "mtl_s3"]
     assert scene.a_run == "st_hier" and scene.a_method == scene.b_method == "hybrid"
     assert 15 < scene.diff < 50 and scene.b_mean > scene.a_mean
+    knn = by["mtl_vs_st_knn", "mtl_s3"]  # kNN equal in both runs: exactly 0
+    assert knn.a_run == "st_hier" and knn.a_method == knn.b_method == "knn" and knn.diff == 0
 
 
 def test_the_pareto_front_keeps_only_unbeaten_rows():
@@ -96,6 +102,6 @@ def test_the_embedding_sentence_counts_the_settings_tables_choices():
     table = pd.DataFrame({"hybrid: embedding": ["neck", "neck", "backbone"],
                           "kNN: embedding": ["backbone", "backbone", "backbone"]})
     text = embedding_choice(table)
-    assert "hybrid took the trained neck's embedding in 2 of 3 cells and the frozen backbone's in 1" in text
-    assert "kNN took the trained neck's embedding in 0 of 3 cells and the frozen backbone's in 3" in text
+    assert "hybrid took the trained neck's embedding in 2 of 3 cells and the backbone's pooled features in 1" in text
+    assert "kNN took the trained neck's embedding in 0 of 3 cells and the backbone's pooled features in 3" in text
     assert embedding_choice(pd.DataFrame()) == "No retrieval cell has been scored at this scale."

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from toydata import CENTRES, make_toy_with_test, train_tiny_bundle
 
-SCALE, RUN, NECK_RUN = "smoke", "mtl_frozen", "mtl_frozen_neck"
+SCALE, RUN, NECK_RUN, TUNED_RUN = "smoke", "mtl_frozen", "mtl_frozen_neck", "mtl_tuned"
 SETTINGS = {"top_cells": 1, "k": 1, "kernel_km": None}
 """Settings unlike hybrid_locate's defaults, written into a bundle's hybrid.json to see they are the ones used."""
 
@@ -38,7 +38,8 @@ SETTINGS = {"top_cells": 1, "k": 1, "kernel_km": None}
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A project folder holding one frozen-feature run at ``runs/smoke/mtl_frozen`` through hybrid_for_run with
-    the backbone's features, and its copy ``mtl_frozen_neck`` through it with the neck's."""
+    the backbone's features, its copy ``mtl_frozen_neck`` through it with the neck's, and a run with a tuned
+    block (``mtl_tuned``) through it with its tuned backbone's pooled features."""
     tmp = tmp_path_factory.mktemp("hybrid_predict")
     root = tmp / "project"
     (root / "notebooks").mkdir(parents=True)
@@ -48,18 +49,23 @@ def project(tmp_path_factory) -> Path:
     shutil.copytree(run, run.with_name(NECK_RUN))
     hybrid_for_run(run, embeddings=("backbone",))
     hybrid_for_run(run.with_name(NECK_RUN), embeddings=("neck",))
+    tuned = root / "runs" / SCALE / TUNED_RUN
+    train_tiny_bundle(make_toy_with_test(tmp / "tuned"), tuned, data_cache=tmp / "cache_tuned",
+                      model={"backbone": "efficientnet_lite0", "pretrained": False, "finetune_blocks": 1})
+    hybrid_for_run(tuned, embeddings=("backbone",))
     return root
 
 
 @pytest.fixture(scope="module")
 def bundles(project, tmp_path_factory) -> dict[str, Path]:
     """The run published with its gallery (``with``; ``neck``: its neck-embedding copy; hybrid.json's settings
-    replaced by :data:`SETTINGS` in both) and without (``without``)."""
+    replaced by :data:`SETTINGS` in all three, as in ``tuned``: the tuned run's) and without (``without``)."""
     tmp = tmp_path_factory.mktemp("bundles")
     out = {"with": publish.publish_bundle(SCALE, RUN, dest=tmp / "with", root=project),
            "neck": publish.publish_bundle(SCALE, NECK_RUN, dest=tmp / "neck", root=project),
+           "tuned": publish.publish_bundle(SCALE, TUNED_RUN, dest=tmp / "tuned", root=project),
            "without": publish.publish_bundle(SCALE, RUN, dest=tmp / "without", root=project, gallery=False)}
-    for name in ("with", "neck"):
+    for name in ("with", "neck", "tuned"):
         saved = json.loads((out[name] / HYBRID_FILE).read_text())
         saved["hybrid"] |= SETTINGS
         (out[name] / HYBRID_FILE).write_text(json.dumps(saved))
@@ -102,10 +108,11 @@ def _predict(folder: Path, files: list[Path], **kw) -> list[dict]:
     return list(Predictor(load_bundle(folder), batch_size=5, **kw).run(files))
 
 
-@pytest.mark.parametrize("which", ["with", "neck"])
+@pytest.mark.parametrize("which", ["with", "neck", "tuned"])
 def test_a_bundle_with_a_gallery_predicts_with_the_hybrid_of_its_settings(bundles, photos, which):
     """Every photo's answer is method "hybrid" at :func:`hybrid_locate`'s point, worked out here from the model's
-    pooled backbone features (or its neck's embedding of them, as hybrid.json says), f* fine-cell scores of the
+    pooled backbone features (the whole tuned backbone's for a tuned run; or the neck's embedding of them, as
+    hybrid.json says), f* fine-cell scores of the
     full model's probabilities and the bundle's gallery with hybrid.json's settings; the classifier's own answer
     is kept. Catches the hybrid not used, other embeddings (the neck's for the backbone's and back, unpooled),
     other query scores (the finest head's, unnormalised), settings not read from hybrid.json (the defaults),
@@ -113,12 +120,13 @@ def test_a_bundle_with_a_gallery_predicts_with_the_hybrid_of_its_settings(bundle
     folder = bundles[which]
     bundle = load_bundle(folder)
     assert json.loads((folder / HYBRID_FILE).read_text())["hybrid"]["embedding"] == \
-        {"with": "backbone", "neck": "neck"}[which]
+        {"with": "backbone", "neck": "neck", "tuned": "backbone"}[which]
     x = _batch(bundle, photos)
     probs, fstar = _classifier(bundle, x)
     with torch.no_grad():
-        emb = bundle.model.backbone_features(x)
-        emb = np.asarray((bundle.model.neck_embedding(emb) if which == "neck" else emb).detach().cpu().numpy())
+        m = bundle.model
+        emb = m.pool(m.backbone(m._normalised(x), training=False)) if which == "tuned" else m.backbone_features(x)
+        emb = np.asarray((m.neck_embedding(emb) if which == "neck" else emb).detach().cpu().numpy())
     scores = bundle.hierarchy.scores([probs[p.name] for p in bundle.parts])
     gallery = Gallery.from_npz(folder / GALLERY_FILE)
     lat, lon = hybrid_locate(gallery, emb, scores, **SETTINGS)

@@ -162,15 +162,16 @@ FAMILIES = {
 
 
 METHODS_FAMILY = ("methods", "the hybrid against f* and against plain kNN within each retrieval cell's runs, kNN "
-                  "against f*, and the scene task's effect on the hybrid at each share")
+                  "against f*, and the scene task's effect on the hybrid and on kNN in each model and share")
 """The family (name, what it holds) of ``results/<scale>/methods.csv``: its own Holm family, beside the verdict's."""
 
 
 def method_comparisons(scale: str) -> list[tuple[str, Cell, str, Cell, str]]:
     """(comparison, a, a's method, b, b's method) rows of ``methods.csv``, b − a; ``"fstar"`` stands for a run's
     own best method (f*). Within every retrieval cell: hybrid − f*, hybrid − kNN, kNN − f*; between the cells
-    with and without the scene task (3 classes) of one model and share: hybrid − hybrid (kNN on frozen features
-    and the same gallery cannot see the scene task: that row would be 0 by construction)."""
+    with and without the scene task (3 classes) of one model and share: hybrid − hybrid and kNN − kNN (the scene
+    task reaches kNN through the embedding: the neck's, or the tuned blocks'; where both runs chose the frozen
+    backbone's features the kNN row is 0 by construction, and says so)."""
     cells_ = retrieval_cells(scale)
     rows = []
     for c in sorted(cells_, key=lambda c: (c.model, c.fraction, c.aux, c.variant)):
@@ -179,7 +180,7 @@ def method_comparisons(scale: str) -> list[tuple[str, Cell, str, Cell, str]]:
     for c in sorted(cells_, key=lambda c: (c.model, c.fraction)):
         st = Cell(c.model, c.fraction, "st")
         if c.aux == "s3" and not c.variant and st in cells_:
-            rows.append(("mtl_vs_st_hybrid", st, "hybrid", c, "hybrid"))
+            rows += [("mtl_vs_st_hybrid", st, "hybrid", c, "hybrid"), ("mtl_vs_st_knn", st, "knn", c, "knn")]
     return rows
 
 

@@ -145,6 +145,7 @@ def variance_plan_words(plan: pd.DataFrame) -> str:
 METHOD_SUBJECT = {
     "hybrid_vs_fstar": "the hybrid against f*", "hybrid_vs_knn": "the hybrid against plain kNN",
     "knn_vs_fstar": "plain kNN against f*", "mtl_vs_st_hybrid": "the scene task, for the hybrid",
+    "mtl_vs_st_knn": "the scene task, for plain kNN",
 }
 
 
@@ -157,7 +158,8 @@ def embedding_choice(settings: pd.DataFrame) -> str:
     for method in ("hybrid", "kNN"):
         chosen = settings[f"{method}: embedding"]
         parts.append(f"{method} took the trained neck's embedding in {int((chosen == 'neck').sum())} of "
-                     f"{len(chosen)} cells and the frozen backbone's in {int((chosen == 'backbone').sum())}")
+                     f"{len(chosen)} cells and the backbone's pooled features in "
+                     f"{int((chosen == 'backbone').sum())}")
     return "Embedding chosen on validation (first seed): " + "; ".join(parts) + "."
 
 

@@ -299,7 +299,7 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
 
 
 def _retrieval(staging: Path, cfg: ExperimentConfig, test: dict) -> dict:
-    """The hybrid and kNN predictors of a frozen-feature run (:func:`geomtl_core.training.hybrid.hybrid_for_run`):
+    """The hybrid and kNN predictors of a run on cached features (:func:`geomtl_core.training.hybrid.hybrid_for_run`):
     their test summaries join ``test["methods"]`` (compared like any other method of the run); returns the
     settings chosen on validation, gallery size and timings."""
     from geomtl_core.training.hybrid import hybrid_for_run

@@ -30,8 +30,10 @@ SCALES: dict[str, dict] = {
               "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
                                                 ["frozen", 0.3, "geographic_s3", "scene_all"]]},
               "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]},
-              # cells whose test also scores the hybrid and kNN predictors (train.retrieval; chapter 07)
-              "retrieval": [["frozen", f, a] for f in (0.3, 1.0) for a in ("st", "s3")]},
+              # cells whose test also scores the hybrid and kNN predictors (train.retrieval; chapter 07): the
+              # frozen model at two shares and the tuned one (embeddings through its tuned blocks)
+              "retrieval": [[m, f, a] for m, f in (("frozen", 0.3), ("frozen", 1.0), ("tuned", 1.0))
+                            for a in ("st", "s3")]},
     # A CPU (the powered design: ~3.7 h on 2 cores, `runner --dry-run`): all 100K locations (about 67K train after
     # the split's buffer), ImageNet
     # EfficientNet-Lite0 features, 64 px, 3 seeds. The training recipe (epochs, regularisation) is chosen on
@@ -69,7 +71,9 @@ SCALES: dict[str, dict] = {
                 # alternative that grid.recipe weighs on validation; the one not chosen is ablated
                 "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
                 # the hybrid and kNN predictors beside f* (chapter 07): the frozen model at every share, with and
-                # without the scene task (about half a minute per run on 2 cores; their folds too where declared)
+                # without the scene task (about half a minute per run on 2 cores; their folds too where declared);
+                # not the tuned cells, whose 36 cross-validated runs would each pass their gallery, validation
+                # and test through the tuned blocks (over an hour more on 2 cores; smoke and full score them)
                 "retrieval": [["frozen", f, a] for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
     # A GPU: larger inputs and longer budgets, the whole grid with 5 seeds.
     "full": {"n": None, "size": 96, "fov_km": 300.0, "backbone": "efficientnet_lite0", "pretrained": True,
@@ -88,7 +92,7 @@ SCALES: dict[str, dict] = {
              "cv": {"folds": list(range(10)),
                     "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
              "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
-             "retrieval": [["frozen", f, a] for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
+             "retrieval": [[m, f, a] for m in ("frozen", "tuned") for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
 }
 
 

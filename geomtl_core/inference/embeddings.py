@@ -1,5 +1,6 @@
-"""Retrieval embeddings from pooled backbone features: the frozen backbone's own, or the trained network's neck
-(the features the geolocation and scene losses shaped). One function, used by the hybrid's choice on validation
+"""Retrieval embeddings from what the feature cache stores (pooled backbone features, or with tuned blocks the
+activations entering them): the backbone's pooled features, or the trained network's neck (the features the
+geolocation and scene losses shaped). One function, used by the hybrid's choice on validation
 (:mod:`geomtl_core.training.hybrid`) and by prediction with a bundle's gallery, so both embed alike."""
 
 from __future__ import annotations
@@ -21,22 +22,25 @@ def embeddings_for(model) -> tuple[str, ...]:
     return EMBEDDINGS if getattr(model, "neck_units", 0) else EMBEDDINGS[:1]
 
 
-def embed(model, pooled: np.ndarray, embedding: str) -> np.ndarray:
-    """Rows of pooled backbone features (N, D) as ``embedding`` (float32); rows with NaN stay all-NaN (the
-    unreadable images, left out downstream as before)."""
+def embed(model, cached: np.ndarray, embedding: str) -> np.ndarray:
+    """Rows of what the feature cache stores (N, D) as ``embedding`` (float32): a frozen backbone's pooled
+    features as they are, else through ``model.backbone_embedding`` (the tuned blocks) or ``model.neck_embedding``;
+    rows with NaN stay all-NaN (the unreadable images, left out downstream as before)."""
     if embedding not in EMBEDDINGS:
         raise InputError(f"retrieval embedding must be one of {list(EMBEDDINGS)}, received: {embedding!r}")
-    pooled = np.asarray(pooled, dtype=np.float32)
-    if embedding == "backbone" or embedding not in embeddings_for(model):
-        return pooled
-    ok = np.flatnonzero(np.isfinite(pooled).all(axis=1))
+    cached = np.asarray(cached, dtype=np.float32)
+    if embedding not in embeddings_for(model):
+        embedding = "backbone"
+    if embedding == "backbone" and not getattr(model, "finetune_blocks", 0):
+        return cached
+    fn = model.neck_embedding if embedding == "neck" else model.backbone_embedding
+    ok = np.flatnonzero(np.isfinite(cached).all(axis=1))
     parts = []
     with torch.no_grad():
-        for start in range(0, len(ok), _BATCH):
-            out = model.neck_embedding(ops.convert_to_tensor(pooled[ok[start:start + _BATCH]]))
-            parts.append(np.asarray(ops.convert_to_numpy(out), dtype=np.float32))
-    dim = parts[0].shape[1] if parts else int(model.neck_units)
-    result = np.full((len(pooled), dim), np.nan, dtype=np.float32)
-    if parts:
+        for start in range(0, max(len(ok), 1), _BATCH):  # one all-zero row finds the width when no row is readable
+            rows = cached[ok[start:start + _BATCH]] if len(ok) else np.zeros((1, cached.shape[1]), np.float32)
+            parts.append(np.asarray(ops.convert_to_numpy(fn(ops.convert_to_tensor(rows))), dtype=np.float32))
+    result = np.full((len(cached), parts[0].shape[1]), np.nan, dtype=np.float32)
+    if len(ok):
         result[ok] = np.concatenate(parts)
     return result

@@ -148,8 +148,9 @@ class Retrieval:
         return probs[parts[-1].name]
 
     def locate(self, pooled: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings, from the queries' pooled backbone
-        features (crops' mean, as the feature cache holds them) made into the gallery's embedding."""
+        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings, from the queries' backbone features as
+        the feature cache holds them (crops' mean; below tuned blocks, their input) made into the gallery's
+        embedding."""
         return hybrid_locate(self.gallery, embed(self.model, pooled, self.embedding), scores, **self.settings)
 
 
@@ -187,16 +188,17 @@ def load_retrieval(bundle) -> Retrieval | None:
     if gallery.n_cells != len(fine):
         raise InputError(f"{path}: the gallery's cells are {gallery.n_cells} fine cells, the bundle's finest "
                          f"partitioning {fine.name!r} has {len(fine)}; {hint}")
-    if getattr(bundle.model, "finetune_blocks", 0) or not hasattr(bundle.model, "heads_from_features"):
-        raise InputError(f"{path}: retrieval needs a model whose pooled backbone features are the embeddings "
-                         f"(a frozen backbone without tuned blocks); {hint}")
+    if not hasattr(bundle.model, "heads_from_features"):
+        raise InputError(f"{path}: retrieval needs a model that answers from its cached backbone features "
+                         f"(frozen, or frozen below its tuned blocks); {hint}")
     hierarchical = saved.get("fstar_method", "hierarchy") == "hierarchy" and len(bundle.parts) > 1
     return Retrieval(gallery, settings, bundle.hierarchy if hierarchical else None, embedding, bundle.model)
 
 
 def features_and_logits(model, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Pooled backbone features (float32) and the logits computed from them (float64) of a (N, H, W, 3) uint8
-    batch: one backbone pass gives the embeddings and the classifier's answer."""
+    """Backbone features as the feature cache holds them (float32: pooled, or the activations entering tuned
+    blocks) and the logits computed from them (float64) of a (N, H, W, 3) uint8 batch: one backbone pass gives
+    the embeddings and the classifier's answer."""
     with torch.no_grad():
         f = model.backbone_features(x)
         out = model.heads_from_features(f)

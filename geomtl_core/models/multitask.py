@@ -178,6 +178,11 @@ class GeoMTLModel(keras.Model):
         x = self.neck_act(self.neck_embedding(pooled))
         return {t: ops.cast(self.heads[t](x), "float32") for t in self.task_names}
 
+    def backbone_embedding(self, cached):
+        """Pooled backbone features from what the feature cache stores (inference): the cache itself for a frozen
+        backbone; with tuned blocks, their output on the cached activations (retrieval's ``backbone``)."""
+        return self._from_cache(cached, training=False)
+
     def neck_embedding(self, pooled):
         """The trained neck's normalised output before its ReLU, from pooled backbone features (inference): the
         features the geolocation and scene losses shaped, signed and never all zero (retrieval's ``neck``)."""

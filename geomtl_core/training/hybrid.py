@@ -59,7 +59,8 @@ _EVAL_BATCH = {"val": 256, "test": 512}
 
 @dataclass
 class _Queries:
-    """A split's readable images, in evaluation order, with pooled features, f* fine-cell scores and f*'s answer."""
+    """A split's readable images, in evaluation order, with their cached features, f* fine-cell scores and f*'s
+    answer."""
 
     img_id: np.ndarray
     lat: np.ndarray
@@ -70,18 +71,20 @@ class _Queries:
 
 
 def _check_supported(cfg: ExperimentConfig) -> None:
-    """InputError unless the run's backbone is frozen and its pooled features cached (the embeddings)."""
-    if not uses_cached_features(cfg) or cfg.model.finetune_blocks:
+    """InputError unless the run trained on cached features (a backbone frozen, or frozen below its tuned blocks):
+    the cache is what the embeddings are made from."""
+    if not uses_cached_features(cfg):
         raise InputError(
-            "the hybrid predictor supports only frozen-feature runs so far (model.freeze_backbone with "
-            "train.cache_features and model.finetune_blocks=0): their cached pooled features are the embeddings; "
-            f"this run has freeze_backbone={cfg.model.freeze_backbone}, finetune_blocks={cfg.model.finetune_blocks}, "
-            f"cache_features={cfg.train.cache_features}, backbone={cfg.model.backbone!r}")
+            "the hybrid predictor needs a run on cached features (model.freeze_backbone or model.finetune_blocks > 0, "
+            "with train.cache_features): the embeddings are made from the cache; a backbone that learns whole (the "
+            f"small CNNs) would need another pass over every image. This run has freeze_backbone="
+            f"{cfg.model.freeze_backbone}, finetune_blocks={cfg.model.finetune_blocks}, cache_features="
+            f"{cfg.train.cache_features}, backbone={cfg.model.backbone!r}")
 
 
 @dataclass
 class _GalleryRows:
-    """The run's geo-labelled, readable training images: cached pooled features, coordinates, fine cells."""
+    """The run's geo-labelled, readable training images: cached features, coordinates, fine cells."""
 
     feats: np.ndarray
     lat: np.ndarray
@@ -153,7 +156,7 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     (atomically; the same files on every call, but for the timings). Returns what ``hybrid.json`` holds, with
     ``methods``: each predictor's test summary as the run's evaluation writes its own.
 
-    ``cfg``: the run's config (default: its ``config.yaml``); only frozen-feature runs (:func:`_check_supported`).
+    ``cfg``: the run's config (default: its ``config.yaml``); only runs on cached features (:func:`_check_supported`).
     ``embeddings``: those tried on validation (default: every one the model offers, :func:`embeddings_for`).
     """
     start = time.perf_counter()
@@ -244,7 +247,7 @@ def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progre
     The run must have been through :func:`hybrid_for_run` (its ``hybrid.json`` holds the settings to use)."""
     run_dir = Path(run_dir)
     if not (run_dir / "hybrid.json").exists():
-        raise InputError(f"{run_dir} has no hybrid.json: run hybrid_for_run on it first (frozen-feature runs only)")
+        raise InputError(f"{run_dir} has no hybrid.json: run hybrid_for_run on it first (runs on cached features only)")
     cfg = ExperimentConfig.load(run_dir / "config.yaml")
     _check_supported(cfg)
     embedding = json.loads((run_dir / "hybrid.json").read_text())["hybrid"].get("embedding", "backbone")

@@ -72,6 +72,9 @@ def test_hybrid_files_sit_beside_the_runs_predictions_in_their_format_and_repeat
         assert c["embedding"] == next(e for e, a in c["val_accuracy_by_embedding"].items() if a == best)
         assert best == max(g["accuracy"] for g in c["grid"] if g["embedding"] == c["embedding"])
     assert first["test_accuracy"]["fstar"] == pytest.approx((ref.error_km <= 200).mean())
+    f16 = first["float16_gallery"]  # the bundle's float16 gallery changes accuracy only through answers it moves
+    assert 0.0 <= f16["answers_moved"] <= 1.0
+    assert abs(f16["test_accuracy"] - first["test_accuracy"]["hybrid"]) <= f16["answers_moved"] + 1e-12
     for m in files:
         assert first["test_accuracy"][m] == pytest.approx((pd.read_csv(files[m]).error_km <= 200).mean())
     hyb = pd.read_csv(files["hybrid"])

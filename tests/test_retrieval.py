@@ -204,7 +204,9 @@ def test_bad_queries_and_options_are_input_errors(world):
 
 def test_npz_round_trip_keeps_the_predictions(world, tmp_path):
     """A gallery written as float16 and read back picks the same neighbours and locations; the file is replaced
-    atomically (no temporary left, a failed write keeps the old file). Catches lost fields or cell order."""
+    atomically (no temporary left, a failed write keeps the old file), and ``as_float16`` is exactly what is read
+    back (the protocol's record of the stored gallery). Catches lost fields or cell order, and an ``as_float16``
+    that is not what a bundle searches."""
     w, q = world, world["q"]
     g = R.Gallery.build(w["gemb"], w["glat"], w["glon"], _bins(w["glat"], w["glon"]), n_cells=80)  # 8 empty cells
     path = g.to_npz(tmp_path / "gallery.npz")
@@ -212,6 +214,7 @@ def test_npz_round_trip_keeps_the_predictions(world, tmp_path):
     with np.load(path) as z:
         assert z["emb"].dtype == np.float16
     assert back.n_cells == 80 and len(back) == len(g)
+    np.testing.assert_array_equal(back.emb, g.as_float16().emb)
     np.testing.assert_array_equal(back.search(q, 10)[1], g.search(q, 10)[1])
     probs = np.random.default_rng(2).dirichlet(np.ones(80), len(q))
     for locate in (lambda x: R.knn_locate(x, q, k=10, kernel_km=300.0),

@@ -350,9 +350,20 @@ def cost_table(scale: str, root: Path | None = None) -> pd.DataFrame:
     return table
 
 
+def _float16_columns(r: dict) -> dict:
+    """The float16 gallery's effect on the hybrid's test answers (results written before it was measured: none)."""
+    f16 = r.get("float16_gallery")
+    if f16 is None:
+        return {}
+    delta = 100 * (f16["test_accuracy"] - r["test_accuracy"]["hybrid"])
+    return {f"float16 gallery: Δ test acc {r['km']:g} km (points)": round(delta, 3),
+            "float16 gallery: answers moved %": round(100 * f16["answers_moved"], 3)}
+
+
 def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Per retrieval cell (first seed): the hybrid's and kNN's settings chosen on validation, their validation
-    accuracy within the choosing distance, the gallery's size and the search time per test image."""
+    accuracy within the choosing distance, the gallery's size, what storing it as float16 (as a bundle does)
+    changes on test, and the search time per test image."""
     from geomtl_core.compendium.design import retrieval_cells
 
     rows = []
@@ -369,6 +380,7 @@ def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFra
                      "kNN: kernel km": k["kernel_km"],
                      f"kNN: val acc {r['km']:g} km %": round(100 * k["val_accuracy"], 2),
                      "gallery images": r["gallery_images"], "gallery (MiB, float16)": r["gallery_mib_float16"],
+                     **_float16_columns(r),
                      "search ms/image (hybrid, kNN)": f"{r['search_ms_per_image']['hybrid']:.3f}, "
                                                       f"{r['search_ms_per_image']['knn']:.3f}"})
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()

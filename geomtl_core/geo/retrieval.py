@@ -145,6 +145,12 @@ class Gallery:
         sims, rows = self._index.search(np.ascontiguousarray(q, np.float32), min(int(k), len(self)))
         return sims, rows.astype(np.int64)
 
+    def as_float16(self) -> Gallery:
+        """The gallery as :meth:`to_npz` stores it and :meth:`from_npz` reads it back: float16 embeddings,
+        renormalised (what a bundle searches)."""
+        return Gallery.build(self.emb.astype(np.float16).astype(np.float32), self.lat, self.lon, self.cell,
+                             self.n_cells)
+
     def to_npz(self, path: str | Path) -> Path:
         """Write embeddings as float16 (half the disk) with locations and cells, atomically (temporary + rename)."""
         path = Path(path)

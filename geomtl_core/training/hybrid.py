@@ -196,13 +196,19 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     chosen = {m: max(by, key=lambda e, by=by: (by[e]["accuracy"], -list(by).index(e))) for m, by in tried.items()}
 
     predicted, ms_per_image = {}, {}
+    queries = {e: embed(bundle.model, test.emb, e) for e in set(chosen.values())}
     for name in ("hybrid", "knn"):
         e = chosen[name]
         c, g = tried[name][e], galleries[name][e]
         p = test.scores if name == "hybrid" else np.ones((len(test.emb), 1))
         t0 = time.perf_counter()
-        predicted[name] = hybrid_locate(g, embed(bundle.model, test.emb, e), p, **{key: c[key] for key in HYBRID_KEYS})
+        predicted[name] = hybrid_locate(g, queries[e], p, **{key: c[key] for key in HYBRID_KEYS})
         ms_per_image[name] = round(1000 * (time.perf_counter() - t0) / len(test.emb), 4)
+    # the hybrid as a bundle answers: its gallery stored as float16 (Gallery.to_npz), same settings and queries
+    e, c = chosen["hybrid"], tried["hybrid"][chosen["hybrid"]]
+    lat16, lon16 = hybrid_locate(galleries["hybrid"][e].as_float16(), queries[e], test.scores,
+                                 **{key: c[key] for key in HYBRID_KEYS})
+    moved = (lat16 != predicted["hybrid"][0]) | (lon16 != predicted["hybrid"][1])
     files, methods = {}, {}
     blocks = spatial_blocks(test.lat, test.lon)
     for name, (lat, lon) in predicted.items():
@@ -228,6 +234,7 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
         "test_accuracy": {name: _accuracy(test, lat, lon, km) for name, (lat, lon) in predicted.items()}
         | {"fstar": _accuracy(test, test.fstar.lat, test.fstar.lon, km)},
         "prediction_files": files, "methods": methods,
+        "float16_gallery": {"test_accuracy": _accuracy(test, lat16, lon16, km), "answers_moved": float(moved.mean())},
         "search_ms_per_image": ms_per_image, "embedding_dim": gallery.dim,
         "gallery_mib_float16": round(len(gallery) * (2 * gallery.dim + 8 * 3) / 2**20, 2),
         "seconds": round(time.perf_counter() - start, 1),

@@ -23,6 +23,10 @@ COST_S = {"frozen": (15.0, 12.0), "tuned": (50.0, 14.0), "cnn": (38.0, 14.0)}
 measured on this project's 2-core CPU (AMD EPYC, no GPU; default runs of 2026-12-03): heads on cached features,
 EfficientNet-Lite0 with two blocks tuned on cached activations, small CNN from scratch. Scaled by samples per
 epoch and, where images are read, by pixels; a scale's own finished runs replace them (their median)."""
+RETRIEVAL_S = 30.0
+"""Seconds a retrieval run (``train.retrieval``) adds for the hybrid's and kNN's choice on validation and their
+test (20–26 s at the default scale's 10% share on a 2-core Intel Xeon, 2026-12-04, more with a larger gallery);
+the scale's own finished retrieval runs replace it (their median)."""
 
 
 def _kind(overrides: dict) -> str:
@@ -43,16 +47,20 @@ def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[
     else:
         samples = cfg.train.samples_per_epoch or default_samples
         per_epoch *= samples / 62_887 * ((p["size"] / 64) ** 2 if kind != "frozen" else 1.0)
-    return overhead + per_epoch * cfg.train.epochs
+    retrieval = measured.get("retrieval", RETRIEVAL_S) if cfg.train.retrieval else 0.0
+    return overhead + per_epoch * cfg.train.epochs + retrieval
 
 
 def _measured(scale: str, root: Path) -> dict[str, float]:
-    """Median seconds per epoch by kind of model over the scale's finished runs."""
+    """Median seconds per epoch by kind of model over the scale's finished runs, and (``retrieval``) per
+    retrieval run for the hybrid's and kNN's choice and test."""
     rows = []
     for f in results_dir(scale, root).rglob("*.json"):
         r = json.loads(f.read_text())
         if "train_time_s" in r and "config" in r and r.get("wall_time_s"):
             rows.append({"kind": _kind(r["config"]), "s": r["train_time_s"] / r["config"]["train"]["epochs"]})
+            if (r.get("retrieval") or {}).get("seconds"):
+                rows.append({"kind": "retrieval", "s": r["retrieval"]["seconds"]})
     return pd.DataFrame(rows).groupby("kind")["s"].median().to_dict() if rows else {}
 
 

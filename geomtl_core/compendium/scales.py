@@ -34,7 +34,7 @@ SCALES: dict[str, dict] = {
               # frozen model at two shares and the tuned one (embeddings through its tuned blocks)
               "retrieval": [[m, f, a] for m, f in (("frozen", 0.3), ("frozen", 1.0), ("tuned", 1.0))
                             for a in ("st", "s3")]},
-    # A CPU (the powered design: ~3.7 h on 2 cores, `runner --dry-run`): all 100K locations (about 67K train after
+    # A CPU (the powered design: ~4.2 h on 2 cores, `runner --dry-run`): all 100K locations (about 67K train after
     # the split's buffer), ImageNet
     # EfficientNet-Lite0 features, 64 px, 3 seeds. The training recipe (epochs, regularisation) is chosen on
     # validation by the book (geomtl_core.compendium.grid.recipe); batch 512 with lr 2e-3 matched batch 256

@@ -480,3 +480,19 @@ def test_the_answer_reads_its_positive_controls(word, says):
     text = prose.answer(pd.concat([primary, control], ignore_index=True))
     assert says in text
     assert ("underpowered" in text) == (word == "not resolved")
+
+
+def test_the_plan_counts_the_retrieval_scoring_of_a_retrieval_run():
+    """A run that scores the hybrid and kNN (``train.retrieval``) is planned longer by the retrieval's cost (the
+    declared constant, or the scale's measured median); otherwise the same run is not. Catches a plan that
+    leaves the retrieval runs' extra half minute out of the book's time."""
+    from geomtl_core.compendium import plan as P
+    from geomtl_core.compendium.runs import RunUnit
+    from geomtl_core.config import deep_merge
+
+    over = {"model": {"freeze_backbone": True}, "train": {"epochs": 2, "seed": 0}}
+    units = [RunUnit("x", "smoke", deep_merge(over, {"train": {"retrieval": r}}), "x", 0) for r in (False, True)]
+    plain, scored = (P._estimate(u, "smoke", 1000, {}) for u in units)
+    assert scored - plain == pytest.approx(P.RETRIEVAL_S)
+    plain, scored = (P._estimate(u, "smoke", 1000, {"retrieval": 7.0}) for u in units)
+    assert scored - plain == pytest.approx(7.0)

@@ -105,3 +105,23 @@ def test_the_embedding_sentence_counts_the_settings_tables_choices():
     assert "hybrid took the trained neck's embedding in 2 of 3 cells and the backbone's pooled features in 1" in text
     assert "kNN took the trained neck's embedding in 0 of 3 cells and the backbone's pooled features in 3" in text
     assert embedding_choice(pd.DataFrame()) == "No retrieval cell has been scored at this scale."
+
+
+def test_the_method_words_name_the_model_of_each_row():
+    """Two cells that differ only by model (frozen and tuned at 100%, s3) get two distinguishable lines, and the
+    best method per share names its model. Catches rows a reader cannot tell apart once tuned cells are scored."""
+    from geomtl_core.compendium.prose import methods_answer
+
+    row = {"comparison": "hybrid_vs_fstar", "aux_label": "s3", "data_fraction": 1.0, "p_holm": 0.01, "n_seeds": 3,
+           "n_folds": 1, "diff": 5.0, "ci_lo": 1.0, "ci_hi": 9.0, "mde": 4.0, "verdict": "helps"}
+    methods = pd.DataFrame([row | {"model": "frozen", "a_run": "mtl_s3", "b_run": "mtl_s3", "diff": 4.0},
+                            row | {"model": "tuned", "a_run": "tuned-f100-s3", "b_run": "tuned-f100-s3"}])
+    acc = "acc 200 km %"
+    cost = pd.DataFrame([{"run": r, "share": "100%", "model": m, "aux": "s3", "method": meth, acc: a,
+                          "ci95 low": a - 2, "ci95 high": a + 2}
+                         for r, m, meth, a in (("mtl_s3", "frozen", "hybrid", 45.0),
+                                               ("tuned-f100-s3", "tuned", "hybrid", 47.0))])
+    text = methods_answer(methods, cost)
+    assert "the hybrid against f* (frozen, s3, 100%): +4.00" in text
+    assert "the hybrid against f* (tuned, s3, 100%): +5.00" in text
+    assert "the most accurate is hybrid (tuned, s3, 47.0%" in text

@@ -174,15 +174,16 @@ def methods_answer(methods: pd.DataFrame, cost: pd.DataFrame) -> str:
     out = []
     for share, g in scored.groupby("share", sort=False):
         best = g.loc[g[acc].idxmax()]
-        out.append(f"at {share} of the training images the most accurate is {best['method']} ({best['aux']}, "
-                   f"{best[acc]:.1f}% within {PRIMARY_KM} km, 95% CI {best['ci95 low']:.1f}–{best['ci95 high']:.1f})")
+        out.append(f"at {share} of the training images the most accurate is {best['method']} ({best['model']}, "
+                   f"{best['aux']}, {best[acc]:.1f}% within {PRIMARY_KM} km, 95% CI {best['ci95 low']:.1f}–"
+                   f"{best['ci95 high']:.1f})")
     text = "Best method per training share (on the scale's split): " + "; ".join(out) + "."
     lines = []
     for r in methods.itertuples():
         share = f"{round(100 * r.data_fraction)}%"
         p = f"Holm p {r.p_holm:.3g}" if r.p_holm > 0 else "Holm p < 1e-4 (no bootstrap replicate beyond 0)"
         runs = f"{r.n_seeds} seed{'s' * (r.n_seeds != 1)} × {r.n_folds} fold{'s' * (r.n_folds != 1)}"
-        lines.append(f"- {METHOD_SUBJECT.get(r.comparison, r.comparison)} ({r.aux_label}, {share}): "
+        lines.append(f"- {METHOD_SUBJECT.get(r.comparison, r.comparison)} ({r.model}, {r.aux_label}, {share}): "
                      f"{r.diff:+.2f} points [{r.ci_lo:+.2f}, {r.ci_hi:+.2f}], {p}, mde {r.mde:.2f}, {runs}: "
                      f"**{r.verdict}**")
     scene = methods[methods["comparison"] == "mtl_vs_st_hybrid"]

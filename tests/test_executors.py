@@ -132,7 +132,10 @@ or left staged."""
             except FileNotFoundError:
                 continue
             for proc in psutil.Process().children():
-                try:
+                try:  # the pool's spawned workers only: a DataLoader worker forked by this process (the recipe
+                    # trains here first) inherits its open lock files too
+                    if "spawn_main" not in " ".join(proc.cmdline()):
+                        continue
                     held = {Path(f.path).name for f in proc.open_files()}
                 except psutil.Error:
                     continue

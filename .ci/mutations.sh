@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23, 25 and 26) applied to a copy of the tree; the named test must fail.
+# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23, 25, 26 and 36) applied to a copy of the tree; the named test must fail.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # name, file, python-replacement, test
@@ -38,3 +38,7 @@ run query_not_embedded geomtl_core/inference/predict.py 'import sys;p=sys.argv[1
 run plan_ignores_arm_choice geomtl_core/compendium/grid.py 'import sys;p=sys.argv[1];s=open(p).read();a="return candidates[chosen[\"chosen\"]] if chosen else next(iter(candidates.values()))";assert a in s;open(p,"w").write(s.replace(a,"return next(iter(candidates.values()))"))' tests/test_grid.py::test_the_plan_peeks_at_the_choices_the_runners_record_and_trains_nothing
 # issue 25: a tuned run's cached activations taken as its embeddings (the tuned blocks skipped)
 run tuned_cache_as_embedding geomtl_core/inference/embeddings.py 'import sys;p=sys.argv[1];s=open(p).read();a="    if embedding == \"backbone\" and not getattr(model, \"finetune_blocks\", 0):";assert a in s;open(p,"w").write(s.replace(a,"    if embedding == \"backbone\":"))' tests/test_hybrid_run.py::test_a_tuned_run_embeds_through_its_tuned_blocks
+# issue 34: a run key over the modules' bytes (a comment or a docstring edit retrains every run)
+run key_over_bytes geomtl_core/compendium/runs.py 'import sys;p=sys.argv[1];s=open(p).read();a="        h.update(_syntax_digest(f.read_bytes()).encode())\n";assert a in s;open(p,"w").write(s.replace(a,"        h.update(f.read_bytes())\n"))' tests/test_run_key.py::test_comments_docstrings_and_layout_leave_the_run_key
+# issue 36: the paper claims' heads filtered by "not hierarchy" again, so a run's retrieval methods (hybrid, knn) become its finest "heads"
+run heads_not_hierarchy geomtl_core/compendium/paper_claims.py 'import sys;p=sys.argv[1];s=open(p).read();a="heads = partition_heads(result[\"test\"][\"methods\"], result[\"config\"][\"partition\"])";assert a in s;open(p,"w").write(s.replace(a,"heads = [m for m in result[\"test\"][\"methods\"] if not m.startswith(\"hierarchy\")]"))' tests/test_paper_claims_heads.py::test_the_claims_compare_the_middle_and_fine_partitionings_not_a_retrieval_method

@@ -28,23 +28,70 @@ def test_editing_a_library_function_body_changes_the_run_key(tmp_path):
 
 
 def test_presentation_modules_do_not_change_the_key(tmp_path):
+    """A code edit of a presentation module leaves the key (catches ``tables.py`` fingerprinted after all)."""
     pkg = _copy_package(tmp_path)
     before = code_fingerprint(pkg)
     tables = pkg / "compendium" / "tables.py"
-    tables.write_text(tables.read_text() + "\n# a comment in a presentation module\n")
+    tables.write_text(tables.read_text() + "\n_PRESENTATION_EDIT = 1\n")
     assert code_fingerprint(pkg) == before
 
 
 def test_the_code_that_computes_cached_test_metrics_is_in_the_key(tmp_path):
-    """Editing the compendium's run evaluation or the verdict's statistics changes the key (the old fingerprint
-    left all of ``compendium/`` out, so an edit of ``evaluate_run`` reused stale test metrics)."""
+    """Editing the code of the compendium's run evaluation or the verdict's statistics changes the key (the old
+    fingerprint left all of ``compendium/`` out, so an edit of ``evaluate_run`` reused stale test metrics)."""
     pkg = _copy_package(tmp_path)
     before = code_fingerprint(pkg)
     for rel in ("compendium/runs.py", "compendium/statistics.py", "compendium/paper_claims.py"):
         f = pkg / rel
-        f.write_text(f.read_text() + "\n# an edit\n")
+        f.write_text(f.read_text() + "\n_AN_EDIT = 1\n")
         assert code_fingerprint(pkg) != before, rel
         before = code_fingerprint(pkg)
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    """Replace the one occurrence of ``old`` in ``path`` by ``new``."""
+    src = path.read_text()
+    assert src.count(old) == 1, (path.name, old)
+    path.write_text(src.replace(old, new))
+
+
+def test_comments_docstrings_and_layout_leave_the_run_key(tmp_path):
+    """Editing a comment (a measured time in ``scales.py``), a docstring (module, function, attribute) or the layout
+    of a line (spacing, line breaks, blank lines) of a fingerprinted module leaves the run key. Catches a fingerprint
+    over the source's bytes, with which such an edit retrains every run."""
+    pkg = _copy_package(tmp_path)
+    cfg = ExperimentConfig()
+    before = run_key(cfg, code_fingerprint(pkg), "data")
+    geodesy, scales = pkg / "geo" / "geodesy.py", pkg / "compendium" / "scales.py"
+    edits = [
+        (scales, "\nSCALES: dict[str, dict] = {\n", "\nSCALES: dict[str, dict] = {  # ~9.9 h on 2 cores\n"),
+        (scales, "# A GPU:", "# A GPU (measured: 1.5 h):"),
+        (geodesy, '"""IUGG mean Earth radius R1 in kilometres."""', '"""The IUGG mean Earth radius, in km."""'),
+        (geodesy, "    Invalid means NaN/inf,", "    Invalid means not finite,"),
+        (geodesy, "Great-circle geometry on a spherical Earth", "Great-circle distances on a sphere"),
+        (geodesy, "    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))",
+         "    # the haversine\n\n    return (2*EARTH_RADIUS_KM\n"
+         "            * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0, ))))"),
+        (geodesy, 'what="first coordinates"', "what='first coordinates'"),
+    ]
+    for path, old, new in edits:
+        _edit(path, old, new)
+        assert run_key(cfg, code_fingerprint(pkg), "data") == before, (path.name, new)
+
+
+def test_a_changed_constant_changes_the_run_key(tmp_path):
+    """A code edit that only changes a number (the retrieval kernel's ``0.5`` to ``0.6``), or a docstring turned into
+    code, changes the key. Catches a fingerprint that strips more than comments and docstrings (constants, or every
+    string), with which a changed number reused stale runs."""
+    pkg = _copy_package(tmp_path)
+    cfg = ExperimentConfig()
+    before = run_key(cfg, code_fingerprint(pkg), "data")
+    _edit(pkg / "geo" / "retrieval.py", "np.exp(-0.5 * (d / kernel_km) ** 2)", "np.exp(-0.6 * (d / kernel_km) ** 2)")
+    changed = run_key(cfg, code_fingerprint(pkg), "data")
+    assert changed != before
+    _edit(pkg / "geo" / "geodesy.py", '"""IUGG mean Earth radius R1 in kilometres."""',
+          'EARTH_RADIUS_DOC = """IUGG mean Earth radius R1 in kilometres."""')
+    assert run_key(cfg, code_fingerprint(pkg), "data") not in (before, changed)
 
 
 def test_no_cached_number_depends_on_a_presentation_module():

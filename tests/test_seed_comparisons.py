@@ -138,8 +138,9 @@ def test_equivalent_needs_the_whole_interval_inside_the_margin():
 
 
 def test_verdict_on_runs_with_known_effects(tmp_path):
-    """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at 200 km, once equal),
-    its interval containing the difference, Holm over all rows, and refusal of unequal seed counts."""
+    """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at 200 km, once equal on
+    every image: a zero-width interval, "no information", not "equivalent"), its interval containing the
+    difference, Holm over all rows, and refusal of unequal seed counts."""
     cells = {k: Cell("frozen", 0.1, k) for k in ("st", "s3", "s16", "kg")}
     for aux, shift in (("st", 260.0), ("s3", 150.0), ("s16", 260.0), ("kg", 150.0)):
         _fake_experiment(tmp_path, "x", cells[aux].name, shift)
@@ -150,7 +151,7 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     assert table["family"].tolist() == ["primary", "secondary", "controls"]
     assert table["diff"].tolist() == pytest.approx([100.0, 0.0, 100.0])
     assert (table["n_images"] == 400).all() and (table["n_blocks_eff"] <= table["n_blocks"]).all()
-    assert table["verdict"].tolist() == ["helps", "equivalent", "helps"]
+    assert table["verdict"].tolist() == ["helps", "no information", "helps"]
     assert ((table["ci_lo"] <= table["diff"]) & (table["diff"] <= table["ci_hi"])).all()
     assert table["a_mean"].tolist() == pytest.approx([0.0] * 3) and table["b_mean"].iloc[0] == pytest.approx(100.0)
     assert (table["n_seeds"] == 3).all() and table["p_holm"].iloc[1] == pytest.approx(1.0)

@@ -11,13 +11,23 @@ from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
 
 def _cmd_proxy(args: argparse.Namespace) -> int:
     cfg = ProxyConfig(n=args.n, seed=args.seed, fov_km=args.fov_km, size=args.size, split_grid_deg=args.split_grid_deg,
-                      buffer_km=args.buffer_km, max_block_share=args.max_block_share)
+                      pixel_disjoint=args.pixel_disjoint, buffer_km=args.buffer_km,
+                      max_block_share=args.max_block_share)
     t0 = time.perf_counter()
     info = export_proxy(args.out, cfg, progress=not args.quiet)
     counts = info["counts"]
     print(f"{args.out}: {info['n']} samples ({', '.join(f'{k} {v}' for k, v in counts['splits'].items())}) "
-          f"in {time.perf_counter() - t0:.1f} s; {counts['water_points']} over water (IGBP 0); see proxy.json")
+          f"in {time.perf_counter() - t0:.1f} s; {counts['water_points']} over water (IGBP 0); "
+          f"{_leak_line(info['leakage'])}; see proxy.json")
     return 0
+
+
+def _leak_line(d: dict) -> str:
+    """One phrase of a split's leakage figures: training images kept, and the held-out crops' overlap."""
+    text = f"{d['kept_share']:.0%} of eligible training images kept"
+    if "max_shared_px_held" in d:
+        text += f", largest val/test overlap with training {d['max_shared_px_held']} px"
+    return text
 
 
 def _cmd_folds(args: argparse.Namespace) -> int:
@@ -27,7 +37,8 @@ def _cmd_folds(args: argparse.Namespace) -> int:
     tested = sum(v["test"] for v in info["sizes"].values())
     print(f"{args.root}/folds: {args.k} folds over whole {args.grid_deg:g} deg cells, {tested} test images in all "
           f"(each at most once: {info['tested_once']}); per fold train/val/test: "
-          + "; ".join(f"k{j} {v['train']}/{v['val']}/{v['test']}" for j, v in info["sizes"].items())
+          + "; ".join(f"k{j} {v['train']}/{v['val']}/{v['test']} ({_leak_line(info['leakage'][j])})"
+                      for j, v in info["sizes"].items())
           + ". Fold j: data.train/val/test = folds/k<j>/..., data.images = folds/pool")
     return 0
 
@@ -40,9 +51,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--out", required=True, help="output folder (train/ val/ test/ shards, CSVs, proxy.json)")
     x.add_argument("--n", type=int, default=None, help="number of locations (a seeded subset; default all 100,000)")
     x.add_argument("--seed", type=int, default=0, help="seed of the subset and of the split (0)")
-    x.add_argument("--fov-km", type=float, default=300.0, help="width of a crop on the ground in km (300)")
-    x.add_argument("--size", type=int, default=64, help="crop size in pixels (64)")
     d = ProxyConfig()
+    x.add_argument("--fov-km", type=float, default=d.fov_km, help=f"width of a crop on the ground in km ({d.fov_km:g})")
+    x.add_argument("--size", type=int, default=d.size, help=f"crop size in pixels ({d.size})")
+    x.add_argument("--pixel-disjoint", action=argparse.BooleanOptionalAction, default=d.pixel_disjoint,
+                   help="leave out training crops that share a source pixel with a val/test crop (default on)")
     x.add_argument("--split-grid-deg", type=float, default=d.split_grid_deg,
                    help=f"locations in the same cell of this lat/lon grid share a split (default {d.split_grid_deg}; "
                         "1e-4: identical coordinates only)")

@@ -20,8 +20,9 @@ from geomtl_core.data.loaders import load_meta
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.metrics import summarize_errors
-from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, interval_word
+from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, escape_markdown, interval_word, plural
 from geomtl_core.geo.stats import holm, spatial_blocks
+from geomtl_core.inference.evaluation import partition_heads
 
 import numpy as np
 import pandas as pd
@@ -130,11 +131,20 @@ def shared_reference() -> Path | None:
     return path if path.is_dir() else None
 
 
+def run_heads(result: dict) -> list[str]:
+    """The partitioning heads of a run's result file, coarse -> fine (never f*, its remedies or the retrieval
+    methods a run also records: :func:`geomtl_core.inference.evaluation.partition_heads`)."""
+    heads = partition_heads(result["test"]["methods"], result["config"]["partition"])
+    if not heads:
+        raise ValueError(f"run {result.get('name')!r} records no partitioning head among its test methods "
+                         f"{list(result['test']['methods'])}")
+    return heads
+
+
 def claims(scale: str, root: Path | None = None) -> list[dict]:
     """The paper's claims as proxy comparisons (run, method) and their published counterpart files."""
     root = find_root() if root is None else Path(root)
-    methods = list(read_result(scale, "st_hier", root)["test"]["methods"])
-    heads = [m for m in methods if not m.startswith("hierarchy")]  # coarse -> fine
+    heads = run_heads(read_result(scale, "st_hier", root))  # coarse -> fine
     middle, fine = heads[len(heads) // 2], heads[-1]
     return [
         {"claim": "three partitionings against one (middle cells)", "a": ("st_middle", None),
@@ -218,10 +228,11 @@ def summary(trends: pd.DataFrame, endpoint: str = "acc_200km") -> str:
     whether the direction is reproduced."""
     lines = []
     for _, r in trends[trends["endpoint"] == endpoint].iterrows():
-        proxy = f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] over {int(r['n_seeds'])} seeds"
+        proxy = (f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] over "
+                 f"{plural(int(r['n_seeds']), 'seed')}")
         paper = "the paper published no such pair" if pd.isna(r["paper_diff"]) else (
             f"paper {r['paper_diff']:+.2f} [{r['paper_ci_lo']:+.2f}, {r['paper_ci_hi']:+.2f}] on Im2GPS")
-        lines.append(f"- **{r['claim']}**: proxy {proxy}; {paper} → {direction(r)}.")
+        lines.append(f"- **{escape_markdown(r['claim'])}**: proxy {proxy}; {paper} → {direction(r)}.")
     return "\n".join(lines)
 
 
@@ -251,7 +262,7 @@ def granularity_table(scale: str, runs: dict[str, dict], root: Path | None = Non
     within each model, paired over seeds and blocks."""
     rows = []
     for name, r in runs.items():
-        heads = [m for m in r["test"]["methods"] if not m.startswith("hierarchy")]
+        heads = run_heads(r)
         d = compare_runs(scale, name, name, root, method_a="hierarchy", method_b=heads[-1]).at(PRIMARY_KM)
         p = r["config"]["partition"]
         rows.append({"run": name, "tau_min": p["tau_min"], "tau_max": str(p["tau_max"]),

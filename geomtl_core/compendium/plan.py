@@ -1,12 +1,19 @@
 """The plan of a scale, before anything trains (``runner --dry-run``): every training run the book asks for, stage
 by stage (the recipe's candidates, each learning arm's candidates, the grid's cells over seeds and folds, the
 named runs of chapters 04 and 06), whether the run cache already holds it, and an estimated time from measured
-per-epoch costs. Where a validation choice is not made yet, the later runs are planned with the scale's declared
-settings and marked provisional: their number is exact, their keys and times are estimates."""
+per-epoch costs (``measured.json``). Where a validation choice is not made yet, the later runs are planned with the
+scale's declared settings and marked provisional: their number is exact, their keys and times are estimates.
+
+Planning writes nothing: not the proxy export, not its folds, no result. What the plan needs from the export (the
+training split's size, its scene shares, the number of folds) is read from it when it is there, else computed from
+the proxy's locations and labels as the export will split them (:func:`export_sizes`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from geomtl_core.compendium import grid, paper_claims
@@ -18,15 +25,70 @@ from geomtl_core.compendium.scales import scale_params
 
 import pandas as pd
 
-COST_S = {"frozen": (15.0, 12.0), "tuned": (50.0, 14.0), "cnn": (38.0, 14.0)}
-"""Seconds per epoch over the default scale's 63K training images, and per run for the rest (evaluation, setup),
-measured on this project's 2-core CPU (AMD EPYC, no GPU; default runs of 2026-12-03): heads on cached features,
-EfficientNet-Lite0 with two blocks tuned on cached activations, small CNN from scratch. Scaled by samples per
-epoch and, where images are read, by pixels; a scale's own finished runs replace them (their median)."""
-RETRIEVAL_S = 30.0
+MEASURED: dict = json.loads(Path(__file__).with_name("measured.json").read_text())
+"""The measured times (``measured.json``: data, so that a new measurement changes no run key)."""
+_COSTS = MEASURED["run_costs"]
+COST_S: dict[str, tuple[float, float]] = {k: (float(e), float(r))
+                                          for k, (e, r) in _COSTS["per_epoch_and_run_s"].items()}
+"""Seconds per epoch over :data:`COST_IMAGES` training images of :data:`COST_PX` pixels, and per run for the rest,
+by kind of model (measured, ``measured.json``). Scaled by samples per epoch and, where images are read, by pixels;
+a scale's own finished runs replace them (their median)."""
+COST_IMAGES: int = int(_COSTS["reference_train_images"])
+COST_PX: int = int(_COSTS["reference_size_px"])
+RETRIEVAL_S: float = float(MEASURED["retrieval"]["planned_s"])
 """Seconds a retrieval run (``train.retrieval``) adds for the hybrid's and kNN's choice on validation and their
-test (20–26 s at the default scale's 10% share on a 2-core Intel Xeon, 2026-12-04, more with a larger gallery);
-the scale's own finished retrieval runs replace it (their median)."""
+test (``measured.json``); the scale's own finished retrieval runs replace it (their median)."""
+
+
+@dataclass(frozen=True)
+class ExportSizes:
+    """What the plan needs from a scale's proxy export: the training split's size, its share of each class of the
+    individual scene networks' task, and the number of cross-validation folds. ``source``: ``export`` (read from
+    it) or ``computed`` (from the proxy's locations and labels, split as the export splits them; nothing written)."""
+
+    train_images: int
+    isn_shares: dict[int, float]
+    k: int
+    source: str
+
+
+def export_sizes(scale: str, root: Path) -> ExportSizes:
+    """The export's sizes (:class:`ExportSizes`), read from the scale's export when it is there with the config
+    :func:`~geomtl_core.compendium.runs.ensure_proxy` exports, else computed without writing anything."""
+    from geomtl_core.data.metadata import SCENE_COLUMNS
+    from geomtl_core.data.proxy.export import ProxyConfig, labelled_locations, metadata_table
+
+    p = scale_params(scale)
+    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])  # as ensure_proxy exports it
+    k = round(1 / cfg.fractions[2])  # as ensure_folds folds it
+    out = R.data_dir(scale, root)
+    info = out / "proxy.json"
+    if info.exists() and (out / "train.csv").exists() and \
+            json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(cfg))):
+        return ExportSizes(grid.steps_budget(scale, root), paper_claims.isn_shares(scale, root), k, "export")
+    locs = labelled_locations(cfg)
+    train = metadata_table(locs[locs["split"] == "train"])
+    column = {v: c for c, v in SCENE_COLUMNS.items()}[paper_claims.ISN_TASK]
+    shares = train[column].value_counts(normalize=True).sort_index()
+    return ExportSizes(len(train), {int(c): float(v) for c, v in shares.items()}, k, "computed")
+
+
+@contextmanager
+def _reading_only(sizes: ExportSizes) -> Iterator[None]:
+    """While the plan is composed, the runners' functions that would write the export's folds
+    (``runs.ensure_folds``) or read its sizes (``grid.steps_budget``, ``paper_claims.isn_shares``) answer from
+    ``sizes`` instead (swapped in their modules, restored on exit; one plan at a time in a process)."""
+    swaps = {(R, "ensure_folds"): lambda scale, root=None, *a, **kw: sizes.k,
+             (grid, "steps_budget"): lambda scale, root=None: sizes.train_images,
+             (paper_claims, "isn_shares"): lambda scale, root=None: dict(sizes.isn_shares)}
+    saved = {(m, name): getattr(m, name) for m, name in swaps}
+    try:
+        for (m, name), f in swaps.items():
+            setattr(m, name, f)
+        yield
+    finally:
+        for (m, name), f in saved.items():
+            setattr(m, name, f)
 
 
 def _kind(overrides: dict) -> str:
@@ -36,17 +98,18 @@ def _kind(overrides: dict) -> str:
     return "tuned" if model.get("finetune_blocks") else "frozen"
 
 
-def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[str, float]) -> float:
+def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[str, float],
+              root: Path | None = None) -> float:
     """Seconds one run should take: the scale's measured median per epoch of its kind, else :data:`COST_S`."""
     p = scale_params(scale)
-    cfg = R.experiment_config(scale, {"name": unit.name, **unit.overrides})
+    cfg = R.experiment_config(scale, {"name": unit.name, **unit.overrides}, root)
     kind = _kind(unit.overrides)
     per_epoch, overhead = COST_S[kind]
     if kind in measured:
         per_epoch = measured[kind]
     else:
         samples = cfg.train.samples_per_epoch or default_samples
-        per_epoch *= samples / 62_887 * ((p["size"] / 64) ** 2 if kind != "frozen" else 1.0)
+        per_epoch *= samples / COST_IMAGES * ((p["size"] / COST_PX) ** 2 if kind != "frozen" else 1.0)
     retrieval = measured.get("retrieval", RETRIEVAL_S) if cfg.train.retrieval else 0.0
     return overhead + per_epoch * cfg.train.epochs + retrieval
 
@@ -66,11 +129,20 @@ def _measured(scale: str, root: Path) -> dict[str, float]:
 
 def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     """One row per training run of the scale's book: stage, run, kind, epochs, seed, fold, cached, provisional
-    (planned before a validation choice it depends on), estimated seconds. Nothing trains: the runs are those
-    the runners compose (:mod:`~geomtl_core.compendium.grid`, :mod:`~geomtl_core.compendium.paper_claims`),
-    asked with ``peek`` (the choices as recorded)."""
+    (planned before a validation choice it depends on), estimated seconds. Nothing trains and nothing is written:
+    the runs are those the runners compose (:mod:`~geomtl_core.compendium.grid`,
+    :mod:`~geomtl_core.compendium.paper_claims`), asked with ``peek`` (the choices as recorded), on the export's
+    sizes (:func:`export_sizes`; in ``attrs["sizes"]`` of the table)."""
     root = find_root() if root is None else Path(root)
-    R.ensure_proxy(scale, root, progress=False)
+    sizes = export_sizes(scale, root)
+    with _reading_only(sizes):
+        table = _plan(scale, root)
+    table.attrs["sizes"] = asdict(sizes)
+    return table
+
+
+def _plan(scale: str, root: Path) -> pd.DataFrame:
+    """:func:`plan`'s table, composed by the runners' own functions."""
     choice = grid.recipe_choice(scale, root)
     provisional = choice is None
     units = grid.recipe_units(scale, root, choice["chosen"] if choice else PLANNED_RECIPE)
@@ -93,16 +165,17 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     out = []
     for stage, u, prov in rows:
         cached = not prov and u.cached(root)
-        epochs = R.experiment_config(scale, {"name": u.name, **u.overrides}).train.epochs
+        epochs = R.experiment_config(scale, {"name": u.name, **u.overrides}, root).train.epochs
         out.append({"stage": stage, "run": u.name, "kind": _kind(u.overrides), "epochs": epochs, "seed": u.seed,
                     "fold": "split" if u.fold is None else u.fold, "cached": cached, "provisional": prov,
-                    "est_s": 0.0 if cached else round(_estimate(u, scale, budget, measured), 1)})
+                    "est_s": 0.0 if cached else round(_estimate(u, scale, budget, measured, root), 1)})
     return pd.DataFrame(out)
 
 
 def summary(table: pd.DataFrame, workers: int = 1) -> str:
-    """The plan in a few lines: runs per stage and kind, cached and to train, and the estimated time serially and
-    on ``workers`` workers (independent runs share out; the recipe and arm choices come first)."""
+    """The plan in a few lines: runs per stage and kind, cached and to train, the estimated time serially and on
+    ``workers`` workers (independent runs share out; the recipe and arm choices come first), and where the export's
+    sizes came from (:func:`plan`'s ``attrs["sizes"]``)."""
     todo = table[~table["cached"]]
     lines = [f"{len(table)} runs planned, {int(table['cached'].sum())} cached, {len(todo)} to train"
              + (f" ({int(todo['provisional'].sum())} planned before a validation choice they depend on)"
@@ -115,5 +188,10 @@ def summary(table: pd.DataFrame, workers: int = 1) -> str:
     lines.append(f"estimated training time: {total / 3600:.2f} h in one process on the CPU the costs were measured "
                  f"on" + (f"; about {(first + (total - first) / workers) / 3600:.2f} h on {workers} workers of the "
                           "same speed" if workers > 1 else ""))
+    if sizes := table.attrs.get("sizes"):
+        lines.append(f"sizes: {sizes['train_images']:,} training images, {sizes['k']} folds, "
+                     + ("read from the proxy export" if sizes["source"] == "export" else
+                        "estimated without the proxy export (not there yet, and not written): computed from the "
+                        "proxy's locations as the export will split them"))
     return "\n".join(lines)
 

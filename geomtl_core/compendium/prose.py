@@ -4,7 +4,15 @@ the one-paragraph answer (presentation only)."""
 from __future__ import annotations
 
 from geomtl_core.compendium.design import model_label
-from geomtl_core.geo.protocol import DIRECTION_WORDS, PRIMARY_KM, interval_word
+from geomtl_core.geo.protocol import (
+    DIRECTION_WORDS,
+    NO_INFORMATION,
+    PRIMARY_KM,
+    dash,
+    escape_markdown,
+    interval_word,
+    plural,
+)
 from geomtl_core.geo.stats import PairedComparison
 
 import pandas as pd
@@ -12,19 +20,21 @@ import pandas as pd
 
 def describe_difference(c: PairedComparison, a: str, b: str, primary_km: int = PRIMARY_KM) -> str:
     """Plain sentences for the book from a comparison A − B (``a``, ``b``: what A and B are called): the primary
-    endpoint first (better, worse or not resolved, with its interval), then the secondary thresholds."""
+    endpoint first (better, worse or not resolved, with its interval), then the secondary thresholds (markdown:
+    a ``*`` in ``a`` or ``b``, as in f*, is escaped)."""
     def word(t: int) -> str:
         k = c.thresholds_km.index(t)
         return interval_word(float(c.ci[k, 0]), float(c.ci[k, 1]))
 
-    seeds = f"{c.n_seeds} seeds, " if c.n_seeds > 1 else ""
+    a, b = escape_markdown(a), escape_markdown(b)
+    seeds = f"{plural(c.n_seeds, 'seed')}, " if c.n_seeds > 1 else ""
     out = []
     if primary_km in c.thresholds_km:
         d = c.at(primary_km)
         said = {"better": f"{a} is better than {b}", "worse": f"{a} is worse than {b}",
                 "not resolved": f"not resolved ({a} − {b} could be either sign)"}[word(primary_km)]
         out.append(f"Primary endpoint ({primary_km} km): {a} − {b} = {d['diff']:+.2f} points, 95% CI "
-                   f"[{d['ci_lo']:+.2f}, {d['ci_hi']:+.2f}] ({seeds}{c.n_blocks} blocks): {said}.")
+                   f"[{d['ci_lo']:+.2f}, {d['ci_hi']:+.2f}] ({seeds}{plural(c.n_blocks, 'block')}): {said}.")
     rest = {v: [f"{t} km" for t in c.thresholds_km if t != primary_km and word(t) == v] for v in DIRECTION_WORDS}
     parts = [f"{a} better at {', '.join(rest['better'])}"] if rest["better"] else []
     parts += [f"{a} worse at {', '.join(rest['worse'])}"] if rest["worse"] else []
@@ -51,9 +61,11 @@ WORDS = ("helps", "hurts", "equivalent", "not resolved")
 
 
 def tally(t: pd.DataFrame) -> str:
-    """"2 helps, 0 hurts, 1 equivalent, 3 not resolved of 6"."""
+    """"2 helps, 0 hurts, 1 equivalent, 3 not resolved of 6" (and ", 1 no information" before "of" where a row
+    has a zero-width interval, :data:`geomtl_core.geo.protocol.NO_INFORMATION`)."""
     c = t["verdict"].value_counts()
-    return ", ".join(f"{c.get(w, 0)} {w}" for w in WORDS) + f" of {len(t)}"
+    words = [*WORDS, NO_INFORMATION] if c.get(NO_INFORMATION, 0) else WORDS
+    return ", ".join(f"{c.get(w, 0)} {w}" for w in words) + f" of {len(t)}"
 
 
 def conclusions(table: pd.DataFrame, scale: str) -> str:
@@ -69,15 +81,16 @@ def conclusions(table: pd.DataFrame, scale: str) -> str:
             for _, r in mrows.sort_values(["comparison", "data_fraction"]).iterrows():
                 what = SUBJECT.get(r["comparison"], r["comparison"]).format(aux=r["aux_label"])
                 mde = f", detectable ≥ {r['mde']:.1f}" if "mde" in r and pd.notna(r["mde"]) else ""
-                folds = f", {int(r['n_folds'])} folds" if r.get("n_folds", 1) > 1 else ""
+                folds = f", {plural(int(r['n_folds']), 'fold')}" if r.get("n_folds", 1) > 1 else ""
                 lines.append(f"- {round(100 * r['data_fraction'])}% of the training images, {what}: "
                              f"{r['diff']:+.2f} points [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], Holm p = "
-                             f"{r['p_holm']:.3f}{mde}{folds} → **{r['verdict']}**")
+                             f"{dash(r['p_holm'], '.3f')}{mde}{folds} → **{r['verdict']}**")
             lines.append("")
         lines.append(f"{fam.replace('_', ' ').capitalize()}: {tally(rows)}.\n")
     seeds, blocks = int(table["n_seeds"].min()), int(table["n_blocks"].min())
     margin = f" (equivalence margin ±{table['equiv_margin'].iloc[0]:g} points)" if "equiv_margin" in table else ""
-    lines.append(f"Every row stands on at least {seeds} seeds and {blocks} spatial blocks{margin}.")
+    lines.append(f"Every row stands on at least {plural(seeds, 'seed')} and {plural(blocks, 'spatial block')}"
+                 f"{margin}.")
     return "\n".join(lines)
 
 
@@ -130,15 +143,15 @@ def variance_plan_words(plan: pd.DataFrame) -> str:
     for (family, model, share), r in plan.iterrows():
         design = r["cheapest seeds × folds meeting the targets"]
         head = (f"{model} {share} ({family.replace('_', ' ')}; now {r['seeds × folds']} seeds × folds, "
-                f"±{r['± now']:.2f}, mde {r['mde now']:.2f}): {r['share between']:.0%} of the pooled difference's "
-                "variance lies between folds' test regions")
+                f"±{dash(r['± now'], '.2f')}, mde {dash(r['mde now'], '.2f')}): {dash(r['share between'], '.0%')} "
+                "of the pooled difference's variance lies between folds' test regions")
         if design.startswith("none"):
             out.append(f"{head}; no design up to {best[0].removeprefix('± at ')} meets the targets ({targets}): "
-                       f"that one would reach ±{r[best[0]]:.2f}, mde {r[best[1]]:.2f}.")
+                       f"that one would reach ±{dash(r[best[0]], '.2f')}, mde {dash(r[best[1]], '.2f')}.")
         else:
             s, f = (int(x) for x in design.split(" × "))
-            out.append(f"{head}; the cheapest design that meets the targets ({targets}) is {s} seeds × {f} folds "
-                       f"({s * f} runs per arm).")
+            out.append(f"{head}; the cheapest design that meets the targets ({targets}) is {plural(s, 'seed')} × "
+                       f"{plural(f, 'fold')} ({plural(s * f, 'run')} per arm).")
     return " ".join(out)
 
 
@@ -158,7 +171,7 @@ def embedding_choice(settings: pd.DataFrame) -> str:
     for method in ("hybrid", "kNN"):
         chosen = settings[f"{method}: embedding"]
         parts.append(f"{method} took the trained neck's embedding in {int((chosen == 'neck').sum())} of "
-                     f"{len(chosen)} cells and the backbone's pooled features in "
+                     f"{plural(len(chosen), 'cell')} and the backbone's pooled features in "
                      f"{int((chosen == 'backbone').sum())}")
     return "Embedding chosen on validation (first seed): " + "; ".join(parts) + "."
 
@@ -174,17 +187,18 @@ def methods_answer(methods: pd.DataFrame, cost: pd.DataFrame) -> str:
     out = []
     for share, g in scored.groupby("share", sort=False):
         best = g.loc[g[acc].idxmax()]
-        out.append(f"at {share} of the training images the most accurate is {best['method']} ({best['model']}, "
-                   f"{best['aux']}, {best[acc]:.1f}% within {PRIMARY_KM} km, 95% CI {best['ci95 low']:.1f}–"
-                   f"{best['ci95 high']:.1f})")
+        out.append(f"at {share} of the training images the most accurate is {escape_markdown(best['method'])} "
+                   f"({best['model']}, {best['aux']}, {best[acc]:.1f}% within {PRIMARY_KM} km, 95% CI "
+                   f"{best['ci95 low']:.1f}–{best['ci95 high']:.1f})")
     text = "Best method per training share (on the scale's split): " + "; ".join(out) + "."
     lines = []
     for r in methods.itertuples():
         share = f"{round(100 * r.data_fraction)}%"
         p = f"Holm p {r.p_holm:.3g}" if r.p_holm > 0 else "Holm p < 1e-4 (no bootstrap replicate beyond 0)"
-        runs = f"{r.n_seeds} seed{'s' * (r.n_seeds != 1)} × {r.n_folds} fold{'s' * (r.n_folds != 1)}"
-        lines.append(f"- {METHOD_SUBJECT.get(r.comparison, r.comparison)} ({r.model}, {r.aux_label}, {share}): "
-                     f"{r.diff:+.2f} points [{r.ci_lo:+.2f}, {r.ci_hi:+.2f}], {p}, mde {r.mde:.2f}, {runs}: "
+        runs = f"{plural(int(r.n_seeds), 'seed')} × {plural(int(r.n_folds), 'fold')}"
+        subject = escape_markdown(METHOD_SUBJECT.get(r.comparison, r.comparison))
+        lines.append(f"- {subject} ({r.model}, {r.aux_label}, {share}): "
+                     f"{r.diff:+.2f} points [{r.ci_lo:+.2f}, {r.ci_hi:+.2f}], {p}, mde {dash(r.mde, '.2f')}, {runs}: "
                      f"**{r.verdict}**")
     scene = methods[methods["comparison"] == "mtl_vs_st_hybrid"]
     if len(scene):

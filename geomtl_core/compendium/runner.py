@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no per-notebook progress bar on stderr")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (every training run, cached or to train) and its estimated time; train nothing")
+                   help="print the plan (every training run, cached or to train) and its estimated time; train "
+                        "nothing, write nothing (not even the proxy export: its sizes are then estimated)")
     p.add_argument("--workers", type=int, default=1,
                    help="train the grid's independent runs on N local processes (each with its share of the cores)")
     p.add_argument("--dask", default="",
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         from geomtl_core.compendium.plan import plan, summary
 
         table = plan(args.scale, root)
-        print(f"[runner] plan at scale={args.scale} in {root}:\n" + summary(table, max(args.workers, 1)))
+        print(f"[runner] plan at scale={args.scale} in {root} (dry run: nothing trained, nothing written):\n"
+              + summary(table, max(args.workers, 1)))
         return 0
     if args.workers < 1:
         p.error("--workers must be at least 1")

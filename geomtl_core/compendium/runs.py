@@ -10,6 +10,8 @@ no half result (its staging folder is resumed, or replaced when its key differs)
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import os
@@ -99,15 +101,36 @@ checks), so their edits never change a trained run or its test metrics. Everythi
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with every statement that is a bare string constant removed: the docstrings of the module, its
+    classes and functions, and the attribute docstrings after an assignment (none of them runs)."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if isinstance(body, list):
+                body[:] = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                                   and isinstance(s.value.value, str))]
+    return tree
+
+
+@functools.lru_cache(maxsize=1024)
+def _syntax_digest(source: bytes) -> str:
+    """sha256 of a module's syntax tree without docstrings: what it computes, not how its text is laid out
+    (comments, docstrings, blank lines, line breaks, quotes and spacing leave it unchanged)."""
+    tree = _without_docstrings(ast.parse(source))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
+
+
 def code_fingerprint(package: Path = PACKAGE) -> str:
-    """sha256 over the source of every library module that can change a run or its cached numbers."""
+    """sha256 over the syntax (:func:`_syntax_digest`: comments and docstrings left out) of every library module
+    that can change a run or its cached numbers, so that editing a comment or a docstring retrains nothing."""
     h = hashlib.sha256()
     for f in sorted(package.rglob("*.py")):
         rel = f.relative_to(package).as_posix()
         if rel.startswith(PRESENTATION_MODULES):
             continue
         h.update(rel.encode())
-        h.update(f.read_bytes())
+        h.update(_syntax_digest(f.read_bytes()).encode())
     return h.hexdigest()[:16]
 
 
@@ -176,14 +199,14 @@ def experiment_units(name: str, scale: str, overrides: dict | None = None, root:
     (the last fold of :func:`ensure_folds` is the split itself); the scale's retrieval cells score the hybrid
     too (:func:`geomtl_core.compendium.design.retrieval_overrides`)."""
     from geomtl_core.compendium.design import retrieval_overrides
-    from geomtl_core.data.folds import fold_overrides
+    from geomtl_core.data.folds import fold_overrides, fold_seed
 
     overrides = deep_merge(overrides or {}, retrieval_overrides(scale, name))
     seeds = list(scale_params(scale).get("seeds", [0]))
     k = ensure_folds(scale, root) if folds else 0
     plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
     return [RunUnit(seed_run_name(fold_run_name(name, j), s, seeds), scale,
-                    deep_merge(deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": s}}),
+                    deep_merge(deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": fold_seed(s, j)}}),
                                (seed_overrides or {}).get(s, {})), name, s, j)
             for j, fold_over in plan.items() for s in seeds]
 

@@ -18,7 +18,7 @@ from geomtl_core.data.shards import open_source
 from geomtl_core.data.spatial_split import SPLIT_CODES, nearest_train_km
 from geomtl_core.geo.baselines import nearest_cell_oracle, prior_baseline, random_baseline, true_cell_oracle
 from geomtl_core.geo.partitioning import Partitioning, build_partitionings
-from geomtl_core.geo.protocol import BLOCK_DEG, N_BOOT, PRIMARY_KM, THRESHOLDS_KM, interval_word
+from geomtl_core.geo.protocol import BLOCK_DEG, N_BOOT, PRIMARY_KM, THRESHOLDS_KM, dash, interval_word, plural
 from geomtl_core.geo.stats import spatial_blocks
 
 import numpy as np
@@ -61,7 +61,7 @@ def baseline_table(parts: list[Partitioning], lat: np.ndarray, lon: np.ndarray) 
 
 def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: str) -> str:
     """Is the task calibrated? The model against the prior (floor) and the nearest-cell-mean oracle (the
-    ceiling of a classifier over these cells) per threshold."""
+    ceiling of a classifier over these cells) per threshold (a markdown table; "—" where the gap is undefined)."""
     m = result["test"]["methods"][result["test"]["best"]]
     lines = ["| threshold | prior % | model % | ceiling % | model share of the prior-to-ceiling gap |",
              "|---|---|---|---|---|"]
@@ -70,7 +70,7 @@ def calibration_statement(result: dict, baselines: pd.DataFrame, partitioning: s
         oracle = baselines.loc[(partitioning, "nearest-cell-mean oracle"), f"{t} km"]
         model = 100 * m[f"acc_{t}km"]
         gap = (model - prior) / (oracle - prior) if oracle > prior else float("nan")
-        lines.append(f"| {t} km | {prior:.1f} | {model:.1f} | {oracle:.1f} | {gap:.2f} |")
+        lines.append(f"| {t} km | {dash(prior, '.1f')} | {model:.1f} | {dash(oracle, '.1f')} | {dash(gap, '.2f')} |")
     return "\n".join(lines)
 
 
@@ -95,7 +95,7 @@ def within_model_table(scale: str, run: str, reference: str = "hierarchy", root:
                        endpoint_km: int = PRIMARY_KM, n_boot: int = N_BOOT) -> pd.DataFrame:
     """Every prediction method of one run (each head alone, f*, the remedies) against ``reference`` on the
     same images and seeds: mean accuracy and the paired difference method − reference with its
-    seeds-then-blocks 95% CI."""
+    seeds-then-blocks 95% CI ("—" in the reference's own row, which has no difference to itself)."""
     root = find_root() if root is None else Path(root)
     methods = read_result(scale, run, root)["test"]["methods"]
     key = f"{endpoint_km} km"
@@ -108,7 +108,8 @@ def within_model_table(scale: str, run: str, reference: str = "hierarchy", root:
             row |= {f"− {reference} (points)": round(d["diff"], 3), "ci95 low": round(d["ci_lo"], 3),
                     "ci95 high": round(d["ci_hi"], 3), "verdict": interval_word(d["ci_lo"], d["ci_hi"])}
         rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
+    table = pd.DataFrame(rows).set_index("method")
+    return table.astype(object).where(table.notna(), "—")
 
 
 def results_table(results: dict[str, dict], method: str | None = None, split: str = "test") -> pd.DataFrame:
@@ -290,8 +291,8 @@ def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, m
                      if comp["within"] + comp["between"] > 0 else float("nan"),
                      "± now": round(1.96 * se, 2), "mde now": round(float(r["mde"]), 2),
                      "cheapest seeds × folds meeting the targets": cheapest,
-                     f"± at {max_seeds} seeds × {max_folds} folds": round(best[0], 2),
-                     f"mde at {max_seeds} seeds × {max_folds} folds": round(best[1], 2)})
+                     f"± at {plural(max_seeds, 'seed')} × {plural(max_folds, 'fold')}": round(best[0], 2),
+                     f"mde at {plural(max_seeds, 'seed')} × {plural(max_folds, 'fold')}": round(best[1], 2)})
     return pd.DataFrame(rows).set_index(["family", "model", "share"]) if rows else pd.DataFrame()
 
 
@@ -363,7 +364,7 @@ def _float16_columns(r: dict) -> dict:
 def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Per retrieval cell (first seed): the hybrid's and kNN's settings chosen on validation, their validation
     accuracy within the choosing distance, the gallery's size, what storing it as float16 (as a bundle does)
-    changes on test, and the search time per test image."""
+    changes on test, and the search time per test image ("—" where a result predates a column)."""
     from geomtl_core.compendium.design import retrieval_cells
 
     rows = []
@@ -383,4 +384,7 @@ def retrieval_settings_table(scale: str, root: Path | None = None) -> pd.DataFra
                      **_float16_columns(r),
                      "search ms/image (hybrid, kNN)": f"{r['search_ms_per_image']['hybrid']:.3f}, "
                                                       f"{r['search_ms_per_image']['knn']:.3f}"})
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index("run")
+    return table.astype(object).where(table.notna(), "—")

@@ -75,7 +75,7 @@ def read_scene_hierarchy(path: str | Path) -> SceneHierarchy:
 
 PROXY_MARKER = "proxy.json"
 OVERHEAD_PROXY_CAUTION = (
-    "caution: this model was trained on the overhead proxy dataset (300 km Blue Marble crops, book/proxy.md), "
+    "caution: this model was trained on the overhead proxy dataset (100 km Blue Marble crops, book/proxy.md), "
     "not on ground-level photos; its guesses for ordinary photos are close to random"
 )
 

@@ -1,8 +1,12 @@
 """The spatial split of a benchmark: train / val / test by blocks of the map, spread over many blocks, with
-a buffer (no val or test location has a training location within ``buffer_km``). A protocol function: the
-proxy export uses it, and a user of real MP-16 metadata can split their own coordinates the same way."""
+training images that share nothing with a validation or test image. For the proxy's overhead crops that is
+tested on the crops' footprints (no shared source pixel, :class:`Overlap`); for photos, whose content is not
+a footprint, by a radius (no training location within ``buffer_km``). A protocol function: the proxy export
+uses it, and a user of real MP-16 metadata can split their own coordinates the same way."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import EARTH_RADIUS_KM, to_unit_vectors, validate_coordinates
@@ -12,6 +16,15 @@ import numpy as np
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "left out": -1}
 """The split index of each location as :func:`spatial_split` returns it."""
+
+
+class Overlap(Protocol):
+    """What the images of a split read, for excluding training images that share content with held-out ones
+    (:class:`geomtl_core.data.proxy.footprints.Footprints` for the proxy's crops)."""
+
+    def touching(self, crops: np.ndarray) -> np.ndarray:
+        """Per image: whether it shares content with an image of the boolean mask ``crops``."""
+        ...
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -50,31 +63,34 @@ def assign_splits(
 
 def spatial_split(
     lat: np.ndarray, lon: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    grid_deg: float = 2.0, buffer_km: float = 50.0, max_block_share: float = 0.075, block_deg: float = 5.0,
+    grid_deg: float = 2.0, buffer_km: float = 0.0, max_block_share: float = 0.075, block_deg: float = 5.0,
+    overlap: Overlap | None = None,
 ) -> np.ndarray:
     """Split index per location (0 train, 1 val, 2 test, -1 left out), spread like a real benchmark.
 
     Cells of ``grid_deg`` go whole to one split (:func:`assign_splits`); within val and test no
     ``block_deg`` block holds more than ``max_block_share`` of the split (a seeded subsample of the
-    block's locations stays, the rest is left out), and training locations within ``buffer_km`` of any
-    val or test location are left out, so no test crop overlaps a training crop's centre region.
+    block's locations stays, the rest is left out); then training images that ``overlap`` says share
+    content with any val or test image, and training locations within ``buffer_km`` of any val or test
+    location, are left out.
     """
     if not 0 < max_block_share <= 1:
         raise InputError(f"max_block_share must be in (0, 1], got {max_block_share}")
     split = assign_splits(lat, lon, seed, fractions, grid_deg)
-    return _cap_and_buffer(split, lat, lon, np.random.default_rng(seed), buffer_km, max_block_share, block_deg)
+    return _cap_and_exclude(split, lat, lon, np.random.default_rng(seed), buffer_km, max_block_share, block_deg,
+                            overlap)
 
 
 def spatial_folds(
-    lat: np.ndarray, lon: np.ndarray, k: int = 10, seed: int = 0, grid_deg: float = 2.0, buffer_km: float = 50.0,
-    max_block_share: float = 0.075, block_deg: float = 5.0,
+    lat: np.ndarray, lon: np.ndarray, k: int = 10, seed: int = 0, grid_deg: float = 2.0, buffer_km: float = 0.0,
+    max_block_share: float = 0.075, block_deg: float = 5.0, overlap: Overlap | None = None,
 ) -> np.ndarray:
     """(k, n) split codes of spatial k-fold cross-validation over whole ``grid_deg`` cells: fold j tests the
     cells whose :func:`cell_uniform` number falls in [j/k, (j+1)/k), validates on the previous slice (j − 1,
-    cyclic), trains on the rest; each fold gets :func:`spatial_split`'s block cap and buffer.
+    cyclic), trains on the rest; each fold gets :func:`spatial_split`'s block cap and exclusions.
 
     With ``fractions = (1 − 2/k, 1/k, 1/k)`` the last fold *is* :func:`spatial_split` of the same seed (same
-    cells, caps and buffer): applied to the locations a spatial split kept, fold k − 1 reproduces that split.
+    cells, caps and exclusions): applied to the locations a spatial split kept, fold k − 1 reproduces that split.
     """
     if k < 3:
         raise InputError(f"k must be at least 3 (test, validation and training slices), got {k}")
@@ -85,14 +101,16 @@ def spatial_folds(
     for j in range(k):
         split = np.where(slice_ == j, 2, np.where(slice_ == (j - 1) % k, 1, 0))
         rng = np.random.default_rng(seed if j == k - 1 else [seed, j])
-        out[j] = _cap_and_buffer(split, lat, lon, rng, buffer_km, max_block_share, block_deg)
+        out[j] = _cap_and_exclude(split, lat, lon, rng, buffer_km, max_block_share, block_deg, overlap)
     return out
 
 
-def _cap_and_buffer(split: np.ndarray, lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator,
-                    buffer_km: float, max_block_share: float, block_deg: float) -> np.ndarray:
+def _cap_and_exclude(split: np.ndarray, lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator,
+                     buffer_km: float, max_block_share: float, block_deg: float,
+                     overlap: Overlap | None = None) -> np.ndarray:
     """Leave out (-1) val and test locations over a block's cap (a seeded random subsample of an over-full
-    block stays) and training locations within ``buffer_km`` of any val or test location."""
+    block stays), training images sharing content with any val or test image (``overlap``) and training
+    locations within ``buffer_km`` of any val or test location."""
     split = np.array(split, np.int64)
     for s in (1, 2):
         idx = np.flatnonzero(split == s)
@@ -107,7 +125,10 @@ def _cap_and_buffer(split: np.ndarray, lat: np.ndarray, lon: np.ndarray, rng: np
                 members = idx[blocks == b]
                 split[rng.permutation(members)[limit:]] = -1
             idx = np.flatnonzero(split == s)
-    held, train = split > 0, np.flatnonzero(split == 0)
+    held = split > 0
+    if overlap is not None and held.any():
+        split[(split == 0) & overlap.touching(held)] = -1
+    train = np.flatnonzero(split == 0)
     if held.any() and len(train) and buffer_km > 0:
         split[train[_nearest_km(lat, lon, held, split == 0) < buffer_km]] = -1
     return split

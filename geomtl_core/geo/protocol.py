@@ -8,6 +8,7 @@ Every comparison, table, plot and sentence of the compendium and the CLI reads t
 from __future__ import annotations
 
 import math
+import numbers
 
 THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750, 2500)
 """Accuracy is the share of images within each of these great-circle distances (GeoEstimation's levels)."""
@@ -36,7 +37,11 @@ DIRECTION_WORDS = ("better", "worse", "not resolved")
 """What a difference A − B says of A: its interval above 0, below 0, or containing 0."""
 VERDICT_WORDS = ("helps", "hurts", "not resolved")
 """What a verdict row says of b against a: the words of :data:`DIRECTION_WORDS` in a verdict; a row whose
-interval lies inside the equivalence margin says "equivalent" (:func:`verdict_word`)."""
+interval lies inside the equivalence margin says "equivalent", one whose interval has no width "no information"
+(:func:`verdict_word`)."""
+NO_INFORMATION = "no information"
+"""The word of a row whose interval has zero width: both arms scored the same on every resample (e.g. both hit
+the same very few images), so the data say nothing about the difference; never read as "equivalent"."""
 
 
 def direction(lo: float, hi: float) -> int:
@@ -65,16 +70,53 @@ def interval_word(lo: float, hi: float, p_adjusted: float | None = None, words: 
 
 
 def verdict_word(lo: float, hi: float, p_adjusted: float, margin: float = EQUIV_MARGIN, alpha: float = ALPHA) -> str:
-    """A verdict row's word: ``helps`` / ``hurts`` (interval beside 0 and Holm p < alpha), ``equivalent`` (the 95%
-    interval inside ±margin), else ``not resolved``.
+    """A verdict row's word: ``helps`` / ``hurts`` (interval beside 0 and Holm p < alpha), :data:`NO_INFORMATION`
+    (otherwise, a zero-width interval: no resample moved the difference, as when both arms hit the same few
+    images), ``equivalent`` (the 95% interval inside ±margin), else ``not resolved``.
 
     >>> verdict_word(0.5, 2.0, 0.01), verdict_word(-0.8, 0.6, 0.5), verdict_word(-3.0, 2.0, 0.9)
     ('helps', 'equivalent', 'not resolved')
+    >>> verdict_word(0.0, 0.0, 1.0), verdict_word(100.0, 100.0, 0.0)
+    ('no information', 'helps')
     """
     word = interval_word(lo, hi, p_adjusted, VERDICT_WORDS, alpha)
+    if word == VERDICT_WORDS[2] and lo == hi:
+        return NO_INFORMATION
     if word == VERDICT_WORDS[2] and -margin <= lo and hi <= margin:
         return "equivalent"
     return word
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun in agreement (``nouns``: the plural where it is not ``noun + "s"``), so the
+    generated text never says "1 seeds".
+
+    >>> plural(1, "seed"), plural(2, "seed"), plural(0, "fold"), plural(1, "image", "images")
+    ('1 seed', '2 seeds', '0 folds', '1 image')
+    """
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def escape_markdown(text: str) -> str:
+    r"""``text`` to be placed in markdown as it reads: ``*`` escaped, so "f*" beside ``**bold**`` is not taken
+    for emphasis (the generated markdown writes ``f\*``, which renders as f*).
+
+    >>> escape_markdown("f* against the fine head")
+    'f\\* against the fine head'
+    """
+    return text.replace("*", r"\*")
+
+
+def dash(value: float | None, spec: str = "") -> str:
+    """``value`` formatted with ``spec``, or an em dash where there is none (None or NaN): generated tables and
+    sentences never show "nan" or "None" as a number.
+
+    >>> dash(0.1234, ".2f"), dash(float("nan"), ".2f"), dash(None)
+    ('0.12', '—', '—')
+    """
+    if value is None or (isinstance(value, numbers.Real) and math.isnan(value)):
+        return "—"
+    return format(value, spec)
 
 
 def minimum_detectable_effect(se: float, alpha: float = ALPHA, power: float = POWER) -> float:

@@ -12,7 +12,9 @@ imported GeoEstimation model's five crops, maximum over crops) is applied by :fu
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from geomtl_core.data.dataset import GeoImageDataset, LabelTable, make_loader
 from geomtl_core.data.images import TransformConfig
@@ -139,6 +141,24 @@ def evaluate_split(
         elif listing.exists():
             listing.unlink()
     return out
+
+
+def partition_names(partition: Mapping[str, Any]) -> set[str]:
+    """Names of the partitionings a recorded ``config["partition"]`` builds: its cells files' stems, else
+    ``cells_<tau_min>_<tau_max>`` per ``tau_max`` (as :func:`geomtl_core.geo.partitioning.build_partitionings`
+    names them), so a result file says which of its methods are heads without loading the bundle."""
+    if partition.get("cells_files"):
+        return {Path(f).stem for f in partition["cells_files"]}
+    return {f"cells_{int(partition['tau_min'])}_{int(t)}" for t in partition["tau_max"]}
+
+
+def partition_heads(methods: Iterable[str], partition: Mapping[str, Any]) -> list[str]:
+    """The partitioning heads among a run's test ``methods``, coarse -> fine (the order :func:`evaluate_split`
+    records them in): the methods named after a partitioning of ``partition`` (the run's recorded
+    ``config["partition"]``). A run's other methods (``hierarchy`` and its remedies, the retrieval methods
+    ``hybrid`` and ``knn`` a run with ``train.retrieval`` adds) are not heads, so no head comparison picks them."""
+    names = partition_names(partition)
+    return [m for m in methods if m in names]
 
 
 def _skipped(split, valid: np.ndarray) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geomtl_core.data.spatial_split import spatial_split
 from geomtl_core.errors import InputError
@@ -15,6 +16,9 @@ from geomtl_core.geo.geodesy import validate_coordinates
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from geomtl_core.data.proxy.footprints import Footprints
 
 SPLITS = ("train", "val", "test")
 
@@ -25,11 +29,12 @@ class ProxyConfig:
 
     n: int | None = None  # None: all 100,000 locations
     seed: int = 0
-    fov_km: float = 300.0
+    fov_km: float = 100.0  # pixel-disjoint folds keep >= 70% of training crops (book/method.md, "The benchmark")
     size: int = 64
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_grid_deg: float = 2.0  # locations in one cell of this lat/lon grid share a split (blocked)
-    buffer_km: float = 50.0  # training locations this close to a val/test location are left out
+    split_grid_deg: float = 5.0  # locations in one cell of this lat/lon grid share a split (blocked)
+    pixel_disjoint: bool = True  # training crops sharing a source pixel with a val/test crop are left out
+    buffer_km: float = 0.0  # training locations this close to a val/test location are left out (photos' radius)
     max_block_share: float = 0.075  # val/test images per 5-degree block, at most this share of the split
     quality: int = 90
     scene_label: str = "crop_majority_8x8"  # S3/S16: majority land cover over an 8x8 sample of the crop
@@ -56,16 +61,33 @@ def select_locations(locs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFra
     return locs.iloc[keep].reset_index(drop=True)
 
 
-def labelled_locations(cfg: ProxyConfig) -> pd.DataFrame:
+def crop_overlap(locs: pd.DataFrame, cfg: ProxyConfig) -> Footprints | None:
+    """The crops' source-pixel footprints when the config asks for a pixel-disjoint split, else None."""
+    from geomtl_core.data.proxy.footprints import Footprints
+
+    if not cfg.pixel_disjoint:
+        return None
+    return Footprints.of_crops(locs["lat"].to_numpy(), locs["lon"].to_numpy(), cfg.fov_km, cfg.size)
+
+
+def labelled_locations(cfg: ProxyConfig, diagnostics: dict | None = None) -> pd.DataFrame:
     """Locations of the config with labels (igbp, group, koppen, koppen_filled) and split; locations the
-    split leaves out (buffer, block cap) are not returned."""
+    split leaves out (exclusions, block cap) are not returned. ``diagnostics``, if given, receives the split's
+    leakage figures (:func:`geomtl_core.data.leakage.split_diagnostics`)."""
+    from geomtl_core.data.leakage import split_diagnostics
     from geomtl_core.data.proxy.labels import crop_landcover, labels_at
 
     locs = select_locations(load_locations(), cfg.n, cfg.seed)
     lab = labels_at(locs["lat"], locs["lon"])
     scene_igbp, scene_group = crop_landcover(locs["lat"], locs["lon"], cfg.fov_km)
-    split = spatial_split(locs["lat"].to_numpy(), locs["lon"].to_numpy(), cfg.seed, cfg.fractions, cfg.split_grid_deg,
-                          cfg.buffer_km, cfg.max_block_share)
+    lat, lon = locs["lat"].to_numpy(), locs["lon"].to_numpy()
+    footprints = crop_overlap(locs, cfg)
+    split = spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg, cfg.buffer_km, cfg.max_block_share,
+                          overlap=footprints)
+    if diagnostics is not None:
+        cells = spatial_split(lat, lon, cfg.seed, cfg.fractions, cfg.split_grid_deg, 0.0, 1.0)
+        shared = None if footprints is None else footprints.shared_with(split == 0)
+        diagnostics.update(split_diagnostics(lat, lon, split, cells == 0, shared))
     out = locs.assign(igbp=lab.igbp, group=lab.group, koppen=lab.koppen, koppen_filled=lab.koppen_filled,
                       scene_igbp=scene_igbp, scene_group=scene_group, split=np.asarray(SPLITS)[np.maximum(split, 0)])
     return out[split >= 0].reset_index(drop=True)
@@ -125,6 +147,7 @@ def label_counts(df: pd.DataFrame) -> dict:
 def export_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bool = True) -> dict:
     """Write ``OUT/{train,val,test}/shard_*.msg``, ``OUT/{split}.csv`` and ``OUT/proxy.json``; return the json."""
     from geomtl_core.data.assets import load_assets
+    from geomtl_core.data.leakage import BENCHMARK
     from geomtl_core.data.proxy.labels import GROUP_NAMES, IGBP_NAMES, KOPPEN_FILL_KM, KOPPEN_NAMES
     from geomtl_core.data.proxy.world import check_crop
     from geomtl_core.data.shards import write_shards
@@ -134,7 +157,8 @@ def export_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bo
     check_crop(cfg.fov_km, cfg.size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    df = labelled_locations(cfg)
+    leakage: dict = {}
+    df = labelled_locations(cfg, leakage)
     bar = tqdm(total=len(df), unit="img", desc="proxy export", disable=not progress)
     shards: dict[str, int] = {}
     for split in SPLITS:
@@ -146,7 +170,8 @@ def export_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bo
     bar.close()
     info = {
         "dataset": "geomtl proxy: Blue Marble crops at MP-16 locations (book/proxy.md)",
-        "config": asdict(cfg), "n": len(df), "shards": shards, "counts": label_counts(df),
+        "config": asdict(cfg), "benchmark": BENCHMARK if cfg.pixel_disjoint else None, "leakage": leakage,
+        "n": len(df), "shards": shards, "counts": label_counts(df),
         "label_meaning": {"S3_Label": "majority 3-way group over an 8x8 sample of the crop",
                           "S16_Label": "majority IGBP class over an 8x8 sample of the crop",
                           "S365_Label": "IGBP class of the centre pixel", "KG_Label": "Koppen class of the centre"},

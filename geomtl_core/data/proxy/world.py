@@ -89,9 +89,13 @@ def destinations(
     return lat2, lon2
 
 
-def bilinear(world: World, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Bilinear RGB of the world image at lat/lon (longitude wraps, latitude clamps at the poles), uint8."""
-    h, w = world.height, world.width
+def source_corners(height: int, width: int, lat: np.ndarray, lon: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices of the four source pixels a bilinear read at lat/lon touches (top-left, top-right,
+    bottom-left, bottom-right; longitude wraps, latitude clamps at the poles) and the weights ``fx, fy``.
+    The one definition of which source pixels a crop reads: :func:`bilinear` and the crop footprints of the
+    pixel-disjoint split (:mod:`geomtl_core.data.footprints`) both use it."""
+    h, w = height, width
     x = (np.asarray(lon, np.float32) + np.float32(180.0)) * np.float32(w / 360.0) - np.float32(0.5)
     y = (np.float32(90.0) - np.asarray(lat, np.float32)) * np.float32(h / 180.0) - np.float32(0.5)
     y = np.clip(y, 0, h - 1)
@@ -101,10 +105,16 @@ def bilinear(world: World, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     xi1 = (xi0 + 1) % w
     yi0 = y0.astype(np.int64)
     yi1 = np.minimum(yi0 + 1, h - 1)
-    flat = world.pixels.reshape(-1, 3)
     r0, r1 = yi0 * w, yi1 * w
-    top = flat[r0 + xi0] * (1 - fx) + flat[r0 + xi1] * fx
-    bottom = flat[r1 + xi0] * (1 - fx) + flat[r1 + xi1] * fx
+    return r0 + xi0, r0 + xi1, r1 + xi0, r1 + xi1, fx, fy
+
+
+def bilinear(world: World, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Bilinear RGB of the world image at lat/lon (longitude wraps, latitude clamps at the poles), uint8."""
+    tl, tr, bl, br, fx, fy = source_corners(world.height, world.width, lat, lon)
+    flat = world.pixels.reshape(-1, 3)
+    top = flat[tl] * (1 - fx) + flat[tr] * fx
+    bottom = flat[bl] * (1 - fx) + flat[br] * fx
     out = top * (1 - fy) + bottom * fy
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 

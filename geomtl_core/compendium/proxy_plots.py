@@ -55,3 +55,32 @@ def plot_split_map(lat_lon_split: pd.DataFrame, title: str = "proxy locations by
     ax.set_title(title)
     plt.close(fig)
     return fig
+
+
+def plot_nearest_train(root, folds: list[int], thresholds_km: tuple[int, ...] = (25, 200, 750)):
+    """Cumulative share of each fold's test images by the distance to their nearest training image (km, log
+    axis), from the fold CSVs under ``root/folds``: the distances a pixel-disjoint split leaves."""
+    from pathlib import Path
+
+    from geomtl_core.data.metadata import read_metadata
+    from geomtl_core.data.spatial_split import nearest_train_km
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for j in folds:
+        parts = [read_metadata(Path(root) / "folds" / f"k{j}" / f"{s}.csv") for s in ("train", "test")]
+        lat = np.concatenate([p["lat"].to_numpy() for p in parts])
+        lon = np.concatenate([p["lon"].to_numpy() for p in parts])
+        split = np.repeat([0, 2], [len(p) for p in parts])
+        d = np.sort(nearest_train_km(lat, lon, split, of=2))
+        ax.plot(d, np.arange(1, len(d) + 1) / len(d), lw=1.2, label=f"fold {j}")
+    for t in thresholds_km:
+        ax.axvline(t, color="0.6", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("test image to its nearest training image (km)", fontsize=11)
+    ax.set_ylabel("share of test images", fontsize=11)
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=9, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -85,10 +85,29 @@ def split_table(meta: pd.DataFrame, block_deg: float = BLOCK_DEG) -> pd.DataFram
         d = nearest_train_km(lat, lon, code, of=k)
         rows.append({"split": name, "images": int((code == k).sum()), f"{block_deg:g}° blocks": len(counts),
                      "largest block %": round(100 * counts.max() / counts.sum(), 1),
-                     **{f"train within {t} km %": round(100 * float((d < t).mean()), 1) for t in (50, 100, 150)},
+                     **{f"train within {t} km %": round(100 * float((d < t).mean()), 1) for t in (100, 200, 750)},
                      "nearest train km (10th pct)": round(float(np.percentile(d, 10))),
                      "median": round(float(np.median(d))), "90th pct": round(float(np.percentile(d, 90)))})
     return pd.DataFrame(rows).set_index("split")
+
+
+def leakage_table(folds: dict) -> pd.DataFrame:
+    """One row per fold of ``folds.json`` (:func:`geomtl_core.data.folds.write_folds`): training images kept and
+    dropped by the pixel-disjoint exclusion, the held-out crops' largest overlap with training (source pixels;
+    0 by construction), the nearest training location of each test image (km, percentiles), the
+    nearest-training-location oracle (the ceiling of a model that answers with a training location) and the
+    test set's 5° blocks with Kish's effective number."""
+    rows = []
+    for j, d in folds["leakage"].items():
+        near, oracle = d.get("nearest_train_km", {}), d.get("oracle_nearest_train", {})
+        rows.append({"fold": int(j), "train kept": d["train"], "dropped": d["dropped_train"],
+                     "kept %": round(100 * d["kept_share"], 1), "val": d["val"], "test": d["test"],
+                     "largest overlap (px)": d.get("max_shared_px_held", "—"),
+                     "nearest train km: 5th pct": near.get("q05", "—"), "median": near.get("q50", "—"),
+                     "95th pct": near.get("q95", "—"),
+                     **{f"oracle {t} km %": round(100 * oracle[str(t)], 1) if oracle else "—" for t in (200, 750)},
+                     "test blocks": d.get("test_blocks", "—"), "Kish": d.get("test_blocks_kish", "—")})
+    return pd.DataFrame(rows).set_index("fold").sort_index()
 
 
 def within_model_table(scale: str, run: str, reference: str = "hierarchy", root: Path | None = None,

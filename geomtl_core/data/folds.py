@@ -94,6 +94,9 @@ def write_folds(root: Path, k: int, seed: int, grid_deg: float, buffer_km: float
             shared = None if footprints is None else footprints.shared_with(codes[j] == 0)
             leakage[str(j)] = split_diagnostics(lat, lon, codes[j], slices[j] == 0, shared)
         _link_pool(root, out / POOL)
+        own = json.loads((root / "proxy.json").read_text()).get("leakage") if crops is not None else None
+        if own:  # fold k - 1 is the export's split: its exclusion was applied to all locations, before the export
+            leakage[str(k - 1)].update({x: own[x] for x in ("eligible_train", "dropped_train", "kept_share")})
         result = {"args": args, "benchmark": BENCHMARK if crops is not None else None, "sizes": sizes,
                   "leakage": leakage, "tested_once": bool((np.sum(codes == 2, axis=0) <= 1).all())}
         with atomic_path(info) as tmp:

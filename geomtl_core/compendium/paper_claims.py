@@ -12,7 +12,7 @@ from geomtl_core.compendium import grid
 from geomtl_core.compendium.design import AUX
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir, seed_predictions
-from geomtl_core.compendium.runs import experiment_config, seed_run_name, write_json_atomic
+from geomtl_core.compendium.runs import benchmark_of, experiment_config, seed_run_name, write_json_atomic
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import compare_files, seed_summary
 from geomtl_core.config import deep_merge
@@ -197,6 +197,7 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
     table = pd.DataFrame(rows)
     table["p_holm"] = table.groupby("endpoint")["p"].transform(lambda p: holm(p.to_numpy()))  # family: one distance
     table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
+    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
     table.to_csv(results_dir(scale, root) / "paper_trends.csv", index=False)
     return table
 

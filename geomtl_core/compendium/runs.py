@@ -37,6 +37,15 @@ def data_dir(scale: str, root: Path | None = None) -> Path:
     return root / "data" / f"proxy_{p['n'] or 'all'}_{p['size']}px_{int(p['fov_km'])}km"
 
 
+def benchmark_of(scale: str, root: Path | None = None) -> str | None:
+    """The benchmark version of the scale's proxy export (``proxy.json``; exports from before versions were
+    recorded are the overlapping split), None while there is no export: the column results rows carry."""
+    info = data_dir(scale, root) / "proxy.json"
+    if not info.exists():
+        return None
+    return json.loads(info.read_text()).get("benchmark") or "overlap-50km-v0"
+
+
 def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) -> Path:
     """The proxy export of a scale (built once, reused while its proxy.json matches; built under a lock)."""
     from dataclasses import asdict

@@ -10,6 +10,7 @@ from pathlib import Path
 from geomtl_core.compendium.design import FAMILIES, METHODS_FAMILY, Cell, comparisons, family, method_comparisons
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir
+from geomtl_core.compendium.runs import benchmark_of
 from geomtl_core.geo.protocol import (
     ALPHA,
     EQUIV_MARGIN,
@@ -72,6 +73,7 @@ def methods_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     rows = [method_row(scale, label, a, ma, b, mb, root, n_boot) for label, a, ma, b, mb in method_comparisons(scale)]
     cols = [*VERDICT_COLUMNS, "a_run", "b_run", "a_method", "b_method", "verdict"]
     table = decide(pd.DataFrame(rows))[cols].round(4) if rows else pd.DataFrame(columns=cols)
+    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
     table.to_csv(results_dir(scale, root) / "methods.csv", index=False)
     return table
 
@@ -118,5 +120,6 @@ def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     order = {f: k for k, f in enumerate(FAMILIES)}
     table = table.sort_values("family", key=lambda f: f.map(order), kind="stable")
     table = table[[*VERDICT_COLUMNS, "a_run", "b_run", "verdict"]].round(4)
+    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
     table.to_csv(results_dir(scale, root) / "verdict.csv", index=False)
     return table

@@ -208,7 +208,7 @@ def test_bad_files_in_a_folder(bundle_dir, tmp_path, capsys):
     errors = {Path(r["path"]).name: r["error"] for r in res if r["error"]}
     assert set(errors) == {"corrupt.jpg", "empty.jpg"}
     assert "truncated" in errors["corrupt.jpg"] and "0 bytes" in errors["empty.jpg"]
-    assert main(["predict", str(bundle_dir), str(folder / "notes.txt"), "--no-progress"]) == 1  # named: tried
+    assert main(["predict", str(bundle_dir), str(folder / "notes.txt"), "--no-progress"]) == 2  # alone: no photo
     assert all(r["lat"] is not None for r in res if not r["error"])
 
 

@@ -47,5 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"geomtl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"geomtl {args.command}: error: {describe(exc)}", file=sys.stderr)
         return 2
+
+
+def describe(exc: BaseException) -> str:
+    """An input error as one line: an OS error by its file and reason (``x.csv: No such file or directory``, not
+    ``[Errno 2] ...``), anything else by its message.
+
+    >>> describe(FileNotFoundError(2, "No such file or directory", "x.csv"))
+    'x.csv: No such file or directory'
+    """
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)

@@ -26,9 +26,15 @@ MARKER = "evaluation.json"
 """The summary every evaluate output folder holds: only such a folder is replaced by ``--overwrite``."""
 
 
+META_HINT = ("give the benchmark's metadata: a CSV or TSV such as IMG_ID,AUTHOR,LAT,LON,... (Im2GPS), "
+             "name,...,lat,lon,... (YFCC), or name, lat, lon, file without a header (landmarks.tsv)")
+DATA_HINT = "give --data a folder with SPLIT.csv and SPLIT/ shards (e.g. from geomtl data proxy), or a SPLIT.csv"
+
+
 def _source(args: argparse.Namespace) -> tuple[str, str]:
     """(kind, name) of what is evaluated, checked before the model loads: ``data`` (shards: the split name)
     or ``images`` (a folder of photos: the metadata file's stem)."""
+    from geomtl_core.cli.checks import require_folder, require_text_file
     from geomtl_core.config import validate_split_name
 
     if args.images or args.meta:
@@ -37,16 +43,20 @@ def _source(args: argparse.Namespace) -> tuple[str, str]:
         if not (args.images and args.meta):
             raise InputError("--images and --meta go together: a folder of photos and its metadata CSV")
         if not Path(args.images).is_dir():
-            raise FileNotFoundError(f"image folder not found: {args.images}")
-        if not Path(args.meta).is_file():
-            raise FileNotFoundError(f"metadata CSV not found: {args.meta}")
+            raise InputError(f"image folder not found: {args.images}; give --images the folder of the benchmark's "
+                             "photos")
+        require_text_file(args.meta, "metadata file", META_HINT)
         return "images", Path(args.meta).stem
     if not args.data:
         raise InputError("nothing to evaluate on: give --data DIR (shards and SPLIT.csv) or --images DIR --meta CSV")
     data = Path(args.data)
     if data.suffix == ".csv":
+        require_text_file(data, "split metadata", DATA_HINT)
         return "data", data.stem
-    return "data", validate_split_name(args.split)
+    split = validate_split_name(args.split)
+    require_folder(data, "data folder", DATA_HINT)
+    require_text_file(data / f"{split}.csv", f"metadata of split {split!r}", DATA_HINT)
+    return "data", split
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -55,9 +65,10 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy: bool,
-                 suffix: str = "") -> tuple[Path, Path]:
+                 suffix: str = "", create: bool = True) -> tuple[Path, Path]:
     """(predictions CSV, summary JSON), refusing to write among the bundle's own files or over an earlier
-    output unless ``--overwrite`` (which replaces only an earlier evaluate output)."""
+    output unless ``--overwrite`` (which replaces only an earlier evaluate output). ``create=False`` only checks
+    (before the model loads); else an earlier output is removed and the folder made."""
     bundle = Path(args.bundle)
     if args.out and Path(args.out).suffix == ".csv":  # a predictions file; the per-method files beside it
         csv = Path(args.out)
@@ -66,6 +77,8 @@ def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy
                              "(default: a new folder BUNDLE/eval-NAME/)")
         if csv.exists() and not args.overwrite:
             raise FileExistsError(f"{csv} exists; pass --overwrite to replace it, or another --out")
+        if not csv.parent.is_dir():
+            raise InputError(f"--out {csv}: folder {csv.parent} does not exist; create it first or write elsewhere")
         return csv, csv.with_suffix(".evaluation.json")
     default = "eval-" + name + ("-fivecrop" if five_crop else "") + ("" if hierarchy else "-nohierarchy") + suffix
     folder = Path(args.out) if args.out else bundle / default
@@ -78,8 +91,10 @@ def output_paths(args: argparse.Namespace, name: str, five_crop: bool, hierarchy
         if not folder.is_dir() or (any(folder.iterdir()) and not (folder / MARKER).is_file()):
             raise InputError(f"{folder} is not an output of geomtl evaluate (no {MARKER}); --overwrite replaces "
                              "only those; choose another --out")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+        if create:
+            shutil.rmtree(folder)
+    if create:
+        folder.mkdir(parents=True)
     return folder / "predictions.csv", folder / MARKER
 
 
@@ -132,21 +147,39 @@ def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Pa
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    kind, name = _source(args)  # option errors before torch and the model load
+    from geomtl_core.cli.checks import GALLERY_FILE, check_bundle, is_terminal
+
+    # every input and the output place are checked before torch, keras and the model load
+    kind, name = _source(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise InputError(f"--workers must be >= 0, got {args.workers}")
+    labels = check_bundle(args.bundle)
+    if kind == "images":
+        from geomtl_core.data.metadata import read_metadata
+
+        meta = read_metadata(args.meta)
+        if meta.attrs["skipped"]:
+            lines = meta.attrs["skipped_lines"]
+            print(f"evaluation: {len(lines)} rows of {args.meta} have no coordinates (lines "
+                  f"{', '.join(map(str, lines[:10]))}{', …' if len(lines) > 10 else ''}): not scored", file=sys.stderr)
+    recipe = labels.get("inference")  # the bundle's own test-time recipe (an imported model's)
+    five_crop = bool(args.five_crop or (recipe and int(recipe.get("crops", 1)) > 1))
+    reduce = str(recipe.get("reduce", "mean")) if recipe else "mean"
+    hierarchical = bool(labels.get("hierarchical", True) and not args.no_hierarchy and len(labels["partitionings"]) > 1)
+    turned_off = args.no_retrieval and (Path(args.bundle) / GALLERY_FILE).is_file()
+    suffix = "-noretrieval" if turned_off else ""
+    output_paths(args, name, five_crop, hierarchical, suffix, create=False)
+    progress = not args.json and is_terminal()  # progress bars on a terminal only, never in a pipe or a log
+
     from geomtl_core.config import merge
     from geomtl_core.inference.evaluation import evaluate_split, image_folder_split, with_recipe
-    from geomtl_core.inference.predict import GALLERY_FILE, load_retrieval
+    from geomtl_core.inference.predict import load_retrieval
     from geomtl_core.models.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     retrieval = None if args.no_retrieval else load_retrieval(bundle)
-    turned_off = args.no_retrieval and (Path(args.bundle) / GALLERY_FILE).is_file()
-    recipe = bundle.labels.get("inference")  # the bundle's own test-time recipe (an imported model's)
-    five_crop = bool(args.five_crop or (recipe and int(recipe.get("crops", 1)) > 1))
-    reduce = str(recipe.get("reduce", "mean")) if recipe else "mean"
-    hierarchical = bundle.labels.get("hierarchical", True) and not args.no_hierarchy and len(bundle.parts) > 1
     hierarchy = bundle.hierarchy if hierarchical else None
     batch = args.batch_size or (16 if recipe else bundle.config.train.batch_size)
     if kind == "images":
@@ -164,12 +197,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if recipe:
             split_data = with_recipe(split_data, recipe, batch, args.workers)
         report = split_data.labels.report
-    out_csv, summary = output_paths(args, name, five_crop, hierarchy is not None,
-                                    "-noretrieval" if turned_off else "")
-    res = evaluate_split(bundle.model, split_data, bundle.parts, hierarchy, out_csv, progress=not args.json,
+    out_csv, summary = output_paths(args, name, five_crop, hierarchy is not None, suffix)
+    res = evaluate_split(bundle.model, split_data, bundle.parts, hierarchy, out_csv, progress=progress,
                          crop_reduce=reduce)
     if retrieval is not None:
-        _add_hybrid(res, bundle, retrieval, split_data, out_csv, reduce, progress=not args.json)
+        _add_hybrid(res, bundle, retrieval, split_data, out_csv, reduce, progress=progress)
     options = {"bundle": str(args.bundle), "data": args.data, "split": name if kind == "data" else None,
                "images": args.images, "meta": args.meta, "five_crop": five_crop, "crop_reduce": reduce,
                "hierarchy": hierarchy is not None, "recipe": recipe, "retrieval": retrieval is not None}
@@ -206,8 +238,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", help="data folder with SPLIT.csv and SPLIT/ shards, or a SPLIT.csv")
     e.add_argument("--split", default="test", help="split of --data: train, val or test (default test)")
     e.add_argument("--images", help="folder of photos, scored against --meta")
-    e.add_argument("--meta", help="metadata CSV of --images (IMG_ID,AUTHOR,LAT,LON,... or name,...,lat,lon or "
-                                  "YFCC100M's ...,lon,lat,...); ids are file paths relative to --images")
+    e.add_argument("--meta", help="metadata CSV or TSV of --images (IMG_ID,AUTHOR,LAT,LON,... or name,...,lat,lon or "
+                                  "YFCC100M's ...,lon,lat,..., or no header: name, lat, lon, file, ... as "
+                                  "landmarks.tsv); ids are file paths relative to --images (or file names)")
     e.add_argument("--out", help="new output folder (default BUNDLE/eval-NAME[-fivecrop][-nohierarchy]"
                                  "[-noretrieval]/), or a predictions .csv path (per-method files beside it)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier evaluate output at that place")

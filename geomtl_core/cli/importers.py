@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from geomtl_core.errors import InputError
+
+
+def _check_import(args: argparse.Namespace) -> None:
+    """The checkpoint (by its first bytes), the cells folder, the hparams file and the new bundle's place, checked
+    before torch is imported to read the checkpoint."""
+    from geomtl_core.cli.checks import check_checkpoint, require_folder, require_text_file
+
+    check_checkpoint(args.checkpoint)
+    require_folder(args.cells, "cells folder", "give GeoEstimation's geo-cells/ folder (cells_50_5000.csv, ...)")
+    if args.hparams:
+        require_text_file(args.hparams, "hparams file", "give their hparams.yaml, or leave --hparams out")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {out} exists; choose a new bundle folder")
 
 
 def _cmd_import_geoestimation(args: argparse.Namespace) -> int:
+    _check_import(args)
     from geomtl_core.models.geoestimation import import_geoestimation
 
     out = import_geoestimation(args.checkpoint, args.cells, args.out, hparams=args.hparams)

@@ -37,18 +37,52 @@ def _check_data_root(root: str, given: bool) -> None:
     where = f" (here: {', '.join(found)})" if found else ""
     hint = "" if given else " (no --config given: the default data.root)"
     raise InputError(f"data folder {root} does not exist{hint}; the book's proxy data is in "
-                     f"data/proxy_*_64px_300km/{where}, made by `make book`, or make one with `geomtl data proxy "
+                     f"data/proxy_*_64px_100km/{where}, made by `make book`, or make one with `geomtl data proxy "
                      f"--out {root}`; then pass --set data.root=FOLDER or a --config")
 
 
+CONFIG_HINT = "give a YAML experiment config (e.g. one of geomtl_core/configs/), or leave --config out for the defaults"
+
+
+def _read_config(path: str | None) -> dict:
+    """The config file's mapping ({} without one), checked: a missing, binary or malformed file is one clear line."""
+    if not path:
+        return {}
+    from geomtl_core.cli.checks import require_text_file
+
+    text = require_text_file(path, "config", CONFIG_HINT).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise InputError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc}); {CONFIG_HINT}") \
+            from exc
+    if not isinstance(data or {}, dict):
+        raise InputError(f"{path}: expected a mapping of config keys at the top level")
+    return data or {}
+
+
+def _check_out(out: str, resume: bool) -> None:
+    """--out against --resume, before torch and keras load (the trainer checks the same again)."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the bundle")
+    state = folder / "checkpoints" / "state.json"
+    if resume and not state.exists():
+        raise InputError(f"nothing to resume: {state} not found; drop --resume to start a new run")
+    if not resume and state.exists():
+        raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from geomtl_core.cli.checks import keras_verbose
     from geomtl_core.config import ExperimentConfig, deep_merge
 
     # the whole config is built and validated before torch/keras are imported and before anything is written
-    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    if not isinstance(data or {}, dict):
-        raise InputError(f"{args.config}: expected a mapping of config keys at the top level")
-    overrides = deep_merge(data or {}, _parse_set(args.set))
+    data = _read_config(args.config)
+    overrides = deep_merge(data, _parse_set(args.set))
+    _check_out(args.out, args.resume)
     if args.resume:  # --config/--set on top of the saved config; train() refuses unsafe changes
         saved = Path(args.out) / "config.yaml"
         cfg = ExperimentConfig.from_dict(deep_merge(ExperimentConfig.load(saved).to_dict(), overrides)) \
@@ -58,7 +92,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _check_data_root(cfg.data.root, given=bool(args.config) or "data" in overrides)
     from geomtl_core.training.trainer import train
 
-    metrics = train(cfg, args.out, resume=args.resume)
+    # Keras' per-step lines on a terminal only, never in a pipe (see keras_verbose)
+    metrics = train(cfg, args.out, resume=args.resume, verbose=keras_verbose())
     if not metrics:  # a non-zero rank of a data-parallel run: rank 0 reports
         return 0
     best = metrics["val"]["methods"][metrics["val"]["best"]]

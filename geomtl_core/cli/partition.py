@@ -7,10 +7,22 @@ import hashlib
 import json
 from pathlib import Path
 
+from geomtl_core.cli.checks import require_output_file, require_text_file
 from geomtl_core.data.metadata import read_coordinates_csv
 from geomtl_core.geo.partitioning import build_partitionings, read_cells_csv, relate, write_cells_csv
 
 import numpy as np
+
+COORDS_HINT = "give a CSV with latitude/longitude columns (LAT/LON, lat/lon or latitude/longitude)"
+CELLS_HINT = "give a cells CSV (GeoEstimation's published layout, or one that geomtl partition build wrote)"
+
+
+def _coords(path: str) -> str:
+    return str(require_text_file(path, "coordinates file", COORDS_HINT))
+
+
+def _cells(path: str) -> str:
+    return str(require_text_file(path, "cells file", CELLS_HINT))
 
 
 def _line_labels(n: int) -> np.ndarray:
@@ -18,7 +30,7 @@ def _line_labels(n: int) -> np.ndarray:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    df, lat, lon = read_coordinates_csv(args.coords)
+    df, lat, lon = read_coordinates_csv(_coords(args.coords))
     tau_max = args.tau_max or [5000, 2000, 1000]
     from geomtl_core.geo.geodesy import validate_coordinates
 
@@ -46,8 +58,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:
-    part = read_cells_csv(args.cells)
-    df, lat, lon = read_coordinates_csv(args.coords)
+    part = read_cells_csv(_cells(args.cells))
+    df, lat, lon = read_coordinates_csv(_coords(args.coords))
     df["class_label"] = part.assign(df[lat], df[lon], labels=_line_labels(len(df)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
@@ -57,7 +69,9 @@ def _cmd_assign(args: argparse.Namespace) -> int:
 
 
 def _cmd_relate(args: argparse.Namespace) -> int:
-    parts = [read_cells_csv(p) for p in args.cells]
+    if args.out:
+        require_output_file(args.out, "--out")
+    parts = [read_cells_csv(_cells(p)) for p in args.cells]
     hier = relate(parts)
     for k, p in enumerate(parts):
         print(f"{p.name}: {len(p)} classes; fine classes without an ancestor here: {len(hier.orphans.get(k, []))}")
@@ -67,9 +81,10 @@ def _cmd_relate(args: argparse.Namespace) -> int:
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
+    require_output_file(args.out, "--out")
+    part = read_cells_csv(_cells(args.cells))
     from geomtl_core.geo.basemap import plot_partitioning
 
-    part = read_cells_csv(args.cells)
     fig = plot_partitioning(part)
     fig.savefig(args.out, dpi=args.dpi, bbox_inches="tight")
     print(f"{args.out}: map of {len(part)} cells")

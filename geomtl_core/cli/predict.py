@@ -8,7 +8,9 @@ pred_lat, pred_lon, error_km``), so ``geomtl score OUT`` and ``geomtl compare OU
 A bundle carrying a retrieval gallery (``gallery.npz``, published with its run's ``hybrid.json``) predicts with
 the hybrid (method ``hybrid``: the classifier's top cells, then the most similar gallery images within them);
 ``--no-retrieval`` uses the classifier alone.
-Exit status 0 if every image was predicted, 1 if any failed, 2 for usage errors (e.g. a missing bundle).
+Exit status 0 if every image was predicted, 1 if any failed (listed once, in the summary), 2 for usage errors,
+found before the model loads and before anything is written (e.g. a missing bundle, a truth file that cannot be
+read, no input that can be a photo).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import warnings
 from pathlib import Path
 
 from geomtl_core.cli.text import plain
+from geomtl_core.data.predictions import TruthTable
 from geomtl_core.errors import InputError
 
 CSV_FIXED = ["img_id", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_km",  # geomtl's prediction layout
@@ -53,8 +56,6 @@ def csv_row(r: dict) -> dict:
 
 def _table_line(r: dict) -> str:
     path = r["path"] if len(r["path"]) <= 36 else "…" + r["path"][-35:]
-    if r["error"]:
-        return f"{path:<36}  FAILED: {r['error']}"
     place = f"{r['place']}, {r['country']}"
     scene = ",".join(s["label"] for s in r["scene"].values())
     err = f"{r['error_km']:9.1f}" if r.get("error_km") is not None else " " * 9
@@ -64,8 +65,33 @@ def _table_line(r: dict) -> str:
 TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'scene':<24} {'error_km':>9}"
 
 
+TRUTH_HINT = ("give a CSV or TSV of image id or file name, latitude, longitude (e.g. IMG_ID,AUTHOR,LAT,LON, or "
+              "landmarks.tsv's name, lat, lon, file without a header)")
+
+
+def _check_options(args: argparse.Namespace) -> TruthTable | None:
+    """Everything checked before torch and the model load (nothing written yet): options, the bundle folder, the
+    output path, the truth file (read here: the truth table) and that some input may be a photo."""
+    from geomtl_core.cli.checks import check_bundle, check_photos, require_output_file, require_text_file
+
+    if args.top_k < 1 or args.batch_size < 1:
+        raise InputError("--top-k and --batch-size must be at least 1")
+    if args.map_dpi < 1:
+        raise InputError("--map-dpi must be at least 1")
+    check_bundle(args.bundle)
+    if args.csv and args.csv != "-":
+        require_output_file(args.csv, "--csv")
+    truth = None
+    if args.truth:
+        from geomtl_core.data.truth import read_truth
+
+        truth = read_truth(require_text_file(args.truth, "truth file", TRUTH_HINT))
+    check_photos(args.inputs)
+    return truth
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from geomtl_core.data.predictions import read_truth
+    truth = _check_options(args)  # before torch, keras and the model: a mistake costs well under a second
     from geomtl_core.geo.metrics import summarize_errors
     from geomtl_core.inference.predict import iter_predict, scan_inputs
     from geomtl_core.models.bundle import load_bundle
@@ -75,14 +101,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # our own 64 MP guard refuses
     warnings.filterwarnings("ignore", module="PIL.TiffImagePlugin")  # "Corrupt EXIF data": EXIF read leniently
-    if args.top_k < 1 or args.batch_size < 1:
-        raise InputError("--top-k and --batch-size must be at least 1")
-    folder = Path(args.bundle)
-    if not folder.exists():
-        raise InputError(f"model bundle folder {args.bundle} does not exist")
-    if not folder.is_dir():
-        raise InputError(f"{args.bundle} is a file, not a model bundle folder (from geomtl train)")
-    truth = read_truth(args.truth) if args.truth else None
+    report = sys.stderr if args.json or args.csv == "-" else sys.stdout
+    if truth is not None and truth.skipped:
+        print(f"{args.truth}: {truth.skipped} rows without coordinates skipped", file=report)
     bundle = load_bundle(args.bundle)
     if bundle.caution:
         print(bundle.caution, file=sys.stderr)
@@ -97,7 +118,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(csv_file, fieldnames=csv_columns(bundle))
         writer.writeheader()
     table = not args.json and not args.csv
-    report = sys.stderr if args.json or args.csv == "-" else sys.stdout
     if inputs.skipped:
         names = ", ".join(str(p) for p in inputs.skipped[:10]) + (", …" if len(inputs.skipped) > 10 else "")
         print(f"skipped {len(inputs.skipped)} files that are not images: {names}", file=report)
@@ -111,7 +131,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             results.append(r)
             if writer is not None:
                 writer.writerow(csv_row(r))
-            elif table:
+            elif table and not r["error"]:  # failures are listed once, in the summary below
                 tqdm.write(_table_line(r), file=sys.stdout)
     finally:
         if csv_file is not None and csv_file is not sys.stdout:

@@ -9,9 +9,18 @@ import argparse
 import json
 import sys
 
+from geomtl_core.cli.checks import require_text_file
 from geomtl_core.data.predictions import Predictions, read_predictions
 from geomtl_core.geo.metrics import THRESHOLDS_KM, summarize_predictions
 from geomtl_core.geo.stats import BLOCK_DEG
+
+PREDICTIONS_HINT = ("give the per-image CSV that `geomtl predict --csv OUT` or `geomtl evaluate` writes, or "
+                    "GeoEstimation's published results (img_id,gt_lat,predicted_lat,gt_long,predicted_long,...)")
+
+
+def _read(path: str) -> Predictions:
+    """A prediction file, checked first: a missing, empty or binary file is named with what to give instead."""
+    return read_predictions(require_text_file(path, "prediction file", PREDICTIONS_HINT))
 
 
 def _skipped_note(preds: Predictions, name: str) -> None:
@@ -22,7 +31,7 @@ def _skipped_note(preds: Predictions, name: str) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """Print the accuracy table (or JSON) of a per-image prediction file."""
-    preds = read_predictions(args.predictions)
+    preds = _read(args.predictions)
     _skipped_note(preds, args.predictions)
     # the one interval of the project: the API's default (block bootstrap over the true locations' blocks)
     summary = summarize_predictions(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon,
@@ -51,7 +60,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from geomtl_core.data.predictions import align_predictions, common_ids
     from geomtl_core.geo.stats import paired_comparison
 
-    a, b = read_predictions(args.a), read_predictions(args.b)
+    a, b = _read(args.a), _read(args.b)
     _skipped_note(a, args.a)
     _skipped_note(b, args.b)
     if args.common:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geomtl_core.data.layouts import Layout, detect_layout
+from geomtl_core.data.truth import read_locations, to_floats
 from geomtl_core.errors import InputError
 
 import numpy as np
@@ -49,44 +50,35 @@ def detect_metadata_layout(columns: list[str] | pd.Index) -> Layout:
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:
-    """Read an image metadata CSV into the canonical table ``img_id, lat, lon[, s3, s16, s365, p_*]``.
+    """Read an image metadata table into the canonical table ``img_id, lat, lon[, s3, s16, s365, p_*]``.
 
-    The layout is detected from the header; coordinates are taken by column name, so the
-    YFCC100M order (lon before lat) is never swapped. Raises :class:`MetadataError`
-    naming missing columns, invalid coordinates (by image id) and duplicate ids.
+    The file is read by :func:`geomtl_core.data.truth.read_locations`, the one reader of truth and metadata
+    files (CSV or TSV, any known layout, a header or none; coordinates by column name, so the YFCC100M order,
+    lon before lat, is never swapped; rows without coordinates skipped and counted in ``attrs["skipped"]``).
+    Raises :class:`MetadataError` naming missing columns, invalid coordinates (by image id and line),
+    duplicate ids (with their lines) and missing labels.
     """
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"IMG_ID": str, "name": str}, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError as exc:
-        raise MetadataError(f"{path}: empty file") from exc
-    layout = detect_metadata_layout(df.columns)
-    out = pd.DataFrame({k: df[v] for k, v in layout.columns.items()})
-    out["img_id"] = out["img_id"].astype(str)
-    for name in ("lat", "lon"):
-        out[name] = pd.to_numeric(out[name], errors="coerce")
-    for src, dst in {**SCENE_COLUMNS, **PROB_COLUMNS}.items():
-        if src in df.columns:
-            out[dst] = df[src]
-    for src in df.columns:  # further label columns, e.g. KG_Label -> kg (auxiliary tasks)
-        if src.endswith("_Label") and src not in SCENE_COLUMNS:
-            out[src[: -len("_Label")].lower()] = df[src]
-    from geomtl_core.geo.geodesy import InvalidCoordinatesError, validate_coordinates
-
-    try:
-        validate_coordinates(out["lat"], out["lon"], what=f"coordinates in {path.name}", labels=out["img_id"])
-    except InvalidCoordinatesError as exc:
+        table = read_locations(path)
+    except InputError as exc:
         raise MetadataError(str(exc)) from exc
-    dup = out["img_id"].duplicated(keep=False)
-    if dup.any():
-        ids = out.loc[dup, "img_id"].unique()[:5].tolist()
-        raise MetadataError(f"{path}: {int(dup.sum())} rows share duplicate image ids, e.g. {ids}")
-    for col in [c for c in out.columns if c not in CANONICAL and not c.startswith("p_")]:
-        if col in out and out[col].isna().any():
-            missing = out.loc[out[col].isna(), "img_id"].tolist()[:5]
-            raise MetadataError(f"{path}: missing {col} labels for ids {missing}")
-        if col in out:
-            out[col] = out[col].astype(np.int64)
-    out.attrs["layout"] = layout.name
-    out.attrs["source"] = str(path)
+    out = table[CANONICAL].copy()
+    labels = {dst: src for src, dst in SCENE_COLUMNS.items() if src in table.columns}
+    for src in table.columns:  # further label columns, e.g. KG_Label -> kg (auxiliary tasks)
+        if src.endswith("_Label") and src not in SCENE_COLUMNS:
+            labels[src[: -len("_Label")].lower()] = src
+    for dst, src in labels.items():
+        values = to_floats(table[src].tolist())
+        bad = np.isnan(values) | (values != np.round(values))
+        if bad.any():
+            missing = [f"{i} (line {n})" for i, n in zip(table.loc[bad, "img_id"][:5], table.loc[bad, "line"][:5],
+                                                        strict=True)]
+            raise MetadataError(f"{path}: missing or non-integer {dst} labels ({src}) for ids {missing}")
+        out[dst] = values.astype(np.int64)
+    for src, dst in PROB_COLUMNS.items():
+        if src in table.columns:
+            out[dst] = to_floats(table[src].tolist())
+    out.attrs.update(layout=table.attrs["layout"], source=str(path), skipped=table.attrs["skipped"],
+                     skipped_lines=table.attrs["skipped_lines"])
     return out

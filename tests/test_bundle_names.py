@@ -52,6 +52,8 @@ def test_proxy_bundle_uses_the_datasets_names_everywhere(proxy_bundle, tmp_path,
     assert b.class_names("s3") == PROXY_NAMES["S3_Label"]
     assert b.dataset == {"name": "geomtl proxy (toy)", "kind": "overhead_proxy"}
     assert b.caution == OVERHEAD_PROXY_CAUTION
+    card = (proxy_bundle / "MODEL_CARD.md").read_text()  # every bundle says what it was trained on and is for
+    assert "geomtl proxy (toy)" in card and "not a geolocator of ground-level photos" in card and "s3 (3" in card
     photos = _photos(tmp_path)
     results = predict(b, photos)
     assert all(r["scene"]["s3"]["label"] == PROXY_NAMES["S3_Label"][r["scene"]["s3"]["class"]] for r in results)

@@ -2,7 +2,7 @@
 
 ``model.keras`` (loaded with ``safe_mode=True``), ``cells/*.csv`` (partitionings, coarse -> fine),
 ``labels.json`` (task names and sizes, the class names of every scene head, the dataset trained on),
-``config.yaml``, ``metrics.json``.
+``config.yaml``, ``metrics.json``, ``MODEL_CARD.md`` (what it was trained on and what it is for).
 """
 
 from __future__ import annotations
@@ -65,6 +65,27 @@ def save_bundle_metadata(out: Path, cfg: ExperimentConfig, parts: list[Partition
               "dataset": dataset_description(cfg.data.root),
               "hierarchical": bool(cfg.partition.hierarchical), "image_size": cfg.data.image_size}
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
+    (out / "MODEL_CARD.md").write_text(model_card(labels, cfg))
+
+
+def model_card(labels: dict, cfg: ExperimentConfig) -> str:
+    """A short model card: what the bundle was trained on, its tasks and backbone, and what it is (and is not)
+    for. Geolocation is dual use: a model of the overhead proxy says it is no photo geolocator."""
+    data = labels["dataset"]
+    scenes = ", ".join(f"{t} ({n} classes)" for t, n in labels["scene_tasks"].items()) or "none (single task)"
+    if data.get("kind") == "overhead_proxy":
+        use = ("method research only: its inputs are overhead Blue Marble crops (book/proxy.md). It is not a "
+               "geolocator of ground-level photos and must not be used as one.")
+    else:
+        use = ("the research its trainer declared. Geolocation is dual use: do not use it to locate people or "
+               "private places (book/responsible_use.md).")
+    return (f"# Model card\n\n- **Trained on:** {data.get('name', 'unknown')} ({data.get('kind', 'unknown')}), "
+            f"data folder `{Path(cfg.data.root).name}`, {cfg.data.image_size} px images.\n"
+            f"- **Tasks:** geolocation over {len(labels['partitionings'])} partitionings "
+            f"({', '.join(labels['partitionings'])}); scene tasks: {scenes}.\n"
+            f"- **Backbone:** {cfg.model.backbone}"
+            f"{' (frozen)' if cfg.model.freeze_backbone else ''}.\n"
+            f"- **For:** {use}\n")
 
 
 def read_partitionings(out: Path) -> list[Partitioning]:

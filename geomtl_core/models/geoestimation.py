@@ -220,7 +220,7 @@ def import_geoestimation(ckpt_path: str | Path, cells_dir: str | Path, out: str 
                          hparams: str | Path | None = None) -> Path:
     """Write a bundle at ``out`` (which must not exist) from their checkpoint and published cells files."""
     from geomtl_core.config import ExperimentConfig
-    from geomtl_core.models.bundle import save_model_atomic
+    from geomtl_core.models.bundle import model_card, save_model_atomic
     from geomtl_core.models.resnet import port_torchvision_resnet50
 
     out, cells_dir = Path(out), Path(cells_dir)
@@ -280,6 +280,7 @@ def import_geoestimation(ckpt_path: str | Path, cells_dir: str | Path, out: str 
                                 "epoch": ckpt.get("epoch"), "cells_files": files,
                                 "hparams": Path(hparams).name if hparams else None}}
     (tmp / "labels.json").write_text(json.dumps(labels, indent=2))
+    (tmp / "MODEL_CARD.md").write_text(model_card(labels, cfg))
     save_model_atomic(model, tmp / "model.keras")
     if out.exists():
         out.rmdir()

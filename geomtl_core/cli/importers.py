@@ -45,7 +45,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                     "per partitioning) with its published cells files. The bundle evaluates with their test "
                     "recipe: resize to 256, five 224 crops, ImageNet normalisation, softmax, maximum over crops, "
                     "the hierarchy's product (f*).")
-    g.add_argument("checkpoint", help="the released .ckpt you already hold (its authors withdrew it; see book/responsible_use.md)")
+    g.add_argument("checkpoint", help="the released .ckpt you already hold (its authors withdrew it; "
+                                      "see book/responsible_use.md)")
     g.add_argument("--hparams", help="their hparams.yaml (partitionings: shortnames, files); default: the "
                                      "checkpoint's own hyper-parameters, else base(M)'s cells_50_{5000,2000,1000}")
     g.add_argument("--cells", required=True, help="folder with the cells CSVs the hparams name "

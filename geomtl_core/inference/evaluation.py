@@ -31,7 +31,6 @@ from geomtl_core.geo.stats import spatial_blocks
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 CROP_REDUCTIONS = ("mean", "max")
 
@@ -47,6 +46,8 @@ def predict_probabilities(
     """
     if crop_reduce not in CROP_REDUCTIONS:
         raise InputError(f"crop_reduce must be one of {CROP_REDUCTIONS}, got {crop_reduce!r}")
+    from tqdm.auto import tqdm  # here, not at import: importing tqdm.auto in a kernel warns about ipywidgets
+
     out: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     valid: list[np.ndarray] = []
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):

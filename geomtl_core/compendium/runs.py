@@ -40,7 +40,12 @@ def data_dir(scale: str, root: Path | None = None) -> Path:
 def benchmark_of(scale: str, root: Path | None = None) -> str | None:
     """The benchmark version of the scale's proxy export (``proxy.json``; exports from before versions were
     recorded are the overlapping split), None while there is no export: the column results rows carry."""
-    info = data_dir(scale, root) / "proxy.json"
+    from geomtl_core.errors import InputError
+
+    try:
+        info = data_dir(scale, root) / "proxy.json"
+    except InputError:  # a scale of the caller's own (tests, hand-made results): no export to name
+        return None
     if not info.exists():
         return None
     return json.loads(info.read_text()).get("benchmark") or "overlap-50km-v0"

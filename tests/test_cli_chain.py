@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from geomtl_core.cli import main
-from geomtl_core.data.predictions import read_predictions, read_truth, write_predictions
+from geomtl_core.data.predictions import read_predictions, write_predictions
+from geomtl_core.data.truth import read_truth
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km
 

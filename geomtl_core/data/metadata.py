@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from geomtl_core.data.layouts import Layout, detect_layout
@@ -50,6 +51,23 @@ def detect_metadata_layout(columns: list[str] | pd.Index) -> Layout:
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:
+    """A copy of :func:`_read_metadata`'s table, parsed once per file version in a process (every run of a
+    grid reads the same split CSVs, and the line-numbering reader costs about a second per 100K rows)."""
+    stat = Path(path).stat() if Path(path).is_file() else None
+    if stat is None:
+        return _read_metadata(Path(path))
+    out = _read_metadata_version(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size).copy()
+    out.attrs = {**out.attrs, "source": str(path)}
+    return out
+
+
+@lru_cache(maxsize=16)
+def _read_metadata_version(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    """:func:`_read_metadata` of one version (path, modification time, size) of a file."""
+    return _read_metadata(Path(path))
+
+
+def _read_metadata(path: Path) -> pd.DataFrame:
     """Read an image metadata table into the canonical table ``img_id, lat, lon[, s3, s16, s365, p_*]``.
 
     The file is read by :func:`geomtl_core.data.truth.read_locations`, the one reader of truth and metadata

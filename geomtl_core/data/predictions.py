@@ -196,7 +196,7 @@ KEY_NAMES = ("img_id", "image_id", "id", "name", "file", "filename", "file_name"
 
 
 class TruthTable:
-    """Known true locations by image id or file name, from a CSV/TSV (see :func:`read_truth`).
+    """Known true locations by image id or file name, from a CSV/TSV (:func:`geomtl_core.data.truth.read_truth`).
 
     :meth:`get` matches a photo's path by its id relative to the folder it was found in, its file name, or
     its stem; a key with folders must match the end of the path.
@@ -228,50 +228,3 @@ class TruthTable:
         return hits[0] if len(hits) == 1 else None
 
 
-def read_truth(path: str | Path) -> TruthTable:
-    """True locations from a CSV or TSV: a header naming a latitude and a longitude column (any of the usual
-    names, e.g. ``IMG_ID,LAT,LON`` or ``name,lat,lon``) and id or file-name columns (:data:`KEY_NAMES`), or no
-    header at all, then ``name, lat, lon, ...`` (the first two numeric columns; every column holding a
-    photo file name is a key too, as in the landmark folder's ``landmarks.tsv``). Bad coordinates name
-    their lines."""
-    from geomtl_core.data.layouts import detect_layout
-
-    path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    if not lines:
-        raise InputError(f"{path}: empty truth file, expected rows of id or file name, latitude, longitude")
-    delim = "\t" if "\t" in lines[0] else ";" if lines[0].count(";") > lines[0].count(",") else ","
-    rows = list(csv.reader(lines, delimiter=delim))
-    first = [c.strip() for c in rows[0]]
-    if sum(_is_float(c) for c in first) >= 2:  # no header: name, lat, lon, ...
-        num = [i for i, c in enumerate(first) if _is_float(c)]
-        lat_i, lon_i = num[0], num[1]
-        key_cols = sorted({0} | {i for i, c in enumerate(first) if Path(c).suffix.lower() in IMAGE_SUFFIXES}
-                          - {lat_i, lon_i})
-        body, first_line = rows, 1
-    else:
-        layout = detect_layout(first, "coordinates")
-        lat_i, lon_i = first.index(layout.columns["lat"]), first.index(layout.columns["lon"])
-        key_cols = [i for i, c in enumerate(first) if c.lower() in KEY_NAMES]
-        if not key_cols:
-            raise InputError(f"{path}: no id or file-name column among {first}; expected one of {KEY_NAMES}")
-        body, first_line = rows[1:], 2
-    keys, lat, lon, labels = [], [], [], []
-    used = 0
-    for n, row in enumerate(body, start=first_line):
-        if len(row) == 1:
-            continue  # a lone field (a trailing count, as landmarks.tsv ends with) is no row
-        if len(row) <= max(lat_i, lon_i, *key_cols):
-            raise InputError(f"{path}:{n}: {len(row)} fields, expected at least {max(lat_i, lon_i, *key_cols) + 1}")
-        if not (_is_float(row[lat_i]) and _is_float(row[lon_i])):
-            raise InputError(f"{path}:{n}: latitude/longitude are not numbers: {row[lat_i]!r}, {row[lon_i]!r}")
-        used += 1
-        for i in key_cols:
-            if row[i].strip():
-                keys.append(row[i])
-                lat.append(float(row[lat_i]))
-                lon.append(float(row[lon_i]))
-                labels.append(f"{path.name}:{n}")
-    la, lo = validate_coordinates(lat, lon, what=f"true coordinates in {path}", labels=np.array(labels))
-    return TruthTable(str(path), keys, la, lo, used)

@@ -202,7 +202,8 @@ def read_locations(path: str | Path) -> pd.DataFrame:
         lat, lon = validate_coordinates(lat, lon, what="coordinates", labels=np.array(ids, dtype=object))
     except InvalidCoordinatesError as exc:
         where = ", ".join(str(x) for x in lines[exc.rows[:10]])
-        raise LocationFileError(f"{path}: {exc} (lines {where}); fix or remove those rows") from exc
+        raise LocationFileError(f"{path}: {exc} (lines {where}); fix or remove those rows, the first at "
+                                f"{path.name}:{lines[exc.rows[0]]}") from exc
     _check_unique(path, ids, lines)
     table = {"img_id": ids, "lat": lat, "lon": lon, "line": lines, "keys": keys}
     if header is not None:

@@ -17,7 +17,7 @@ an image format's; files named one by one are always tried):
 - ``scene``: per scene task the top class (``label`` = the class name the bundle's training data gave it,
   ``class``, ``p``);
 - ``true_lat``, ``true_lon``, ``error_km`` and ``truth`` (``"file"`` or ``"exif"``) when the true position
-  is known: from a truth table (``truth=``, :func:`~geomtl_core.data.predictions.read_truth`) that lists
+  is known: from a truth table (``truth=``, :func:`~geomtl_core.data.truth.read_truth`) that lists
   the image, else from a valid EXIF GPS position in the file;
 - ``warnings`` (e.g. malformed EXIF GPS, ignored) and ``error`` (None, or why the file failed).
 
@@ -371,11 +371,11 @@ def predict(
     """One dict per input file (see the module docstring); failed files carry ``error``.
 
     ``map_out``: write a probability map per image (see :func:`geomtl_core.inference.maps.map_paths`).
-    ``truth``: a truth table (or the path of a CSV/TSV, :func:`~geomtl_core.data.predictions.read_truth`)
+    ``truth``: a truth table (or the path of a CSV/TSV, :func:`~geomtl_core.data.truth.read_truth`)
     giving the true location, and so the error, of the images it lists.
     ``retrieval``: use the bundle's retrieval gallery when it has one (the hybrid); False: the classifier alone.
     """
-    from geomtl_core.data.predictions import read_truth
+    from geomtl_core.data.truth import read_truth
     from geomtl_core.models.bundle import Bundle, load_bundle
 
     bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)

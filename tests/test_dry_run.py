@@ -43,10 +43,10 @@ def test_estimated_sizes_are_the_exports_and_a_plan_on_the_export_writes_no_fold
     is exported, and a plan on the export writes nothing either (no ``folds/``). Catches an estimate that drifts
     from what the export splits, and a plan that writes the cross-validation folds."""
     root = _project(tmp_path / "project")
-    computed = plan.export_sizes("smoke", root)
+    computed = R.export_sizes("smoke", root)
     assert computed.source == "computed" and computed.train_images > 0
     R.ensure_proxy("smoke", root, progress=False)
-    read = plan.export_sizes("smoke", root)
+    read = R.export_sizes("smoke", root)
     assert read.source == "export"
     assert (read.train_images, read.k) == (computed.train_images, computed.k)
     assert read.isn_shares.keys() == computed.isn_shares.keys()

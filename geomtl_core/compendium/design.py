@@ -51,6 +51,9 @@ AUX: dict[str, dict] = {
 }
 """Auxiliary label of a run: none (single-task), a scene grouping, Köppen, or a control of a scene grouping."""
 
+ISN_TASK = "s3"
+"""The scene grouping whose classes the individual scene networks (ISN) of the paper claims split the data by."""
+
 LEGACY = {("frozen", 1.0, "st", ""): "st_hier", ("frozen", 1.0, "s3", ""): "mtl_s3",
           ("frozen", 1.0, "s16", ""): "mtl_s16", ("frozen", 1.0, "kg", ""): "mtl_kg"}
 """Grid cells that are also the book's named runs (trained once, under both names' notebooks)."""

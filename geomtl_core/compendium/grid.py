@@ -16,10 +16,9 @@ from geomtl_core.geo.protocol import PRIMARY_KM
 
 
 def steps_budget(scale: str, root: Path | None = None) -> int:
-    """Samples per epoch of every grid run: the size of the training split (equal steps for any share)."""
-    from geomtl_core.data.loaders import load_meta
-
-    return len(load_meta(R.experiment_config(scale, root=root), "train"))
+    """Samples per epoch of every grid run: the size of the training split (equal steps for any share;
+    :func:`runs.export_sizes`)."""
+    return R.export_sizes(scale, root).train_images
 
 
 def partitions(scale: str) -> dict[str, dict]:

@@ -9,14 +9,13 @@ import os
 from pathlib import Path
 
 from geomtl_core.compendium import grid
-from geomtl_core.compendium.design import AUX
+from geomtl_core.compendium.design import AUX, ISN_TASK
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir, seed_predictions
-from geomtl_core.compendium.runs import benchmark_of, experiment_config, seed_run_name, write_json_atomic
+from geomtl_core.compendium.runs import benchmark_of, export_sizes, seed_run_name, write_json_atomic
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import compare_files, seed_summary
 from geomtl_core.config import deep_merge
-from geomtl_core.data.loaders import load_meta
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.metrics import summarize_errors
@@ -27,14 +26,10 @@ from geomtl_core.inference.evaluation import partition_heads
 import numpy as np
 import pandas as pd
 
-ISN_TASK = "s3"
-
 
 def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
-    """Share of the training split in each scene class of :data:`ISN_TASK`."""
-    meta = load_meta(experiment_config(scale, root=root), "train")
-    counts = meta[ISN_TASK].value_counts(normalize=True).sort_index()
-    return {int(k): float(v) for k, v in counts.items()}
+    """Share of the training split in each scene class of :data:`ISN_TASK` (:func:`runs.export_sizes`)."""
+    return dict(export_sizes(scale, root).isn_shares)
 
 
 def isn_runs(scale: str, root: Path | None = None) -> dict[str, tuple[int, dict, dict[int, dict] | None]]:

@@ -6,14 +6,12 @@ scale's declared settings and marked provisional: their number is exact, their k
 
 Planning writes nothing: not the proxy export, not its folds, no result. What the plan needs from the export (the
 training split's size, its scene shares, the number of folds) is read from it when it is there, else computed from
-the proxy's locations and labels as the export will split them (:func:`export_sizes`)."""
+the proxy's locations and labels as the export will split them (:func:`~geomtl_core.compendium.runs.export_sizes`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from geomtl_core.compendium import grid, paper_claims
@@ -38,57 +36,6 @@ COST_PX: int = int(_COSTS["reference_size_px"])
 RETRIEVAL_S: float = float(MEASURED["retrieval"]["planned_s"])
 """Seconds a retrieval run (``train.retrieval``) adds for the hybrid's and kNN's choice on validation and their
 test (``measured.json``); the scale's own finished retrieval runs replace it (their median)."""
-
-
-@dataclass(frozen=True)
-class ExportSizes:
-    """What the plan needs from a scale's proxy export: the training split's size, its share of each class of the
-    individual scene networks' task, and the number of cross-validation folds. ``source``: ``export`` (read from
-    it) or ``computed`` (from the proxy's locations and labels, split as the export splits them; nothing written)."""
-
-    train_images: int
-    isn_shares: dict[int, float]
-    k: int
-    source: str
-
-
-def export_sizes(scale: str, root: Path) -> ExportSizes:
-    """The export's sizes (:class:`ExportSizes`), read from the scale's export when it is there with the config
-    :func:`~geomtl_core.compendium.runs.ensure_proxy` exports, else computed without writing anything."""
-    from geomtl_core.data.metadata import SCENE_COLUMNS
-    from geomtl_core.data.proxy.export import ProxyConfig, labelled_locations, metadata_table
-
-    p = scale_params(scale)
-    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])  # as ensure_proxy exports it
-    k = round(1 / cfg.fractions[2])  # as ensure_folds folds it
-    out = R.data_dir(scale, root)
-    info = out / "proxy.json"
-    if info.exists() and (out / "train.csv").exists() and \
-            json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(cfg))):
-        return ExportSizes(grid.steps_budget(scale, root), paper_claims.isn_shares(scale, root), k, "export")
-    locs = labelled_locations(cfg)
-    train = metadata_table(locs[locs["split"] == "train"])
-    column = {v: c for c, v in SCENE_COLUMNS.items()}[paper_claims.ISN_TASK]
-    shares = train[column].value_counts(normalize=True).sort_index()
-    return ExportSizes(len(train), {int(c): float(v) for c, v in shares.items()}, k, "computed")
-
-
-@contextmanager
-def _reading_only(sizes: ExportSizes) -> Iterator[None]:
-    """While the plan is composed, the runners' functions that would write the export's folds
-    (``runs.ensure_folds``) or read its sizes (``grid.steps_budget``, ``paper_claims.isn_shares``) answer from
-    ``sizes`` instead (swapped in their modules, restored on exit; one plan at a time in a process)."""
-    swaps = {(R, "ensure_folds"): lambda scale, root=None, *a, **kw: sizes.k,
-             (grid, "steps_budget"): lambda scale, root=None: sizes.train_images,
-             (paper_claims, "isn_shares"): lambda scale, root=None: dict(sizes.isn_shares)}
-    saved = {(m, name): getattr(m, name) for m, name in swaps}
-    try:
-        for (m, name), f in swaps.items():
-            setattr(m, name, f)
-        yield
-    finally:
-        for (m, name), f in saved.items():
-            setattr(m, name, f)
 
 
 def _kind(overrides: dict) -> str:
@@ -132,17 +79,8 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     (planned before a validation choice it depends on), estimated seconds. Nothing trains and nothing is written:
     the runs are those the runners compose (:mod:`~geomtl_core.compendium.grid`,
     :mod:`~geomtl_core.compendium.paper_claims`), asked with ``peek`` (the choices as recorded), on the export's
-    sizes (:func:`export_sizes`; in ``attrs["sizes"]`` of the table)."""
+    sizes (:func:`~geomtl_core.compendium.runs.export_sizes`; in ``attrs["sizes"]`` of the table)."""
     root = find_root() if root is None else Path(root)
-    sizes = export_sizes(scale, root)
-    with _reading_only(sizes):
-        table = _plan(scale, root)
-    table.attrs["sizes"] = asdict(sizes)
-    return table
-
-
-def _plan(scale: str, root: Path) -> pd.DataFrame:
-    """:func:`plan`'s table, composed by the runners' own functions."""
     choice = grid.recipe_choice(scale, root)
     provisional = choice is None
     units = grid.recipe_units(scale, root, choice["chosen"] if choice else PLANNED_RECIPE)
@@ -169,7 +107,9 @@ def _plan(scale: str, root: Path) -> pd.DataFrame:
         out.append({"stage": stage, "run": u.name, "kind": _kind(u.overrides), "epochs": epochs, "seed": u.seed,
                     "fold": "split" if u.fold is None else u.fold, "cached": cached, "provisional": prov,
                     "est_s": 0.0 if cached else round(_estimate(u, scale, budget, measured, root), 1)})
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table.attrs["sizes"] = asdict(R.export_sizes(scale, root))
+    return table
 
 
 def summary(table: pd.DataFrame, workers: int = 1) -> str:

@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geomtl_core.compendium.project import find_root, git_commit, package_versions
 from geomtl_core.compendium.results import results_dir
@@ -28,6 +29,11 @@ from geomtl_core.config import ExperimentConfig, deep_merge
 from geomtl_core.models.bundle import write_json_atomic
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from geomtl_core.data.proxy.export import ProxyConfig
+
+    import pandas as pd
 
 
 def data_dir(scale: str, root: Path | None = None) -> Path:
@@ -55,11 +61,10 @@ def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) ->
     """The proxy export of a scale (built once, reused while its proxy.json matches; built under a lock)."""
     from dataclasses import asdict
 
-    from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
+    from geomtl_core.data.proxy.export import export_proxy
 
     root = find_root() if root is None else Path(root)
-    p = scale_params(scale)
-    cfg = ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])
+    cfg = proxy_config(scale)
     out = data_dir(scale, root)
     info = out / "proxy.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +75,77 @@ def ensure_proxy(scale: str, root: Path | None = None, progress: bool = True) ->
     return out
 
 
+def _fold_count(fractions: list[float] | tuple[float, ...]) -> int:
+    """k of the k-fold cross-validation whose last fold is a split of these fractions, (1 − 2/k, 1/k, 1/k)."""
+    k = round(1 / fractions[2])
+    if not all(abs(a - b) < 1e-9 for a, b in zip(fractions, (1 - 2 / k, 1 / k, 1 / k), strict=True)):
+        raise ValueError(f"split fractions {list(fractions)} are not (1 - 2/k, 1/k, 1/k): the export's split is not "
+                         "a fold of a k-fold cross-validation")
+    return k
+
+
+def proxy_config(scale: str) -> ProxyConfig:
+    """The :class:`~geomtl_core.data.proxy.export.ProxyConfig` a scale's proxy is exported with."""
+    from geomtl_core.data.proxy.export import ProxyConfig
+
+    p = scale_params(scale)
+    return ProxyConfig(n=p["n"], size=p["size"], fov_km=p["fov_km"])
+
+
+def fold_count(scale: str) -> int:
+    """How many spatial folds :func:`ensure_folds` cuts the scale's export into (nothing read or written)."""
+    return _fold_count(proxy_config(scale).fractions)
+
+
+@dataclass(frozen=True)
+class ExportSizes:
+    """What planning needs from a scale's proxy export: the training split's size, its share of each class of the
+    individual scene networks' task (:data:`~geomtl_core.compendium.design.ISN_TASK`), and the number of folds.
+    ``source``: ``export`` (read from it) or ``computed`` (from the proxy's locations and labels, split as the
+    export splits them; nothing written)."""
+
+    train_images: int
+    isn_shares: dict[int, float]
+    k: int
+    source: str
+
+
+def export_sizes(scale: str, root: Path | None = None) -> ExportSizes:
+    """The export's sizes (:class:`ExportSizes`), read from the scale's export when it is there with the config
+    :func:`ensure_proxy` exports, else computed without writing anything (once per scale in a process)."""
+    from dataclasses import asdict
+
+    from geomtl_core.compendium.design import ISN_TASK
+    from geomtl_core.data.loaders import load_meta
+
+    root = find_root() if root is None else Path(root)
+    info = data_dir(scale, root) / "proxy.json"
+    if info.exists() and (info.parent / "train.csv").exists() and \
+            json.loads(info.read_text()).get("config") == json.loads(json.dumps(asdict(proxy_config(scale)))):
+        train = load_meta(experiment_config(scale, root=root), "train")
+        return ExportSizes(len(train), _shares(train[ISN_TASK]), fold_count(scale), "export")
+    return _computed_sizes(scale)
+
+
+@functools.lru_cache(maxsize=4)
+def _computed_sizes(scale: str) -> ExportSizes:
+    """:func:`export_sizes` without the export: the proxy's locations split as the export splits them."""
+    from geomtl_core.compendium.design import ISN_TASK
+    from geomtl_core.data.metadata import SCENE_COLUMNS
+    from geomtl_core.data.proxy.export import labelled_locations, metadata_table
+
+    locs = labelled_locations(proxy_config(scale))
+    train = metadata_table(locs[locs["split"] == "train"])
+    column = {v: c for c, v in SCENE_COLUMNS.items()}[ISN_TASK]
+    return ExportSizes(len(train), _shares(train[column]), fold_count(scale), "computed")
+
+
+def _shares(labels: pd.Series) -> dict[int, float]:
+    """Share of each class among ``labels``, by class."""
+    counts = labels.value_counts(normalize=True).sort_index()
+    return {int(k): float(v) for k, v in counts.items()}
+
+
 def ensure_folds(scale: str, root: Path | None = None) -> int:
     """The spatial cross-validation folds of the scale's proxy export (:func:`geomtl_core.data.folds.write_folds`,
     with the export's seed, cells, buffer and block cap); returns k, the number of folds, whose last fold is
@@ -77,10 +153,7 @@ def ensure_folds(scale: str, root: Path | None = None) -> int:
     from geomtl_core.data.folds import write_folds
 
     cfg = json.loads((ensure_proxy(scale, root, progress=False) / "proxy.json").read_text())["config"]
-    k = round(1 / cfg["fractions"][2])
-    if not all(abs(a - b) < 1e-9 for a, b in zip(cfg["fractions"], (1 - 2 / k, 1 / k, 1 / k), strict=True)):
-        raise ValueError(f"split fractions {cfg['fractions']} are not (1 - 2/k, 1/k, 1/k): the export's split is not "
-                         "a fold of a k-fold cross-validation")
+    k = _fold_count(cfg["fractions"])
     write_folds(data_dir(scale, root), k, cfg["seed"], cfg["split_grid_deg"], cfg["buffer_km"],
                 cfg["max_block_share"])
     return k
@@ -211,13 +284,14 @@ def experiment_units(name: str, scale: str, overrides: dict | None = None, root:
                      folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> list[RunUnit]:
     """The runs of one experiment: every seed of the scale on its split and, with ``folds``, on each other fold
     (the last fold of :func:`ensure_folds` is the split itself); the scale's retrieval cells score the hybrid
-    too (:func:`geomtl_core.compendium.design.retrieval_overrides`)."""
+    too (:func:`geomtl_core.compendium.design.retrieval_overrides`). Composing them reads and writes nothing:
+    the folds are written where runs train (:func:`train_units`, :func:`run`)."""
     from geomtl_core.compendium.design import retrieval_overrides
     from geomtl_core.data.folds import fold_overrides, fold_seed
 
     overrides = deep_merge(overrides or {}, retrieval_overrides(scale, name))
     seeds = list(scale_params(scale).get("seeds", [0]))
-    k = ensure_folds(scale, root) if folds else 0
+    k = fold_count(scale) if folds else 0
     plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
     return [RunUnit(seed_run_name(fold_run_name(name, j), s, seeds), scale,
                     deep_merge(deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": fold_seed(s, j)}}),
@@ -236,6 +310,8 @@ def train_units(units: list[RunUnit], root: Path | None = None, executor=None) -
     todo = [u for u in units if not u.cached(root)]
     if not todo:
         return
+    for scale in dict.fromkeys(u.scale for u in todo if u.fold is not None):
+        ensure_folds(scale, root)
     out = executor.run([u.task(root) for u in todo], desc=f"{len(todo)} runs")
     failed = [(u.name, r) for u, r in zip(todo, out, strict=True) if isinstance(r, BaseException)]
     if failed:
@@ -254,6 +330,8 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
     Training logs go to each run's ``history.csv``, not to the notebook (``verbose=2``: one line per epoch too)."""
     root = find_root() if root is None else Path(root)
     units = experiment_units(name, scale, overrides, root, folds, seed_overrides)
+    if folds:
+        ensure_folds(scale, root)
     results = {(u.fold, u.seed): run_once(u.name, scale, u.overrides, root, verbose) for u in units}
     seeds = list(dict.fromkeys(u.seed for u in units))
     names: dict[int | None, dict[int, str]] = {}
@@ -264,7 +342,7 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
     runs_dir = root / "runs" / scale
     head["seed_summary"] = seed_summary([runs_dir / r / "predictions_test.csv" for r in head["seeds"].values()])
     if folds:
-        k = ensure_folds(scale, root)
+        k = fold_count(scale)
         head["folds"] = {str(k - 1 if j is None else j): {str(s): n for s, n in by_seed.items()}
                          for j, by_seed in names.items()}
         head["cv_summary"] = seed_summary([[runs_dir / names[j][s] / "predictions_test.csv" for j in names]

@@ -8,6 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+GALLERY_FILE = "gallery.npz"
+"""A bundle's retrieval gallery (:meth:`geomtl_core.geo.retrieval.Gallery.to_npz`: float16 embeddings,
+coordinates, fine cells), written by :func:`geomtl_core.training.hybrid.save_gallery` and read by the predictor;
+the settings it is used with are the bundle's ``hybrid.json``."""
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -134,17 +134,6 @@ def test_evaluate_refuses_an_earlier_output_before_torch(work):
     assert rc == 2 and "eval-meta exists" in err and "--overwrite" in err and heavy == []
 
 
-def test_light_constants_agree_with_the_predictor():
-    """Catches the cheap image check drifting from the predictor's (a photo refused early, or a text file let
-    through to the model): the same magic bytes, file endings and gallery file name."""
-    from geomtl_core.cli import checks
-    from geomtl_core.data.predictions import IMAGE_SUFFIXES
-    from geomtl_core.inference import predict
-
-    assert checks.IMAGE_MAGIC == predict.IMAGE_MAGIC and checks.IMAGE_SUFFIXES == IMAGE_SUFFIXES
-    assert checks.GALLERY_FILE == predict.GALLERY_FILE
-
-
 def test_checkpoint_magic_accepts_what_torch_saves(tmp_path):
     """Catches the cheap checkpoint check refusing a real checkpoint: torch.save's zip format and the legacy
     pickle format both pass."""

@@ -14,18 +14,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from geomtl_core.data.photo_files import IMAGE_SUFFIXES, MORE_MAGIC, looks_like_image_bytes
 from geomtl_core.errors import InputError
 
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
-"""The first bytes of the image formats :func:`geomtl_core.inference.predict.looks_like_image` knows (the same
-tuple: ``tests/test_early_errors.py`` checks that they agree)."""
-MORE_MAGIC = (b"\xffO\xffQ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7")
-"""Formats that only their file name ending marks in a folder (JPEG 2000 codestream, Netpbm), by content."""
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-                            ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif", ".jp2", ".j2k"})
-"""The same endings as :data:`geomtl_core.data.predictions.IMAGE_SUFFIXES` (checked by the same test)."""
-GALLERY_FILE = "gallery.npz"
-"""A bundle's retrieval gallery, as :data:`geomtl_core.inference.predict.GALLERY_FILE` (checked by the same test)."""
 BUNDLE_FILES = ("labels.json", "config.yaml", "model.keras")
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOLS = range(2, 6)
@@ -126,15 +117,14 @@ def image_problem(path: Path) -> str | None:
         return f"{path} cannot be read ({exc.strerror or exc})"
     if not head:
         return f"{path} is empty (0 bytes)"
-    if looks_like_image_bytes(head) or path.suffix.lower() == ".dib":
+    if _may_be_image(head) or path.suffix.lower() == ".dib":
         return None
     return f"{path} is not an image (its first bytes are no JPEG, PNG, GIF, BMP, TIFF, WebP or HEIF/AVIF)"
 
 
-def looks_like_image_bytes(head: bytes) -> bool:
-    """The first bytes of a file are an image format's (the formats the predictor decodes)."""
-    return (head.startswith(IMAGE_MAGIC) or head.startswith(MORE_MAGIC) or (head[:4] == b"RIFF"
-            and head[8:12] == b"WEBP") or head[4:8] == b"ftyp")
+def _may_be_image(head: bytes) -> bool:
+    """The first bytes of a file are an image format's, those the predictor recognises by content or by name."""
+    return looks_like_image_bytes(head) or head.startswith(MORE_MAGIC)
 
 
 def folder_has_image(folder: Path) -> tuple[bool, int]:
@@ -148,7 +138,7 @@ def folder_has_image(folder: Path) -> tuple[bool, int]:
         if p.suffix.lower() in IMAGE_SUFFIXES:
             return True, others
         try:
-            if looks_like_image_bytes(_head(p)):
+            if _may_be_image(_head(p)):
                 return True, others
         except OSError:
             return True, others  # unreadable: the predictor reports its error

@@ -147,7 +147,8 @@ def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Pa
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from geomtl_core.cli.checks import GALLERY_FILE, check_bundle, is_terminal
+    from geomtl_core.cli.checks import check_bundle, is_terminal
+    from geomtl_core.files import GALLERY_FILE
 
     # every input and the output place are checked before torch, keras and the model load
     kind, name = _source(args)

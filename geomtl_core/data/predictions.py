@@ -187,10 +187,6 @@ def common_ids(a: Predictions, b: Predictions) -> tuple[int, int, int]:
     return len(both), len(np.setdiff1d(ids_a, ids_b)), len(np.setdiff1d(ids_b, ids_a))
 
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-                            ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif", ".jp2", ".j2k"})
-"""File name endings taken as photos (any case); other files in a folder are recognised by content."""
-
 KEY_NAMES = ("img_id", "image_id", "id", "name", "file", "filename", "file_name", "image", "path", "photo")
 """Columns of a truth table that may identify an image (any case): every one present is used."""
 

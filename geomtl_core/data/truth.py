@@ -27,7 +27,8 @@ from itertools import compress, zip_longest
 from pathlib import Path
 
 from geomtl_core.data.layouts import LAT_NAMES, LON_NAMES, Layout, detect_layout
-from geomtl_core.data.predictions import IMAGE_SUFFIXES, KEY_NAMES, TruthTable
+from geomtl_core.data.photo_files import IMAGE_SUFFIXES
+from geomtl_core.data.predictions import KEY_NAMES, TruthTable
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import InvalidCoordinatesError, validate_coordinates
 

@@ -2,7 +2,7 @@
 
 ``predict(bundle_or_path, paths)`` returns one dict per input file (folders are expanded,
 recursively, in sorted order; hidden files and files that are not images are skipped: a photo is a file
-with an image ending (:data:`~geomtl_core.data.predictions.IMAGE_SUFFIXES`) or one whose first bytes are
+with an image ending (:data:`~geomtl_core.data.photo_files.IMAGE_SUFFIXES`) or one whose first bytes are
 an image format's; files named one by one are always tried):
 
 - ``img_id``: the file's path relative to the folder it was found in (its name, for a file named alone),
@@ -43,8 +43,10 @@ from typing import Any
 
 from geomtl_core.data.exif import ExifInfo, read_exif
 from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
-from geomtl_core.data.predictions import IMAGE_SUFFIXES, TruthTable
+from geomtl_core.data.photo_files import looks_like_image
+from geomtl_core.data.predictions import TruthTable
 from geomtl_core.errors import InputError
+from geomtl_core.files import GALLERY_FILE
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax, top_k
 from geomtl_core.geo.partitioning import Hierarchy
@@ -56,26 +58,8 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-GALLERY_FILE = "gallery.npz"
-"""A bundle's retrieval gallery (the name :func:`geomtl_core.training.hybrid.save_gallery` writes)."""
 HYBRID_FILE = "hybrid.json"
 """The hybrid's settings chosen on validation (:func:`geomtl_core.training.hybrid.hybrid_for_run`)."""
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
-
-
-def looks_like_image(path: Path) -> bool:
-    """An image ending, or (any other name) the first bytes of an image format; unreadable files count as
-    images, so that their error is reported."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return True
-    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
-
-
 @dataclass
 class Inputs:
     """The files to predict (input order), their ids, and the folder files skipped as not images."""

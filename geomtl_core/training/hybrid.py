@@ -30,7 +30,7 @@ from geomtl_core.data.images import TransformConfig
 from geomtl_core.data.loaders import load_tables, split_loader, training_rows, training_split
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.errors import InputError
-from geomtl_core.files import atomic_path
+from geomtl_core.files import GALLERY_FILE, atomic_path
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import Geolocation, geolocate
 from geomtl_core.geo.metrics import summarize_errors
@@ -243,9 +243,6 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     return result
 
 
-GALLERY_FILE = "gallery.npz"
-"""A bundle's retrieval gallery (:meth:`Gallery.to_npz`: float16 embeddings, coordinates, fine cells); the
-settings it is used with are ``hybrid.json``'s, written by :func:`hybrid_for_run` beside it."""
 
 
 def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progress: bool = False) -> Path:

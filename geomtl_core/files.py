@@ -27,3 +27,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_run_folder(out: str | Path, resume: bool) -> Path:
+    """The checkpoint state file of a training run's folder, checked against ``resume`` before anything is
+    written: a file where the folder should be, ``resume`` with no run to resume, or a new run over an earlier
+    one are errors (read by the trainer, and by ``geomtl train`` before torch and Keras load)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; give a folder for the bundle")
+    state = out / "checkpoints" / "state.json"
+    if resume and not state.exists():
+        raise FileNotFoundError(f"nothing to resume: {state} not found; start a new run without resume")
+    if not resume and state.exists():
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    return state

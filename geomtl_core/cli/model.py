@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from geomtl_core.errors import InputError
+from geomtl_core.files import check_run_folder
 
 import yaml
 
@@ -63,18 +64,6 @@ def _read_config(path: str | None) -> dict:
     return data or {}
 
 
-def _check_out(out: str, resume: bool) -> None:
-    """--out against --resume, before torch and keras load (the trainer checks the same again)."""
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the bundle")
-    state = folder / "checkpoints" / "state.json"
-    if resume and not state.exists():
-        raise InputError(f"nothing to resume: {state} not found; drop --resume to start a new run")
-    if not resume and state.exists():
-        raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from geomtl_core.cli.checks import keras_verbose
     from geomtl_core.config import ExperimentConfig, deep_merge
@@ -82,7 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # the whole config is built and validated before torch/keras are imported and before anything is written
     data = _read_config(args.config)
     overrides = deep_merge(data, _parse_set(args.set))
-    _check_out(args.out, args.resume)
+    check_run_folder(args.out, args.resume)  # before torch and keras load
     if args.resume:  # --config/--set on top of the saved config; train() refuses unsafe changes
         saved = Path(args.out) / "config.yaml"
         cfg = ExperimentConfig.from_dict(deep_merge(ExperimentConfig.load(saved).to_dict(), overrides)) \

@@ -24,7 +24,7 @@ from geomtl_core.data.loaders import (
     training_split,
 )
 from geomtl_core.errors import InputError
-from geomtl_core.files import atomic_path
+from geomtl_core.files import atomic_path, check_run_folder
 from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
@@ -210,11 +210,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     :data:`RESUMABLE_KEYS`; see :func:`resume_config`.
     """
     out = Path(out_dir)
-    state_path = out / "checkpoints" / "state.json"
-    if resume and not state_path.exists():
-        raise FileNotFoundError(f"nothing to resume: {state_path} not found")
-    if not resume and state_path.exists():
-        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    state_path = check_run_folder(out, resume)
     dist.init_from_env()
     keep_freed_memory()  # on a CPU: steps reuse their freed activation buffers instead of faulting in fresh pages
     if resume:

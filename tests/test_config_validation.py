@@ -109,7 +109,7 @@ def test_train_without_config_hints_where_the_book_data_is(tmp_path, capsys, mon
     assert main(["train", "--out", str(tmp_path / "B")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert "data/proxy does not exist" in err and "data/proxy_*_64px_300km/" in err
+    assert "data/proxy does not exist" in err and "data/proxy_*_64px_100km/" in err
     assert "data/proxy_all_64px_300km/" in err and "--set data.root=" in err
     assert not (tmp_path / "B").exists()
 

@@ -143,7 +143,7 @@ def test_papermill_command_reruns_a_notebook(tmp_path, cwd):
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     printed = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
-    assert "scale=smoke: data in data/proxy_3000_64px_300km/ (project folder)\n" in printed  # no absolute path
+    assert "scale=smoke: data in data/proxy_3000_64px_100km/ (project folder)\n" in printed  # no absolute path
     assert any("text/html" in o.get("data", {}) for o in outputs)  # the baseline table
     assert json.loads(json.dumps(nb.metadata.papermill.parameters)) == {"scale": "smoke"}
 

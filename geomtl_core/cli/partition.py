@@ -9,7 +9,7 @@ from pathlib import Path
 
 from geomtl_core.cli.checks import require_output_file, require_text_file
 from geomtl_core.data.metadata import read_coordinates_csv
-from geomtl_core.geo.partitioning import build_partitionings, read_cells_csv, relate, write_cells_csv
+from geomtl_core.geo.partitioning import build_partitionings, partition_name, read_cells_csv, relate, write_cells_csv
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         "partitionings": [],
     }
     for t, part in zip(tau_max, parts, strict=True):
-        path = write_cells_csv(part, out / f"cells_{args.tau_min}_{t}.csv")
+        path = write_cells_csv(part, out / f"{partition_name(args.tau_min, t)}.csv")
         meta["partitionings"].append(
             {"file": path.name, "tau_max": t, "classes": len(part), "points_in_cells": part.points_in_cells}
         )

@@ -104,6 +104,15 @@ class Partitioning:
         )
 
 
+def partition_name(tau_min: int, tau_max: int) -> str:
+    """The name of the partitioning built with these thresholds (its heads, methods and cells CSV go by it).
+
+    >>> partition_name(10, 300)
+    'cells_10_300'
+    """
+    return f"cells_{int(tau_min)}_{int(tau_max)}"
+
+
 def build_partitionings(
     lat: ArrayLike,
     lon: ArrayLike,
@@ -164,7 +173,7 @@ def _build_one(
     for k in range(3):
         sums[:, k] = np.bincount(cls[ok], weights=xyz[ok, k], minlength=len(cell_ids))
     lat_m, lon_m = from_unit_vectors(sums)
-    return Partitioning(cell_ids, counts, lat_m, lon_m, num_images=n_total, name=f"cells_{tau_min}_{tau_max}")
+    return Partitioning(cell_ids, counts, lat_m, lon_m, num_images=n_total, name=partition_name(tau_min, tau_max))
 
 
 def write_cells_csv(part: Partitioning, path: str | Path) -> Path:

@@ -26,7 +26,7 @@ from geomtl_core.errors import InputError
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax
 from geomtl_core.geo.metrics import summarize_errors
-from geomtl_core.geo.partitioning import Hierarchy, Partitioning
+from geomtl_core.geo.partitioning import Hierarchy, Partitioning, partition_name
 from geomtl_core.geo.stats import spatial_blocks
 
 import numpy as np
@@ -150,7 +150,7 @@ def partition_names(partition: Mapping[str, Any]) -> set[str]:
     names them), so a result file says which of its methods are heads without loading the bundle."""
     if partition.get("cells_files"):
         return {Path(f).stem for f in partition["cells_files"]}
-    return {f"cells_{int(partition['tau_min'])}_{int(t)}" for t in partition["tau_max"]}
+    return {partition_name(partition["tau_min"], t) for t in partition["tau_max"]}
 
 
 def partition_heads(methods: Iterable[str], partition: Mapping[str, Any]) -> list[str]:

@@ -38,7 +38,8 @@ def check_run_folder(out: str | Path, resume: bool) -> Path:
         raise NotADirectoryError(f"{out} is a file; give a folder for the bundle")
     state = out / "checkpoints" / "state.json"
     if resume and not state.exists():
-        raise FileNotFoundError(f"nothing to resume: {state} not found; start a new run without resume")
+        raise FileNotFoundError(f"nothing to resume: {state} not found; start a new run (resume=False, no --resume)")
     if not resume and state.exists():
-        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+        raise FileExistsError(f"{out} already holds a training run; continue it with resume=True (--resume on the "
+                              "command line) or choose a new output folder")
     return state

@@ -5,6 +5,13 @@ a summary: files in folders skipped as not images (listed once), failed files, a
 where the true location is known: from ``--truth FILE`` (a CSV/TSV of id or file name -> lat, lon) or else
 from the photo's EXIF GPS. The CSV begins with geomtl's prediction layout (``img_id, true_lat, true_lon,
 pred_lat, pred_lon, error_km``), so ``geomtl score OUT`` and ``geomtl compare OUT OTHER`` read it as it is.
+``--top-k K`` (default 5): ``--json`` lists the K most likely cells of every partitioning (``cells``), and the
+table and the CSV show those of the finest partitioning (ranked by its own probability). The CSV adds the columns
+``<fine>_lat_R``, ``<fine>_lon_R``, ``<fine>_p_R`` and ``<fine>_token_R`` for the ranks R = 2 to K (``<fine>``: the
+finest partitioning's name, as in ``cells``; rank 1 is ``<fine>_token`` and ``<fine>_p``). The table adds a line
+under each photo, ``also #R LAT, LON (P) ...``: the cells ranked 1 to K other than the one holding the best
+guess (the hierarchy's f* or the hybrid may choose another cell than the finest partitioning's first), at most
+K - 1 of them; K = 1 prints the table alone. ``--map`` prints the path of every map it wrote.
 A bundle carrying a retrieval gallery (``gallery.npz``, published with its run's ``hybrid.json``) predicts with
 the hybrid (method ``hybrid``: the classifier's top cells, then the most similar gallery images within them);
 ``--no-retrieval`` uses the classifier alone.
@@ -32,12 +39,24 @@ CSV_TAIL = ["truth", "error", "warnings"]
 RESULT_KEYS = {"pred_lat": "lat", "pred_lon": "lon"}  # CSV column -> result key, where they differ
 
 
-def csv_columns(bundle) -> list[str]:
+RANK_FIELDS = ("lat", "lon", "p", "token")  # of a cell in a result's ``cells``, one CSV column each per rank >= 2
+
+
+def rank_column(part: str, field: str, rank: int) -> str:
+    """The CSV column of ``field`` of the finest partitioning ``part``'s cell ranked ``rank`` (2 or more)."""
+    return f"{part}_{field}_{rank}"
+
+
+def csv_columns(bundle, top_k: int = 1) -> list[str]:
     """CSV header: geomtl's prediction layout first (``geomtl score`` reads it), then the path, place and method,
-    top-1 token and probability per partitioning, top scene per task, where the truth came from, errors."""
+    top-1 token and probability per partitioning, the finest partitioning's cells ranked 2 to ``top_k`` (as many
+    as it has), top scene per task, where the truth came from, errors."""
     cols = list(CSV_FIXED)
     for p in bundle.parts:
         cols += [f"{p.name}_token", f"{p.name}_p"]
+    fine = bundle.parts[-1]
+    for rank in range(2, min(top_k, len(fine)) + 1):
+        cols += [rank_column(fine.name, field, rank) for field in RANK_FIELDS]
     for t in bundle.scene_tasks:
         cols += [t, f"{t}_p"]
     return cols + CSV_TAIL
@@ -49,6 +68,11 @@ def csv_row(r: dict) -> dict:
     row["warnings"] = "; ".join(r.get("warnings") or [])
     for name, cells in (r.get("cells") or {}).items():
         row[f"{name}_token"], row[f"{name}_p"] = cells[0]["token"], round(cells[0]["p"], 6)
+    if r.get("cells"):  # the finest partitioning's runners-up (cells coarse -> fine: the last)
+        fine, cells = list(r["cells"].items())[-1]
+        for rank, cell in enumerate(cells[1:], start=2):
+            for field in RANK_FIELDS:
+                row[rank_column(fine, field, rank)] = round(cell["p"], 6) if field == "p" else cell[field]
     for t, s in (r.get("scene") or {}).items():
         row[t], row[f"{t}_p"] = s["label"], round(s["p"], 6)
     return {k: ("" if v is None else v) for k, v in row.items()}
@@ -63,6 +87,20 @@ def _table_line(r: dict) -> str:
 
 
 TABLE_HEADER = f"{'file':<36} {'lat':>8} {'lon':>9}  {'nearest place':<34} {'scene':<24} {'error_km':>9}"
+ALSO_PER_LINE = 4  # runners-up per continuation line of the table
+
+
+def _also_lines(r: dict, fine) -> list[str]:
+    """The table's continuation lines under a photo: the top-K cells of the finest partitioning ``fine`` other
+    than the cell holding the guess (at most K - 1: none for K = 1), as ``#R LAT, LON (P)`` (rank by its
+    probability, class centre, probability), four to a line."""
+    cells = (r.get("cells") or {}).get(fine.name) or []
+    if len(cells) < 2:
+        return []
+    held = int(fine.assign([r["lat"]], [r["lon"]])[0])  # the guess's own cell (-1: none, e.g. a dropped one)
+    alts = [f"#{rank} {c['lat']:.3f}, {c['lon']:.3f} ({c['p']:.3f})" for rank, c in enumerate(cells, start=1)
+            if c["class"] != held and (c["lat"], c["lon"]) != (r["lat"], r["lon"])][: len(cells) - 1]
+    return ["    also " + "  ".join(alts[i : i + ALSO_PER_LINE]) for i in range(0, len(alts), ALSO_PER_LINE)]
 
 
 TRUTH_HINT = ("give a CSV or TSV of image id or file name, latitude, longitude (e.g. IMG_ID,AUTHOR,LAT,LON, or "
@@ -115,7 +153,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     csv_file = writer = None
     if args.csv:
         csv_file = sys.stdout if args.csv == "-" else Path(args.csv).open("w", newline="")
-        writer = csv.DictWriter(csv_file, fieldnames=csv_columns(bundle))
+        writer = csv.DictWriter(csv_file, fieldnames=csv_columns(bundle, args.top_k))
         writer.writeheader()
     table = not args.json and not args.csv
     if inputs.skipped:
@@ -132,7 +170,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if writer is not None:
                 writer.writerow(csv_row(r))
             elif table and not r["error"]:  # failures are listed once, in the summary below
-                tqdm.write(_table_line(r), file=sys.stdout)
+                tqdm.write("\n".join([_table_line(r), *_also_lines(r, bundle.parts[-1])]), file=sys.stdout)
     finally:
         if csv_file is not None and csv_file is not sys.stdout:
             csv_file.close()
@@ -143,8 +181,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
           (f", {len(failed)} failed:" if failed else ""), file=report)
     for r in failed:
         print(f"  {r['path']}: {r['error']}", file=report)
+    fine = bundle.parts[-1]
+    if table and min(args.top_k, len(fine)) > 1 and len(failed) < len(results):
+        print(f"also: the other cells among the {min(args.top_k, len(fine))} most likely of the finest "
+              f"partitioning ({fine.name}), as #rank lat, lon (probability)", file=report)
+    if args.map:
+        _map_report(results, report)
     _error_summary([r for r in results if not r["error"]], truth, report, summarize_errors)
     return 1 if failed else 0
+
+
+def _map_report(results: list[dict], report) -> None:
+    """One line per map written, with its path; the maps that could not be written, and why."""
+    for r in results:
+        if r.get("map"):
+            print(f"map written to {r['map']}", file=report)
+        for w in r.get("warnings") or []:
+            if w.startswith("map not written"):
+                print(f"  {r['path']}: {w}", file=report)
 
 
 def _error_summary(predicted: list[dict], truth, report, summarize_errors) -> None:
@@ -174,7 +228,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", metavar="FILE",
                    help="true locations: a CSV/TSV of image id or file name -> lat, lon (a header naming them, or "
                         "none: name, lat, lon, ...); each listed image gets its error (else EXIF GPS is used)")
-    p.add_argument("--top-k", type=int, default=5, help="cells listed per partitioning (default 5)")
+    p.add_argument("--top-k", type=int, default=5, metavar="K",
+                   help="cells listed per partitioning in --json; the table and the CSV add up to K - 1 other "
+                        "likely cells of the finest partitioning (default 5; 1: the best guess alone)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     out.add_argument("--csv", metavar="OUT", help="write one CSV row per file to OUT ('-': stdout), in the layout "

@@ -23,6 +23,7 @@ ROOT = find_root(__file__)
 JUPYTER_LAB = Path(sys.executable).parent / "jupyter-lab"
 NOTEBOOKS = [f"0{k}_{n}.ipynb" for k, n in enumerate(
     ["data", "partitioning", "baselines", "single_task", "multitask", "ablations", "retrieval", "summary"], start=1)]
+NOTEBOOKS += ["your_photos.ipynb"]  # the book's experiments, then the guide to a user's own photos
 
 
 def free_port() -> int:

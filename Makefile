@@ -12,7 +12,7 @@ KERNEL := geomtl
 # --allow-root only where make runs as root (containers), which Jupyter otherwise refuses
 LAB_ARGS ?= --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install test lint book clean-book bench lab
+.PHONY: install test test-fast lint book clean-book bench lab
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The fast tier (a few minutes on 2 cores): everything but the tests marked slow (end-to-end trainings, the
+# smoke book, multi-process and kill/resume runs, the full 100K-location split checks); CI runs `make test`.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 # Each scale builds its own report: default from book/ into book/_build/html; another scale from its copy of
 # book/ in book/_build/$(SCALE)/ (a banner on every page) into book/_build/$(SCALE)/_build/html. The runner

@@ -236,6 +236,7 @@ def test_a_footprint_holds_every_source_pixel_its_crop_reads():
     assert fp.sizes()[1] > fp.sizes()[0]  # at 61 N a pixel is half as wide: the crop reads more of them
 
 
+@pytest.mark.slow
 def test_default_split_is_spread_and_pixel_disjoint():
     """The default export's test (and val) split: >= 80 (val >= 80) five-degree blocks, none above 8% of the
     split; no val or test crop shares a source pixel with a training crop (footprints recomputed per group);
@@ -259,6 +260,7 @@ def test_default_split_is_spread_and_pixel_disjoint():
     assert (split == 0).sum() >= 0.7 * (cells == 0).sum() and (split == 2).sum() > 5_000
 
 
+@pytest.mark.slow
 def test_spatial_folds_test_every_kept_location_once_and_contain_the_split():
     """Ten folds over the locations the default split kept: every location is tested in exactly one fold, by
     whole grid cells (a cell's locations share their fold); each fold's val and test share no source pixel with

@@ -13,6 +13,7 @@ from geomtl_core.compendium.project import find_root
 from geomtl_core.data.proxy.export import ProxyConfig, export_proxy
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = find_root(__file__)
@@ -36,6 +37,7 @@ def test_readme_and_api_page_show_the_same_example():
     assert README_BLOCK == page
 
 
+@pytest.mark.slow
 def test_readme_api_example_runs_twice(tmp_path):
     """Catches an example that cannot be run as written (a name, path or key that no longer exists) and one that
     runs only once: the second run must reuse the bundle, not stop on the folder the first run wrote."""

@@ -83,4 +83,5 @@ def plot_nearest_train(root, folds: list[int], thresholds_km: tuple[int, ...] = 
     ax.tick_params(labelsize=10)
     ax.legend(fontsize=9, ncol=2)
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's value
     return fig

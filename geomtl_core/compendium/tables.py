@@ -101,12 +101,13 @@ def leakage_table(folds: dict) -> pd.DataFrame:
     for j, d in folds["leakage"].items():
         near, oracle = d.get("nearest_train_km", {}), d.get("oracle_nearest_train", {})
         rows.append({"fold": int(j), "train kept": d["train"], "dropped": d["dropped_train"],
-                     "kept %": round(100 * d["kept_share"], 1), "val": d["val"], "test": d["test"],
+                     "kept %": round(100 * d["kept_share"], 1), "test": d["test"],
                      "largest overlap (px)": d.get("max_shared_px_held", "—"),
-                     "nearest train km: 5th pct": near.get("q05", "—"), "median": near.get("q50", "—"),
-                     "95th pct": near.get("q95", "—"),
+                     "km to nearest train (5th / 50th / 95th pct)":
+                         " / ".join(f"{near[q]:.0f}" for q in ("q05", "q50", "q95")) if near else "—",
                      **{f"oracle {t} km %": round(100 * oracle[str(t)], 1) if oracle else "—" for t in (200, 750)},
-                     "test blocks": d.get("test_blocks", "—"), "Kish": d.get("test_blocks_kish", "—")})
+                     "test blocks (Kish)": f"{d['test_blocks']} ({d['test_blocks_kish']:.0f})"
+                     if "test_blocks" in d else "—"})
     return pd.DataFrame(rows).set_index("fold").sort_index()
 
 

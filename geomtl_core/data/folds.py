@@ -26,6 +26,9 @@ from filelock import FileLock
 SPLITS = ("train", "val", "test")
 FOLDS_DIR = "folds"
 POOL = "pool"
+FOLDS_FORMAT = 2
+"""The version of ``folds.json``'s record (2: per-fold leakage figures, the export's own split's from
+``proxy.json``); folds written with another are rewritten."""
 
 
 def fold_overrides(fold: int) -> dict:
@@ -62,7 +65,8 @@ def write_folds(root: Path, k: int, seed: int, grid_deg: float, buffer_km: float
     root = Path(root)
     out = root / FOLDS_DIR
     crops = crop_geometry(root)
-    args = {"k": k, "seed": seed, "grid_deg": grid_deg, "buffer_km": buffer_km, "max_block_share": max_block_share,
+    args = {"format": FOLDS_FORMAT, "k": k, "seed": seed, "grid_deg": grid_deg,
+            "buffer_km": buffer_km, "max_block_share": max_block_share,
             "pixel_disjoint": crops, "source": {s: (root / f"{s}.csv").stat().st_size for s in SPLITS}}
     out.mkdir(parents=True, exist_ok=True)
     info = out / "folds.json"

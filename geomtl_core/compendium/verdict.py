@@ -26,7 +26,10 @@ import pandas as pd
 
 VERDICT_COLUMNS = ["family", "comparison", "model", "data_fraction", "aux_label", "endpoint", "a_mean", "b_mean",
                    "diff", "ci_lo", "ci_hi", "se", "p", "p_holm", "mde", "equiv_margin", "n_seeds", "n_folds",
-                   "n_images", "n_blocks", "n_blocks_eff"]
+                   "interval", "df", "n_images", "n_blocks", "n_blocks_eff"]
+"""The columns of a verdict row; ``interval`` says how ci and p were made: ``fold t`` (a t over the fold means of
+seed-averaged paired differences, ``df`` = folds − 1) where the row is cross-validated, else ``block bootstrap``
+(seeds, then blocks, on one split: no fold-level replication)."""
 
 
 def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot: int = N_BOOT_VERDICT) -> dict:
@@ -43,8 +46,9 @@ def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot:
     return {"family": family(label, b), "comparison": label, "model": b.model, "data_fraction": b.fraction,
             "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
             "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
-            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "n_images": d["n_images"],
-            "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"], "a_run": a.name, "b_run": b.name}
+            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "interval": d["interval"],
+            "df": d["df"], "n_images": d["n_images"], "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"],
+            "a_run": a.name, "b_run": b.name}
 
 
 def method_row(scale: str, label: str, a: Cell, method_a: str, b: Cell, method_b: str, root: Path,
@@ -60,9 +64,9 @@ def method_row(scale: str, label: str, a: Cell, method_a: str, b: Cell, method_b
     return {"family": METHODS_FAMILY[0], "comparison": label, "model": b.model, "data_fraction": b.fraction,
             "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
             "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
-            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "n_images": d["n_images"],
-            "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"], "a_run": a.name, "b_run": b.name,
-            "a_method": method_a, "b_method": method_b}
+            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "interval": d["interval"],
+            "df": d["df"], "n_images": d["n_images"], "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"],
+            "a_run": a.name, "b_run": b.name, "a_method": method_a, "b_method": method_b}
 
 
 def methods_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VERDICT) -> pd.DataFrame:
@@ -101,8 +105,9 @@ def decide(table: pd.DataFrame, margin: float = EQUIV_MARGIN) -> pd.DataFrame:
         table.loc[idx, "p_holm"] = holm(p)
         if "se" in table:
             levels = holm_levels(p)
-            table.loc[idx, "mde"] = [minimum_detectable_effect(se, lvl)
-                                     for se, lvl in zip(table.loc[idx, "se"], levels, strict=True)]
+            dfs = table.loc[idx, "df"] if "df" in table else pd.Series(None, index=idx, dtype=object)
+            table.loc[idx, "mde"] = [minimum_detectable_effect(se, lvl, df=None if pd.isna(df) else int(df))
+                                     for se, lvl, df in zip(table.loc[idx, "se"], levels, dfs, strict=True)]
     table["equiv_margin"] = margin
     table["verdict"] = [verdict_word(lo, hi, ph, margin)
                         for lo, hi, ph in zip(table["ci_lo"], table["ci_hi"], table["p_holm"], strict=True)]

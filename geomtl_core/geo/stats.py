@@ -109,6 +109,39 @@ def hierarchical_bootstrap(
     return out
 
 
+def fold_t_interval(diff: np.ndarray, folds: np.ndarray, level: float = LEVEL
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inference at the level of the design's unit, the cross-validation fold: per fold the seed-averaged paired
+    difference (mean over its seeds and images), then a t interval over the F fold means with F − 1 degrees of
+    freedom. ``diff``: (S, n, T) per-seed, per-image differences; ``folds``: (n,) the fold of each image. Returns
+    (estimate, ci (T, 2), two-sided p, standard error), each per column T. A shift shared by a whole fold (its
+    training set, a choice meeting it) is a unit's own error here, which a bootstrap of blocks pooled across
+    folds barely resamples (book/method.md, "Inference").
+
+    >>> d = np.array([[[1.0], [1.0], [3.0], [3.0], [2.0], [2.0]]])  # one seed, three folds of two images
+    >>> est, ci, p, se = fold_t_interval(d, np.array([0, 0, 1, 1, 2, 2]))
+    >>> float(est[0]), round(float(se[0]), 3), [round(float(x), 2) for x in ci[0]]
+    (2.0, 0.577, [-0.48, 4.48])
+    """
+    from scipy.stats import t as student_t
+
+    f = np.unique(folds, return_inverse=True)[1].ravel()
+    n_folds = int(f.max()) + 1
+    if n_folds < 2:
+        raise InputError("a fold-level interval needs at least two folds")
+    per_image = diff.mean(axis=0)  # (n, T): seed-averaged
+    sums, sizes = _block_sums(per_image, f)
+    means = sums / sizes[:, None]  # (F, T)
+    est = means.mean(axis=0)
+    se = means.std(axis=0, ddof=1) / np.sqrt(n_folds)
+    df = n_folds - 1
+    half = student_t.ppf(0.5 + level / 2, df) * se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(se > 0, np.abs(est) / np.where(se > 0, se, 1.0), np.where(est == 0, 0.0, np.inf))
+    p = np.minimum(1.0, 2.0 * student_t.sf(stat, df))
+    return est, np.stack([est - half, est + half], axis=1), p, se
+
+
 def percentile_ci(replicates: np.ndarray, level: float = LEVEL) -> np.ndarray:
     """(K, 2) percentile interval of each column of ``replicates``."""
     alpha = (1.0 - level) / 2.0
@@ -137,6 +170,10 @@ def holm(p: ArrayLike) -> np.ndarray:
     return out
 
 
+FOLD_T = "fold t"
+"""The interval of a comparison pooled over cross-validation folds: t over fold means, F − 1 degrees of freedom."""
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Accuracy of A and B at each threshold (mean over seeds and images), the paired difference A − B with its
@@ -153,8 +190,11 @@ class PairedComparison:
     p: np.ndarray
     p_holm: np.ndarray
     n_seeds: int = 1
-    se: np.ndarray | None = None  # (T,) bootstrap standard deviation of the difference
+    se: np.ndarray | None = None  # (T,) standard error of the difference (fold t, or the bootstrap's sd)
     n_blocks_eff: float = float("nan")  # Kish's effective number of blocks
+    interval: str = "block bootstrap"  # how ci and p were made: "fold t" (F − 1 df) or "block bootstrap"
+    n_folds: int = 1
+    ci_boot: np.ndarray | None = None  # (T, 2) the block bootstrap's interval, kept beside a fold t interval
 
     def to_json_dict(self) -> dict:
         """The JSON object of ``geomtl compare --json`` (fractions, not percent)."""
@@ -185,7 +225,10 @@ class PairedComparison:
                 "ci_hi": 100 * float(self.ci[k, 1]), "p": float(self.p[k]), "p_holm": float(self.p_holm[k]),
                 "se": 100 * float(self.se[k]) if self.se is not None else float("nan"),
                 "n_seeds": self.n_seeds, "n_blocks": self.n_blocks, "n_blocks_eff": self.n_blocks_eff,
-                "n_images": self.n}
+                "n_images": self.n, "interval": self.interval, "n_folds": self.n_folds,
+                "df": self.n_folds - 1 if self.interval == FOLD_T else None,
+                "ci_boot_lo": 100 * float(self.ci_boot[k, 0]) if self.ci_boot is not None else float("nan"),
+                "ci_boot_hi": 100 * float(self.ci_boot[k, 1]) if self.ci_boot is not None else float("nan")}
 
 
 def paired_comparison(
@@ -198,7 +241,9 @@ def paired_comparison(
     ``errors_a``/``errors_b`` are (n,) for one model each, or (S, n) for S training seeds paired by seed
     (seed s of A against seed s of B; unequal seed counts are refused). The 95% CI resamples spatial blocks
     (one seed) or seeds, then blocks (:func:`hierarchical_bootstrap`); two-sided p; Holm over the thresholds.
-    ``groups`` (the cross-validation fold of each image) nests the blocks in folds (:func:`spatial_blocks`).
+    ``groups`` (the cross-validation fold of each image) nests the blocks in folds (:func:`spatial_blocks`); with
+    two folds or more the primary interval, p and standard error are the fold-level t (:func:`fold_t_interval`),
+    the accuracies and the difference means over folds, and the block bootstrap's interval stays as ``ci_boot``.
     """
     thr = [int(t) for t in np.asarray(thresholds_km).ravel()]
     ea, eb = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
@@ -214,10 +259,16 @@ def paired_comparison(
     diff = ha - hb
     reps = hierarchical_bootstrap(diff, blocks, n_boot=n_boot, seed=seed) if len(diff) > 1 else \
         block_bootstrap(diff[0], blocks, n_boot=n_boot, seed=seed)
+    common = (thr, ha.shape[1], int(blocks.max()) + 1, float(block_deg))
+    if groups is not None and len(np.unique(groups)) >= 2:
+        folds = np.asarray(groups)
+        est, ci, p, se = fold_t_interval(diff, folds)
+        acc_a, acc_b = (fold_t_interval(h, folds)[0] for h in (ha, hb))  # means over folds, as est
+        return PairedComparison(*common, acc_a, acc_b, est, ci, p, holm(p), len(diff), se, effective_blocks(blocks),
+                                FOLD_T, len(np.unique(folds)), percentile_ci(reps))
     p = bootstrap_p(reps)
-    return PairedComparison(thr, ha.shape[1], int(blocks.max()) + 1, float(block_deg), ha.mean((0, 1)),
-                            hb.mean((0, 1)), diff.mean((0, 1)), percentile_ci(reps), p, holm(p), len(diff),
-                            reps.std(axis=0, ddof=1), effective_blocks(blocks))
+    return PairedComparison(*common, ha.mean((0, 1)), hb.mean((0, 1)), diff.mean((0, 1)), percentile_ci(reps), p,
+                            holm(p), len(diff), reps.std(axis=0, ddof=1), effective_blocks(blocks))
 
 
 def effective_blocks(blocks: ArrayLike) -> float:

@@ -133,6 +133,11 @@ def cv_folds(scale: str, name: str) -> list[int] | None:
     return list(cv["folds"]) if name in {Cell(*c).name for c in cv["cells"]} else None
 
 
+def cv_cells(scale: str) -> list[Cell]:
+    """The cells the scale cross-validates (``SCALES[scale]["cv"]["cells"]``)."""
+    return [Cell(*c) for c in (scale_params(scale).get("cv") or {}).get("cells", [])]
+
+
 def retrieval_cells(scale: str) -> list[Cell]:
     """The cells whose test also scores the hybrid and kNN predictors (``SCALES[scale]["retrieval"]``)."""
     return [Cell(*c) for c in scale_params(scale).get("retrieval", [])]

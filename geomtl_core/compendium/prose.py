@@ -204,3 +204,18 @@ def methods_answer(methods: pd.DataFrame, cost: pd.DataFrame) -> str:
     if len(scene):
         text += f" Does the scene task help the hybrid? {tally(scene)}."
     return text + "\n\n" + "\n".join(lines)
+
+
+def calibration_words(cal: pd.DataFrame) -> str:
+    """The calibration of chapter 05 (:func:`geomtl_core.compendium.calibration.calibration_table`) in a sentence
+    or two, from its table: how often the A/A row was decided, how often each injected effect was detected."""
+    if cal.empty:
+        return f"No calibration at this scale: {cal.attrs.get('reason', 'no cross-validated single-task cell')}."
+    aa = cal.loc[0.0]
+    shown = [e for e in cal.index if e > 0]
+    detected = ", ".join(f"{e:g} points in {cal.loc[e, 'helps %']:.0f}%" for e in shown)
+    return (f"On the real runs of `{cal.attrs.get('cell', '?')}` ({int(aa['draws'])} draws per row, one seed per arm "
+            f"and fold), the A/A row (two arms that differ only in their seeds) said helps in {aa['helps %']:.1f}% "
+            f"and hurts in {aa['hurts %']:.1f}% of draws, against a level of 5% for both together. Injected "
+            f"effects were detected as follows: {detected} of draws. With one seed per arm these are lower bounds "
+            "of the verdict rows' power, which average their seeds.")

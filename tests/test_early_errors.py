@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -19,33 +18,14 @@ from geomtl_core.cli import main
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_process import run_cli
 from toydata import make_toy_dataset, train_tiny_bundle
-
-WRAPPER = """
-import json, sys
-from geomtl_core.cli import main
-rc = 1
-try:
-    rc = main(sys.argv[2:])
-finally:
-    heavy = sorted(m for m in ("torch", "keras", "tensorflow", "torchvision") if m in sys.modules)
-    with open(sys.argv[1], "w") as fh:
-        json.dump(heavy, fh)
-sys.exit(rc)
-"""
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")  # the first bytes of a JPEG (JFIF)
 
 
 def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-def run_cli(args: list[str], cwd: Path, marker: Path) -> tuple[int, str, str, list[str]]:
-    """(exit status, stdout, stderr, heavy modules imported) of ``geomtl ARGS`` run in ``cwd``."""
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(marker), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr, json.loads(marker.read_text())
 
 
 @pytest.fixture

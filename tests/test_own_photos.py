@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,20 +19,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_process import run_cli
 from landmarks import landmark_rows
-
-WRAPPER = """
-import json, sys
-from geomtl_core.cli import main
-rc = 1
-try:
-    rc = main(sys.argv[2:])
-finally:
-    heavy = sorted(m for m in ("torch", "keras", "tensorflow", "torchvision") if m in sys.modules)
-    with open(sys.argv[1], "w") as fh:
-        json.dump(heavy, fh)
-sys.exit(rc)
-"""
 
 
 def _photo(path: Path, seed: int = 0, size: tuple[int, int] = (48, 32), gps: tuple | None = None,
@@ -263,15 +250,14 @@ def test_bad_input_is_one_line_before_torch(work, argv, words):
     naming the file and what to do, and anything written before the refusal."""
     before = {str(p.relative_to(work)) for p in work.rglob("*")}
     marker = work.parent / "heavy.json"
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(marker), "data", "shards", *argv], cwd=work,
-                          capture_output=True, text=True, timeout=120)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("geomtl data: error: "), proc.stderr
+    code, out, err, heavy = run_cli(["data", "shards", *argv], work, marker, timeout=120)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("geomtl data: error: "), err
     for w in words:
         assert w in lines[0], lines[0]
-    assert json.loads(marker.read_text()) == []
-    assert {str(p.relative_to(work)) for p in work.rglob("*")} == before and proc.stdout == ""
+    assert heavy == []
+    assert {str(p.relative_to(work)) for p in work.rglob("*")} == before and out == ""
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from geomtl_core.compendium.design import Cell
 from geomtl_core.compendium.results import compare_runs
-from geomtl_core.compendium.statistics import seed_summary
+from geomtl_core.compendium.statistics import compare_files, seed_summary
 from geomtl_core.compendium.verdict import decide, verdict_table
 from geomtl_core.data.predictions import write_predictions
 from geomtl_core.geo.stats import hierarchical_bootstrap
@@ -70,11 +70,20 @@ def test_a_real_difference_is_found_and_seed_noise_widens_the_interval(tmp_path)
     assert noisy["ci_hi"] - noisy["ci_lo"] > quiet["ci_hi"] - quiet["ci_lo"]
 
 
-def test_unequal_seed_counts_are_refused(tmp_path):
-    _fake_experiment(tmp_path, "x", "three", 150.0)
-    _fake_experiment(tmp_path, "x", "two", 150.0, seeds=(0, 1))
-    with pytest.raises(ValueError, match="same seeds"):
-        compare_runs("x", "three", "two", root=tmp_path)
+def test_runs_with_unequal_seeds_are_compared_on_the_seeds_both_ran(tmp_path):
+    """An experiment with more seeds (the A/A cell) is compared on the seeds the other ran, by seed number, and
+    runs with no seed in common are refused. Catches pairing seed 1 of one run with seed 0 of another, and a
+    comparison that silently averages seeds one arm never ran."""
+    _fake_experiment(tmp_path, "x", "three", 150.0, noise=60.0)
+    _fake_experiment(tmp_path, "x", "two", 260.0, seeds=(0, 2))
+    d = compare_runs("x", "three", "two", root=tmp_path, n_boot=200)
+    assert d.n_seeds == 2
+    only = compare_files(*[[tmp_path / "runs" / "x" / r / "predictions_test.csv" for r in runs]
+                           for runs in (("three", "three.s2"), ("two", "two.s2"))], n_boot=200)
+    assert d.at(200)["diff"] == pytest.approx(only.at(200)["diff"])
+    _fake_experiment(tmp_path, "x", "other", 150.0, seeds=(5, 6))
+    with pytest.raises(ValueError, match="no seed in common"):
+        compare_runs("x", "three", "other", root=tmp_path)
 
 
 def _analytic_variance(values: np.ndarray, blocks: np.ndarray) -> float:
@@ -125,7 +134,7 @@ def test_holm_decides_over_the_family():
     assert strong["verdict"].tolist() == ["helps", "not resolved", "not resolved"]
     assert decide(_rows((0.001, -2.0, -0.5)))["verdict"].tolist() == ["hurts"]
     # Holm within each declared family, not across them
-    two = decide(_rows((0.02, 0.5, 2.0), (0.03, 0.4, 2.0)).assign(family=["primary", "controls"]))
+    two = decide(_rows((0.02, 0.5, 2.0), (0.03, 0.4, 2.0)).assign(family=["confirmatory", "controls"]))
     assert two["verdict"].tolist() == ["helps", "helps"] and two["p_holm"].tolist() == pytest.approx([0.02, 0.03])
 
 
@@ -140,7 +149,7 @@ def test_equivalent_needs_the_whole_interval_inside_the_margin():
 def test_verdict_on_runs_with_known_effects(tmp_path):
     """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at 200 km, once equal on
     every image: a zero-width interval, "no information", not "equivalent"), its interval containing the
-    difference, Holm over all rows, and refusal of unequal seed counts."""
+    difference, Holm over all rows, and refusal of runs with no seed in common."""
     cells = {k: Cell("frozen", 0.1, k) for k in ("st", "s3", "s16", "kg")}
     for aux, shift in (("st", 260.0), ("s3", 150.0), ("s16", 260.0), ("kg", 150.0)):
         _fake_experiment(tmp_path, "x", cells[aux].name, shift)
@@ -148,7 +157,8 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     pairs = [("mtl_vs_st", cells["st"], cells["s3"]), ("mtl_vs_st", cells["st"], cells["s16"]),
              ("koppen_geographic_label_vs_st", cells["st"], cells["kg"])]
     table = verdict_table("x", tmp_path, n_boot=300, pairs=pairs)
-    assert table["family"].tolist() == ["primary", "secondary", "controls"]
+    assert table["family"].tolist() == ["confirmatory", "secondary", "controls"]
+    assert table["role"].tolist() == ["confirmatory", "exploratory", "exploratory"]
     assert table["diff"].tolist() == pytest.approx([100.0, 0.0, 100.0])
     assert (table["n_images"] == 400).all() and (table["n_blocks_eff"] <= table["n_blocks"]).all()
     assert table["verdict"].tolist() == ["helps", "no information", "helps"]
@@ -161,8 +171,8 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     power = power_table(table, "x", tmp_path)
     assert len(power) == 1 and power["mde (pooled)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)
     assert power["mde (split)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)  # no folds: the same
-    _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(0, 1))
-    with pytest.raises(ValueError, match="different numbers of seeds"):
+    _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(5, 6))
+    with pytest.raises(ValueError, match="no seed in common"):
         verdict_table("x", tmp_path, n_boot=100, pairs=pairs)
 
 

@@ -64,12 +64,12 @@ def calibrate(hits: np.ndarray, folds: np.ndarray, effects: tuple[float, ...] = 
 
 def calibration_table(scale: str, cell: Cell | None = None, root: Path | None = None, draws: int = DRAWS
                       ) -> pd.DataFrame:
-    """:func:`calibrate` on a cross-validated single-task cell of the scale (the first of its ``cv`` cells by
-    default), from its test predictions over every fold and seed; an empty table (``attrs["reason"]``) where the
-    cell has fewer than two seeds or folds."""
-    from geomtl_core.compendium.design import cv_cells
+    """:func:`calibrate` on a cross-validated single-task cell of the scale (its A/A cell, else the first
+    single-task one of its ``cv`` cells, by default), from its test predictions over every fold and seed; an
+    empty table (``attrs["reason"]``) where the cell has fewer than two seeds or folds."""
+    from geomtl_core.compendium.design import aa_cell, cv_cells
 
-    cell = cell or next((c for c in cv_cells(scale) if c.aux == "st"), None)
+    cell = cell or aa_cell(scale) or next((c for c in cv_cells(scale) if c.aux == "st"), None)
     if cell is None:
         return _empty(f"the {scale} scale cross-validates no single-task cell")
     files = fold_predictions(scale, cell.name, root)

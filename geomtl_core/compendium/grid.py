@@ -39,25 +39,40 @@ def recipe_choice(scale: str, root: Path | None = None) -> dict | None:
     return _recorded(results_dir(scale, root) / "recipe" / "chosen.json")
 
 
-def recipe_units(scale: str, root: Path | None = None, chosen: str = PLANNED_RECIPE) -> list[R.RunUnit]:
-    """The runs :func:`recipe` trains (first seed, the scale's split): every candidate of :data:`RECIPES`, then
-    the alternative partition granularity under the ``chosen`` one."""
+def recipe_candidates(scale: str) -> dict[str, dict]:
+    """The recipes :func:`recipe` weighs: every one of :data:`RECIPES`, or only the one the scale fixes in advance
+    (``SCALES[scale]["recipe"]``: the same recipe for both arms, chosen on neither)."""
+    fixed = scale_params(scale).get("recipe")
+    return {fixed: RECIPES[fixed]} if fixed else dict(RECIPES)
+
+
+def planned_recipe(scale: str) -> str:
+    """The recipe a plan assumes before :func:`recipe` has recorded its choice: the scale's fixed one, else
+    :data:`PLANNED_RECIPE`."""
+    return scale_params(scale).get("recipe") or PLANNED_RECIPE
+
+
+def recipe_units(scale: str, root: Path | None = None, chosen: str | None = None) -> list[R.RunUnit]:
+    """The runs :func:`recipe` trains (first seed, the scale's split): every candidate of
+    :func:`recipe_candidates`, then the alternative partition granularity under the ``chosen`` one."""
     seed = scale_params(scale)["seeds"][0]
-    over = {f"recipe/{n}": o for n, o in RECIPES.items()}
+    chosen = chosen or planned_recipe(scale)
+    over = {f"recipe/{n}": o for n, o in recipe_candidates(scale).items()}
     over[f"recipe/{chosen}-alternative_partition"] = deep_merge(RECIPES[chosen], partitions(scale)["alternative"])
     return [R.RunUnit(n, scale, deep_merge(o, {"train": {"seed": seed}}), "recipe", seed) for n, o in over.items()]
 
 
 def recipe(scale: str, root: Path | None = None, peek: bool = False) -> dict:
-    """The training recipe of the scale, chosen on validation in two steps (first seed): each of :data:`RECIPES`
-    trains the single-task three-partitioning model and the best validation accuracy at the primary distance
+    """The training recipe of the scale, chosen on validation in two steps (first seed): each candidate
+    (:func:`recipe_candidates`: one where the scale fixes it in advance) trains the single-task
+    three-partitioning model and the best validation accuracy at the primary distance
     (f*) wins; then the alternative partition granularity (:func:`partitions`) trains under that recipe and
     replaces the scale's if it is better on validation (ties keep the scale's). Recorded in
     ``results/<scale>/recipe/chosen.json`` (rewritten only when its content changes); returns the chosen
     overrides (the recipe's, plus the partition when the alternative won). ``peek``: train nothing, read the
     recorded choice (:data:`PLANNED_RECIPE` and the scale's partition before there is one)."""
     if peek:
-        chosen = recipe_choice(scale, root) or {"chosen": PLANNED_RECIPE, "partition": "scale"}
+        chosen = recipe_choice(scale, root) or {"chosen": planned_recipe(scale), "partition": "scale"}
         return deep_merge(RECIPES[chosen["chosen"]],
                           partitions(scale)[chosen["partition"]] if chosen["partition"] != "scale" else {})
     root = find_root() if root is None else Path(root)
@@ -69,17 +84,18 @@ def recipe(scale: str, root: Path | None = None, peek: bool = False) -> dict:
         return R.run_once(u.name, scale, u.overrides, root, 0)
 
     table = {}
-    for name, unit in zip(RECIPES, recipe_units(scale, root)[:len(RECIPES)], strict=True):
+    candidates = recipe_candidates(scale)
+    for name, unit in zip(candidates, recipe_units(scale, root)[:len(candidates)], strict=True):
         r = train(unit)
-        table[name] = {"val_acc": val_acc(r), "train_time_s": r["train_time_s"], "overrides": RECIPES[name]}
+        table[name] = {"val_acc": val_acc(r), "train_time_s": r["train_time_s"], "overrides": candidates[name]}
     chosen = max(table, key=lambda n: table[n]["val_acc"])
     alt = train(recipe_units(scale, root, chosen)[-1])
     cands = partitions(scale)
     parts = {"scale": {"val_acc": table[chosen]["val_acc"], **cands["scale"]},
              "alternative": {"val_acc": val_acc(alt), **cands["alternative"]}}
     partition = max(parts, key=lambda n: parts[n]["val_acc"])
-    out = {"chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table, "partition": partition,
-           "partitions": parts}
+    out = {"chosen": chosen, "fixed": "recipe" in scale_params(scale), "endpoint_km": PRIMARY_KM,
+           "candidates": table, "partition": partition, "partitions": parts}
     path = results_dir(scale, root) / "recipe" / "chosen.json"
     if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
         R.write_json_atomic(out, path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from geomtl_core.compendium import grid, paper_claims
 from geomtl_core.compendium import runs as R
-from geomtl_core.compendium.design import PLANNED_RECIPE, cells
+from geomtl_core.compendium.design import cells
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
@@ -83,7 +83,7 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     root = find_root() if root is None else Path(root)
     choice = grid.recipe_choice(scale, root)
     provisional = choice is None
-    units = grid.recipe_units(scale, root, choice["chosen"] if choice else PLANNED_RECIPE)
+    units = grid.recipe_units(scale, root, choice["chosen"] if choice else None)
     rows: list[tuple[str, R.RunUnit, bool]] = [("recipe", u, provisional and u is units[-1]) for u in units]
     for c in cells(scale):
         arms = grid.arm_units(c, scale, root, peek=True)

@@ -96,11 +96,11 @@ def conclusions(table: pd.DataFrame, scale: str) -> str:
 
 def answer(table: pd.DataFrame) -> str:
     """One paragraph: does the scene task help with less data and smaller models, by the verdict words of the
-    primary family, with the positive control saying whether the design could have seen an effect."""
+    confirmatory family, with the positive control saying whether the design could have seen an effect."""
     if table.empty:
         return "Not answered: no verdict at this scale yet."
     mtl = table[table["comparison"] == "mtl_vs_st"]
-    primary = mtl[mtl["family"] == "primary"] if "family" in mtl else mtl
+    primary = mtl[mtl["family"] == "confirmatory"] if "family" in mtl else mtl
     ctrl = table[table["comparison"].isin(["mtl_vs_shuffled_control", "mtl_vs_geographic_control"])]
     positive = table[table["family"] == "positive_control"] if "family" in table else \
         table[table["comparison"] == "data_share_vs_smallest_share"]
@@ -108,7 +108,7 @@ def answer(table: pd.DataFrame) -> str:
         return "Not answered: the verdict has no multi-task against single-task row yet."
     small = primary[primary["data_fraction"] == primary["data_fraction"].min()]
     worst, best = primary.loc[primary["diff"].idxmin()], primary.loc[primary["diff"].idxmax()]
-    text = (f"Multi-task against single-task (the primary family, every model and share): {tally(primary)}. "
+    text = (f"Multi-task against single-task (the confirmatory family: {_rows(primary)}): {tally(primary)}. "
             f"At the smallest share ({round(100 * small['data_fraction'].min())}%): {tally(small)}. "
             f"The differences range from {worst['diff']:+.2f} to {best['diff']:+.2f} points, accuracy within "
             f"{table['endpoint'].iloc[0].removeprefix('acc_').removesuffix('km')} km")
@@ -130,6 +130,12 @@ def answer(table: pd.DataFrame) -> str:
     return text
 
 
+def _rows(table: pd.DataFrame) -> str:
+    """The rows of a verdict slice as words: "frozen at 10%, frozen at 100% and cnn_w25 at 100%"."""
+    names = [f"{r['model']} at {round(100 * r['data_fraction'])}%" for _, r in table.iterrows()]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def variance_plan_words(plan: pd.DataFrame) -> str:
     """What :func:`geomtl_core.compendium.tables.variance_plan` says, one sentence per row: where its variance
     lies and which design, if any within the bounds, would bring it to the design's targets."""
@@ -138,7 +144,7 @@ def variance_plan_words(plan: pd.DataFrame) -> str:
     if plan.empty:
         return "No row of this scale is cross-validated, so there is nothing to decompose."
     best = [c for c in plan.columns if c.startswith("± at") or c.startswith("mde at")]
-    targets = f"±{TARGETS['half_width']:g}, mde {TARGETS['mde']:g}"
+    targets = f"mde ≤ {TARGETS['mde']:g}"
     out = []
     for (family, model, share), r in plan.iterrows():
         design = r["cheapest seeds × folds meeting the targets"]

@@ -180,7 +180,7 @@ def experiment_config(scale: str, overrides: dict | None = None, root: Path | No
 PRESENTATION_MODULES = (
     "cli/", "inference/predict.py", "inference/maps.py", "inference/geocode.py", "geo/basemap.py",
     "compendium/plots.py", "compendium/proxy_plots.py", "compendium/tables.py", "compendium/prose.py",
-    "compendium/publish.py", "compendium/runner.py",
+    "compendium/publish.py", "compendium/runner.py", "compendium/verdict.py", "compendium/calibration.py",
 )
 """Library paths that only present results: no module that computes a cached number imports them (a test
 checks), so their edits never change a trained run or its test metrics. Everything else is fingerprinted."""
@@ -282,17 +282,18 @@ class RunUnit:
 
 def experiment_units(name: str, scale: str, overrides: dict | None = None, root: Path | None = None,
                      folds: list[int] | None = None, seed_overrides: dict[int, dict] | None = None) -> list[RunUnit]:
-    """The runs of one experiment: every seed of the scale on its split and, with ``folds``, on each other fold
-    (the last fold of :func:`ensure_folds` is the split itself); the scale's retrieval cells score the hybrid
-    too (:func:`geomtl_core.compendium.design.retrieval_overrides`). Composing them reads and writes nothing:
-    the folds are written where runs train (:func:`train_units`, :func:`run`)."""
-    from geomtl_core.compendium.design import retrieval_overrides
+    """The runs of one experiment: every seed of the experiment (the scale's, or the A/A cell's own,
+    :func:`geomtl_core.compendium.design.experiment_seeds`) on the scale's split and, with ``folds``, on each
+    other fold (the last fold of :func:`ensure_folds` is the split itself); the scale's retrieval cells score
+    the hybrid too on the split (:func:`geomtl_core.compendium.design.retrieval_overrides`; exploratory rows, so
+    not on the other folds). Composing them reads and writes nothing: the folds are written where runs train
+    (:func:`train_units`, :func:`run`)."""
+    from geomtl_core.compendium.design import experiment_seeds, retrieval_overrides
     from geomtl_core.data.folds import fold_overrides, fold_seed
 
-    overrides = deep_merge(overrides or {}, retrieval_overrides(scale, name))
-    seeds = list(scale_params(scale).get("seeds", [0]))
+    seeds = experiment_seeds(scale, name)
     k = fold_count(scale) if folds else 0
-    plan = {None: {}} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
+    plan = {None: retrieval_overrides(scale, name)} | {j: fold_overrides(j) for j in (folds or []) if j != k - 1}
     return [RunUnit(seed_run_name(fold_run_name(name, j), s, seeds), scale,
                     deep_merge(deep_merge(deep_merge(overrides or {}, fold_over), {"train": {"seed": fold_seed(s, j)}}),
                                (seed_overrides or {}).get(s, {})), name, s, j)

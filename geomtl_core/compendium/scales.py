@@ -28,53 +28,43 @@ SCALES: dict[str, dict] = {
               # epochs (and the scene weight of the multi-task arm) of the tuned model chosen on validation per arm
               "arms": {"models": ["tuned"], "epochs": {"tuned": [1, 2]}, "scene_weight": [0.5, 1.0]},
               "cv": {"folds": [9, 0], "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.3, "st"],
-                                                ["frozen", 0.3, "geographic_s3", "scene_all"]]},
+                                                ["frozen", 0.3, "geographic_s3", "scene_all"]],
+                     "aa": {"cell": ["frozen", 1.0, "st"], "seeds": [0, 1]}},
+              "confirmatory": [["frozen", 1.0]],
               "granularity": {"tau_min": 10, "tau_max": [1200, 500, 200]},
               # cells whose test also scores the hybrid and kNN predictors (train.retrieval; chapter 07): the
               # frozen model at two shares and the tuned one (embeddings through its tuned blocks)
               "retrieval": [[m, f, a] for m, f in (("frozen", 0.3), ("frozen", 1.0), ("tuned", 1.0))
                             for a in ("st", "s3")]},
-    # A CPU (the powered design; its time on 2 cores: `runner --dry-run`, measured.json): all 100K locations
-    # (about 67K train after the split's buffer), ImageNet EfficientNet-Lite0 features, 64 px, 3 seeds. The
-    # training recipe (epochs, regularisation) is chosen on validation by the book
-    # (geomtl_core.compendium.grid.recipe); batch 512 with lr 2e-3 matched batch 256 with lr 1e-3 on validation at
-    # half the step overhead.
+    # A CPU, in at most 75 minutes on 2 cores (book/method.md, "The confirmatory design"; its time: `runner
+    # --dry-run`, measured.json): all 100K locations, ImageNet EfficientNet-Lite0 features, 64 px. The recipe is
+    # fixed in advance ("recipe"), the learning arms' settings too (no "arms"): symmetric choices, nothing chosen
+    # on one arm. One seed per run; the confirmatory rows are cross-validated on 7 of the 10 pixel-disjoint folds
+    # (never fold 8, whose test cells are the export's validation cells), the single-task frozen cell at 100%
+    # with a second seed on every fold for the A/A calibration; every other cell runs on the export's split
+    # (fold 9) and is exploratory.
     "default": {"n": None, "size": 64, "fov_km": 100.0, "backbone": "efficientnet_lite0", "pretrained": True,
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 512, "lr": 2e-3,
-                "scratch_epochs": 1, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0, 1, 2],
-                # the declared subset of the full grid that fits the hour, 3 seeds each: every share (10/30/100%)
-                # with and without the 3-class scene task, the S16 one (17 IGBP classes) at 10% and 100%, both
-                # controls at 10%, Köppen; the other model sizes at 100% (the small CNN at widths 0.25 and 0.5, one
-                # pass over the data; EfficientNet-Lite0 with its last two blocks tuned). The full scale runs the
-                # whole grid.
-                "grid": {"models": {"frozen": {0.1: ["st", "s3", "s16"], 0.3: ["st", "s3"],
-                                               1.0: ["st", "s3", "s16"]},
-                                    "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]},
-                                    "cnn_w50": {1.0: ["st", "s3"]}},
+                "scratch_epochs": 1, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0],
+                "recipe": "regularised_2ep",
+                "grid": {"models": {"frozen": {0.1: ["st", "s3"], 0.3: ["st", "s3"], 1.0: ["st", "s3", "s16"]},
+                                    "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]}},
                          "scene_all": [], "controls": [["frozen", 0.1]],
-                         "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [["frozen", 1.0]],
-                         "region_on_all": [["frozen", 0.1, "geographic_s16"]], "tune_blocks": 2},
-                # spatial cross-validation (book/method.md, "Power"): the rows that must resolve (the primary
-                # rows at 100% of the frozen and tuned models) and the positive controls also train on 5 more of
-                # the 10 folds of whole 2-degree cells (the export's split is fold 9), 3 seeds each: 18 runs per
-                # arm, the cheapest design of design.power_plan() that meets design.TARGETS
-                # models whose backbone learns are trained as such: epochs chosen on validation for each arm,
-                # and the scene loss weight for the multi-task arm (grid.arm_overrides)
-                "arms": {"models": ["tuned", "cnn_w25", "cnn_w50"],
-                         "epochs": {"tuned": [2, 4], "cnn_w25": [1, 2, 4], "cnn_w50": [1, 2, 4]},
-                         "scene_weight": [0.5, 1.0]},
-                "cv": {"folds": [9, 0, 1, 2, 3, 4],
-                       "cells": [["frozen", 1.0, "st"], ["frozen", 1.0, "s3"], ["frozen", 0.1, "st"],
-                                 ["frozen", 0.1, "geographic_s16", "scene_all"],
-                                 ["tuned", 1.0, "st"], ["tuned", 1.0, "s3"]]},
-                # the partition granularity first used (changed after looking at test numbers): now the
-                # alternative that grid.recipe weighs on validation; the one not chosen is ablated
+                         "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [],
+                         "region_on_all": [], "tune_blocks": 2},
+                "cv": {"folds": [9, 0, 1, 2, 3, 4, 5],
+                       "cells": [["frozen", 0.1, "st"], ["frozen", 0.1, "s3"], ["frozen", 1.0, "st"],
+                                 ["frozen", 1.0, "s3"], ["cnn_w25", 1.0, "st"], ["cnn_w25", 1.0, "s3"]],
+                       "aa": {"cell": ["frozen", 1.0, "st"], "seeds": [0, 1]}},
+                # the rows the verdict holds to its confirmatory family (multi-task against single-task, 3-class
+                # scene label): the smallest and the largest share of the frozen model, and the small CNN whose
+                # backbone learns (the question's "smaller model")
+                "confirmatory": [["frozen", 0.1], ["frozen", 1.0], ["cnn_w25", 1.0]],
+                # the partition granularity first used: the alternative weighed on validation; the other is ablated
                 "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
-                # the hybrid and kNN predictors beside f* (chapter 07): the frozen model at every share, with and
-                # without the scene task (seconds per run: measured.json's retrieval; their folds too where declared);
-                # not the tuned cells, whose 36 cross-validated runs would each pass their gallery, validation
-                # and test through the tuned blocks (hours more on 2 cores: measured.json; smoke and full score them)
-                "retrieval": [["frozen", f, a] for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
+                # the hybrid and kNN predictors beside f* (chapter 07), on the export's split: the frozen model at
+                # the smallest and the largest share, with and without the scene task
+                "retrieval": [["frozen", f, a] for f in (0.1, 1.0) for a in ("st", "s3")]},
     # A GPU: larger inputs and longer budgets, the whole grid with 5 seeds.
     "full": {"n": None, "size": 96, "fov_km": 100.0, "backbone": "efficientnet_lite0", "pretrained": True,
              "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 30, "batch": 256, "scratch_epochs": 15,
@@ -92,6 +82,7 @@ SCALES: dict[str, dict] = {
              # never fold 8: its test cells are the export's validation cells, on which every choice is made
              "cv": {"folds": [9, *range(8)],
                     "cells": [[m, f, a] for m in _FULL_MODELS for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
+             "confirmatory": [["frozen", 0.1], ["frozen", 1.0], ["cnn_w25", 1.0]],
              "granularity": {"tau_min": 20, "tau_max": [2000, 800, 300]},
              "retrieval": [[m, f, a] for m in ("frozen", "tuned") for f in (0.1, 0.3, 1.0) for a in ("st", "s3")]},
 }

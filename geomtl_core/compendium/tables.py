@@ -239,19 +239,25 @@ def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
              "Holm p": f"{r['p_holm']:.3f}", "mde": f"{r['mde']:.1f}" if pd.notna(r.get("mde")) else "—",
              "folds": folds(r), "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
              "aux": r["aux_label"], "a %": f"{r['a_mean']:.1f}", "b %": f"{r['b_mean']:.1f}",
-             "family": r.get("family", "all")} for _, r in table.iterrows()]
+             "family": _family_role(r)} for _, r in table.iterrows()]
     return pd.DataFrame(rows).set_index("comparison")
 
 
+def _family_role(r: pd.Series) -> str:
+    """A row's family, with "exploratory" beside every family but the confirmatory one."""
+    fam = r.get("family", "all")
+    return fam if r.get("role", "confirmatory") == "confirmatory" else f"{fam} (exploratory)"
+
+
 def power_table(verdict: pd.DataFrame, scale: str, root: Path | None = None) -> pd.DataFrame:
-    """What each primary and positive-control row can resolve, on the scale's one test split ("split") and pooled
+    """What each confirmatory and positive-control row can resolve, on the scale's one test split ("split") and pooled
     over its cross-validation folds ("pooled", the verdict's numbers): the seed-to-seed sd of both arms'
     accuracy (points), the interval's half-width, the minimum detectable effect at the row's Holm level, and
     Kish's effective number of test blocks. Rows without folds show the split only."""
     from geomtl_core.compendium.results import compare_runs
 
     rows = []
-    for _, r in verdict[verdict["family"].isin(["primary", "positive_control"])].iterrows():
+    for _, r in verdict[verdict["family"].isin(["confirmatory", "positive_control"])].iterrows():
         res = {k: read_result(scale, r[f"{k}_run"], root) for k in ("a", "b")}
         split = r if r["n_folds"] == 1 else compare_runs(scale, r["b_run"], r["a_run"], root).at(PRIMARY_KM)
         row = {"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",
@@ -283,18 +289,20 @@ def _run_accuracy(scale: str, name: str, root: Path | None) -> np.ndarray:
     return np.array([[acc(run) for run in seeds.values()] for seeds in folds.values()])
 
 
-def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, max_folds: int = 10,
+def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, max_folds: int = 9,
                   max_seeds: int = 10) -> pd.DataFrame:
-    """Where each cross-validated primary or positive-control row's uncertainty comes from, and what more runs
+    """Where each cross-validated confirmatory or positive-control row's uncertainty comes from, and what more runs
     would buy: the variance components of its per-run difference (``geo.protocol.variance_components``: seed
     to seed within a fold, and between folds' test regions), its half-width and mde now, the cheapest design
-    (fewest runs per arm, at least the scale's seeds) that meets ``design.TARGETS``, and what ``max_seeds`` seeds
-    × ``max_folds`` folds reach (``geo.protocol.projected_se``; folds are bounded: each location is tested once)."""
+    (fewest runs per arm, at least the scale's seeds) whose mde meets ``design.TARGETS``, and what ``max_seeds``
+    seeds × ``max_folds`` folds reach (``geo.protocol.projected_se``; folds are bounded: each location is tested
+    once, and fold 8 never)."""
     from geomtl_core.compendium.design import TARGETS
     from geomtl_core.geo.protocol import projected_se, variance_components
 
     rows = []
-    for _, r in verdict[verdict["family"].isin(["primary", "positive_control"]) & (verdict["n_folds"] > 1)].iterrows():
+    rows_cv = verdict["family"].isin(["confirmatory", "positive_control"]) & (verdict["n_folds"] > 1)
+    for _, r in verdict[rows_cv].iterrows():
         diff = _run_accuracy(scale, r["b_run"], root) - _run_accuracy(scale, r["a_run"], root)
         # one seed: the within-fold part cannot be told apart, so all of it counts as between folds (seeds buy nothing)
         comp = variance_components(diff) if diff.shape[1] > 1 else \
@@ -307,7 +315,7 @@ def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, m
 
         designs = {(n, k): at(n, k) for n in range(s, max_seeds + 1) for k in range(1, max_folds + 1)}
         meets = sorted((n * k, k, n) for (n, k), (half, mde) in designs.items()
-                       if half <= TARGETS["half_width"] and mde <= TARGETS["mde"])
+                       if mde <= TARGETS["mde"])
         cheapest = f"{meets[0][2]} × {meets[0][1]}" if meets else f"none up to {max_seeds} × {max_folds}"
         best = at(max_seeds, max_folds)
         rows.append({"family": r["family"], "model": r["model"], "share": f"{round(100 * r['data_fraction'])}%",

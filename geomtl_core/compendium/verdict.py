@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geomtl_core.compendium.design import FAMILIES, METHODS_FAMILY, Cell, comparisons, family, method_comparisons
+from geomtl_core.compendium.design import (
+    FAMILIES,
+    METHODS_FAMILY,
+    Cell,
+    comparisons,
+    family,
+    method_comparisons,
+    role,
+)
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir
 from geomtl_core.compendium.runs import benchmark_of
@@ -34,16 +42,13 @@ seed-averaged paired differences, ``df`` = folds − 1) where the row is cross-v
 
 def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot: int = N_BOOT_VERDICT) -> dict:
     """One verdict row: b − a at the primary endpoint (points), its seeds-then-blocks CI and raw p, pooled over
-    the cross-validation folds when both runs are cross-validated (blocks nested in folds); runs with different
-    numbers of seeds are refused (the means and the paired difference must stand on the same seeds)."""
+    the cross-validation folds when both runs are cross-validated (blocks nested in folds); the means and the
+    paired difference stand on the seeds both ran (:func:`~geomtl_core.compendium.results.compare_runs`)."""
     res = {c.name: read_result(scale, c.name, root) for c in (a, b)}
-    seeds = {name: len(r["seeds"]) for name, r in res.items()}
-    if len(set(seeds.values())) > 1:
-        raise ValueError(f"{label}: runs with different numbers of seeds {seeds}; rerun the missing seeds")
     folds = [sorted(res[c.name].get("folds") or []) for c in (a, b)]
     pooled = bool(folds[0]) and folds[0] == folds[1]
     d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, pooled=pooled).at(PRIMARY_KM)  # b − a
-    return {"family": family(label, b), "comparison": label, "model": b.model, "data_fraction": b.fraction,
+    return {"family": family(label, b, scale), "comparison": label, "model": b.model, "data_fraction": b.fraction,
             "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
             "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
             "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "interval": d["interval"],
@@ -54,17 +59,17 @@ def comparison_row(scale: str, label: str, a: Cell, b: Cell, root: Path, n_boot:
 def method_row(scale: str, label: str, a: Cell, method_a: str, b: Cell, method_b: str, root: Path,
                n_boot: int = N_BOOT_VERDICT) -> dict:
     """One ``methods.csv`` row: b's ``method_b`` − a's ``method_a`` at the primary endpoint (``"fstar"``: the
-    run's own best method), paired on images and seeds, pooled over the folds both ran as the verdict pools."""
+    run's own best method), paired on images and seeds, on the scale's split: the hybrid and kNN are scored there
+    only (:func:`~geomtl_core.compendium.runs.experiment_units`), so every row is exploratory."""
     res = {c.name: read_result(scale, c.name, root) for c in (a, b)}
-    folds = [sorted(res[c.name].get("folds") or []) for c in (a, b)]
-    pooled = bool(folds[0]) and folds[0] == folds[1]
+    pooled = False
     names = [res[c.name]["test"]["best"] if m == "fstar" else m for c, m in ((a, method_a), (b, method_b))]
     d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, pooled=pooled, method_a=names[1],
                      method_b=names[0]).at(PRIMARY_KM)
     return {"family": METHODS_FAMILY[0], "comparison": label, "model": b.model, "data_fraction": b.fraction,
             "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
             "diff": d["diff"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"], "p": d["p"], "se": d["se"],
-            "n_seeds": d["n_seeds"], "n_folds": len(folds[0]) if pooled else 1, "interval": d["interval"],
+            "n_seeds": d["n_seeds"], "n_folds": 1, "interval": d["interval"],
             "df": d["df"], "n_images": d["n_images"], "n_blocks": d["n_blocks"], "n_blocks_eff": d["n_blocks_eff"],
             "a_run": a.name, "b_run": b.name, "a_method": method_a, "b_method": method_b}
 
@@ -77,7 +82,8 @@ def methods_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     rows = [method_row(scale, label, a, ma, b, mb, root, n_boot) for label, a, ma, b, mb in method_comparisons(scale)]
     cols = [*VERDICT_COLUMNS, "a_run", "b_run", "a_method", "b_method", "verdict"]
     table = decide(pd.DataFrame(rows))[cols].round(4) if rows else pd.DataFrame(columns=cols)
-    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
+    table = table.assign(benchmark=benchmark_of(scale, root),  # the benchmark version the rows were measured on
+                         role="exploratory")
     table.to_csv(results_dir(scale, root) / "methods.csv", index=False)
     return table
 
@@ -125,6 +131,7 @@ def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     order = {f: k for k, f in enumerate(FAMILIES)}
     table = table.sort_values("family", key=lambda f: f.map(order), kind="stable")
     table = table[[*VERDICT_COLUMNS, "a_run", "b_run", "verdict"]].round(4)
-    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
+    # the benchmark version the rows were measured on, and whether a row is confirmatory or exploratory
+    table = table.assign(benchmark=benchmark_of(scale, root), role=table["family"].map(role))
     table.to_csv(results_dir(scale, root) / "verdict.csv", index=False)
     return table

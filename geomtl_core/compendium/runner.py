@@ -202,6 +202,44 @@ def fold_code(nb) -> None:
             cell.metadata["tags"] = [*tags, wanted]
 
 
+def machine() -> str:
+    """The CPU a build ran on, as its records name it: "AMD EPYC 7B13 (2 cores)" (``/proc/cpuinfo`` where it
+    exists, else the platform's processor string)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model} ({os.cpu_count()} cores)"
+
+
+def write_readme_answer(root: Path, scale: str = REPORT_SCALE) -> str:
+    """Rewrite the README's generated answer (between :data:`~geomtl_core.compendium.prose.README_START` and
+    ``README_END``) from the scale's ``results/<scale>/verdict.csv`` and its notebooks' run records; returns it.
+    A README without the markers, or a scale without a verdict, is an error (nothing is written)."""
+    from geomtl_core.compendium.prose import README_END, README_START, readme_answer
+
+    import pandas as pd
+
+    readme = Path(root) / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no generated-answer markers ({README_START} ... {README_END})")
+    verdict_csv = Path(root) / "results" / scale / "verdict.csv"
+    if not verdict_csv.exists():
+        raise ValueError(f"no verdict at scale={scale} ({verdict_csv}): run `make book` first")
+    records = [json.loads(f.read_text()) for f in sorted((book_dir(scale, root) / "experiments").glob("*.run.json"))]
+    block = readme_answer(pd.read_csv(verdict_csv), records)
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    new = f"{head}{README_START}\n{block}\n{README_END}{tail}"
+    if new != text:
+        readme.write_text(new)
+    return block
+
+
 def kernel_name() -> str:
     """The kernel the notebooks run on: the kernelspec ``geomtl`` when it runs this interpreter's environment
     (``make install`` installs it into the venv), else ipykernel's ``python3`` of this interpreter."""
@@ -276,6 +314,7 @@ def run_all(
             "key": key,
             "git_commit": git_commit(root),
             "versions": package_versions(),
+            "machine": machine(),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -298,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--book-dir", action="store_true",
                    help="only print the folder of the scale's book (what `jupyter-book build` builds) and exit")
     p.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
+    p.add_argument("--readme", action="store_true",
+                   help="only rewrite the README's generated answer from the scale's results and run records")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no per-notebook progress bar on stderr")
     p.add_argument("--dry-run", action="store_true",
@@ -314,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if args.book_dir:
         print(os.path.relpath(book_dir(args.scale, root)))
+        return 0
+    if args.readme:
+        try:
+            print(write_readme_answer(root, args.scale))
+        except ValueError as e:
+            p.error(str(e))
         return 0
     if args.dry_run:
         from geomtl_core.compendium.plan import plan, summary

@@ -38,10 +38,12 @@ test-fast: lint
 
 # Each scale builds its own report: default from book/ into book/_build/html; another scale from its copy of
 # book/ in book/_build/$(SCALE)/ (a banner on every page) into book/_build/$(SCALE)/_build/html. The runner
-# says which folder (--book-dir); its trained model goes to models/$(SCALE)/.
+# says which folder (--book-dir); its trained model goes to models/$(SCALE)/. The default scale's build also
+# writes its answer into README.md and book/intro.md (runner --readme, from results/default/).
 book: $(STAMP)
 	$(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE)
 	$(BIN)/python -m geomtl_core.compendium.publish --scale $(SCALE) --run mtl_s3
+	$(if $(filter default,$(SCALE)),$(BIN)/python -m geomtl_core.compendium.runner --scale default --readme >/dev/null)
 	$(BIN)/jupyter-book build "$$($(BIN)/python -m geomtl_core.compendium.runner --scale $(SCALE) --book-dir)" \
 		-W --keep-going
 

@@ -63,10 +63,11 @@ def test_runner_rewrites_only_the_block_and_refuses_without_markers(tmp_path):
 @pytest.mark.skipif(not (REPO / "results" / "default" / "verdict.csv").exists(),
                     reason="no committed default build (results/default/verdict.csv)")
 def test_the_readme_quotes_the_committed_default_build():
-    """The README's answer equals what the committed default build's files say (``runner --readme``). Catches a
-    number edited by hand or a README left behind a new build."""
+    """The answer of the README and of the book's first page equals what the committed default build's files say
+    (``runner --readme``). Catches a number edited by hand or a page left behind a new build."""
     verdict = pd.read_csv(REPO / "results" / "default" / "verdict.csv")
     records = [json.loads(f.read_text()) for f in sorted((REPO / "book" / "experiments").glob("*.run.json"))]
-    text = (REPO / "README.md").read_text()
-    block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
-    assert block == readme_answer(verdict, records)
+    for page in ("README.md", "book/intro.md"):
+        text = (REPO / page).read_text()
+        block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+        assert block == readme_answer(verdict, records), page

@@ -215,28 +215,37 @@ def machine() -> str:
     return f"{model} ({os.cpu_count()} cores)"
 
 
-def write_readme_answer(root: Path, scale: str = REPORT_SCALE) -> str:
-    """Rewrite the README's generated answer (between :data:`~geomtl_core.compendium.prose.README_START` and
-    ``README_END``) from the scale's ``results/<scale>/verdict.csv`` and its notebooks' run records; returns it.
-    A README without the markers, or a scale without a verdict, is an error (nothing is written)."""
+ANSWER_PAGES = ("README.md", "book/intro.md")
+"""The pages whose answer block :func:`write_readme_answer` generates (the README and the book's first page)."""
+
+
+def write_readme_answer(root: Path, scale: str = REPORT_SCALE, pages: tuple[str, ...] = ANSWER_PAGES) -> str:
+    """Rewrite the generated answer (between :data:`~geomtl_core.compendium.prose.README_START` and
+    ``README_END``) of the README and the book's first page from the scale's ``results/<scale>/verdict.csv``
+    and its notebooks' run records; returns it. A page without the markers, or a scale without a verdict, is an
+    error (nothing is written)."""
     from geomtl_core.compendium.prose import README_END, README_START, readme_answer
 
     import pandas as pd
 
-    readme = Path(root) / "README.md"
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no generated-answer markers ({README_START} ... {README_END})")
+    texts = {}
+    for name in pages:
+        path = Path(root) / name
+        if not path.exists():
+            continue
+        texts[path] = path.read_text()
+        if README_START not in texts[path] or README_END not in texts[path]:
+            raise ValueError(f"{path} has no generated-answer markers ({README_START} ... {README_END})")
     verdict_csv = Path(root) / "results" / scale / "verdict.csv"
     if not verdict_csv.exists():
         raise ValueError(f"no verdict at scale={scale} ({verdict_csv}): run `make book` first")
     records = [json.loads(f.read_text()) for f in sorted((book_dir(scale, root) / "experiments").glob("*.run.json"))]
     block = readme_answer(pd.read_csv(verdict_csv), records)
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    new = f"{head}{README_START}\n{block}\n{README_END}{tail}"
-    if new != text:
-        readme.write_text(new)
+    for path, text in texts.items():
+        head, rest = text.split(README_START, 1)
+        new = f"{head}{README_START}\n{block}\n{README_END}{rest.split(README_END, 1)[1]}"
+        if new != text:
+            path.write_text(new)
     return block
 
 

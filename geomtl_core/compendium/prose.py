@@ -237,7 +237,8 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
     """The README's answer, every number read from the default build: one sentence per confirmatory row's word,
     the confirmatory table (single-task and multi-task accuracy within 200 km, the difference with its interval,
     the mde and the folds behind it) and the build's own time (the sum of the notebooks' recorded wall times,
-    ``records`` from ``book/experiments/*.run.json``, with the machine they name)."""
+    ``records`` from ``book/experiments/*.run.json``, with the machine they name; their commit stays in the
+    records: the README names none)."""
     conf = verdict[verdict["role"] == "confirmatory"] if "role" in verdict else verdict.iloc[0:0]
     if conf.empty:
         return "**Not answered yet**: the default build has no confirmatory row (`make book`)."
@@ -261,8 +262,7 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
     if records:
         total = sum(float(r.get("wall_time_s", 0)) for r in records)
         machines = sorted({r["machine"] for r in records if r.get("machine")})
-        commits = ", ".join(dict.fromkeys(str(r["git_commit"])[:7] for r in records if r.get("git_commit"))) or "?"
-        lines += ["", f"These numbers come from one `make book` (commit {commits}): "
+        lines += ["", "These numbers come from one `make book`: "
                   f"its {plural(len(records), 'notebook')} ran {total / 60:.0f} min"
                   + (f" on {' and '.join(machines)}" if machines else "") + " (`book/experiments/*.run.json`)."]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 from geomtl_core.compendium import grid
 from geomtl_core.compendium.design import AUX, ISN_TASK
 from geomtl_core.compendium.project import find_root
-from geomtl_core.compendium.results import common_seeds, compare_runs, read_result, results_dir, seed_predictions
+from geomtl_core.compendium.results import compare_runs, read_result, results_dir, seed_predictions
 from geomtl_core.compendium.runs import benchmark_of, export_sizes, seed_run_name, write_json_atomic
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import compare_files, seed_summary
@@ -175,9 +175,8 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
     ref = shared_reference()
     rows = []
     for c in claims(scale, root):
-        seeds = common_seeds(scale, c["a"][0], c["b"][0], root)  # the A/A cell runs more seeds than the others
-        fa = seed_predictions(scale, c["a"][0], root, c["a"][1], seeds)
-        fb = seed_predictions(scale, c["b"][0], root, c["b"][1], seeds)
+        fa = seed_predictions(scale, c["a"][0], root, c["a"][1])
+        fb = seed_predictions(scale, c["b"][0], root, c["b"][1])
         d = compare_files(fb, fa, n_boot=n_boot)  # b − a
         p = None
         if c["paper"] and ref is not None:

@@ -22,6 +22,7 @@ from geomtl_core.compendium.runs import benchmark_of
 from geomtl_core.geo.protocol import (
     ALPHA,
     EQUIV_MARGIN,
+    N_BOOT,
     N_BOOT_VERDICT,
     PRIMARY_KM,
     minimum_detectable_effect,
@@ -134,4 +135,40 @@ def verdict_table(scale: str, root: Path | None = None, n_boot: int = N_BOOT_VER
     # the benchmark version the rows were measured on, and whether a row is confirmatory or exploratory
     table = table.assign(benchmark=benchmark_of(scale, root), role=table["family"].map(role))
     table.to_csv(results_dir(scale, root) / "verdict.csv", index=False)
+    return table
+
+
+def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ...] = (200, 750, 2500),
+                 n_boot: int = N_BOOT) -> pd.DataFrame:
+    """``results/<scale>/paper_trends.csv``: per claim of :func:`~geomtl_core.compendium.paper_claims.claims` and
+    threshold, the proxy's b − a on the seeds both runs ran (points, 95% CI over seeds then blocks, p, and Holm p
+    over the claims at that threshold, one family per distance; exploratory rows) and the paper's (Im2GPS, 237
+    images; empty where the paper published no such pair or the reference files are absent), with the paper's
+    block-bootstrap interval."""
+    from geomtl_core.compendium.paper_claims import TREND_COLUMNS, _label, claims, shared_reference
+    from geomtl_core.compendium.results import common_seeds, seed_predictions
+    from geomtl_core.compendium.statistics import compare_files
+
+    root = find_root() if root is None else Path(root)
+    ref = shared_reference()
+    rows = []
+    for c in claims(scale, root):
+        seeds = common_seeds(scale, c["a"][0], c["b"][0], root)  # the A/A cell runs more seeds than the others
+        d = compare_files(seed_predictions(scale, c["b"][0], root, c["b"][1], seeds),
+                          seed_predictions(scale, c["a"][0], root, c["a"][1], seeds), n_boot=n_boot)  # b − a
+        p = None
+        if c["paper"] and ref is not None:
+            p = compare_files([ref / f"{c['paper'][1]}.csv"], [ref / f"{c['paper'][0]}.csv"], n_boot=n_boot)
+        for t in thresholds:
+            x, y = d.at(t), (p.at(t) if p is not None else None)
+            rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
+                         "endpoint": f"acc_{t}km", "diff": x["diff"], "ci_lo": x["ci_lo"], "ci_hi": x["ci_hi"],
+                         "p": x["p"], "n_seeds": x["n_seeds"], "paper_diff": y["diff"] if y else np.nan,
+                         "paper_ci_lo": y["ci_lo"] if y else np.nan, "paper_ci_hi": y["ci_hi"] if y else np.nan,
+                         "paper_pair": " → ".join(c["paper"]) if c["paper"] else ""})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = table.groupby("endpoint")["p"].transform(lambda p: holm(p.to_numpy()))  # family: one distance
+    table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
+    table = table.assign(benchmark=benchmark_of(scale, root), role="exploratory")
+    table.to_csv(results_dir(scale, root) / "paper_trends.csv", index=False)
     return table

@@ -95,12 +95,13 @@ def test_every_library_file_is_tracked_by_git():
 
 
 COMPENDIUM = {"scales": 0, "project": 0, "executors": 0, "statistics": 1, "design": 1, "results": 2, "runs": 3,
-              "grid": 4, "baselines": 5, "verdict": 5, "calibration": 5, "paper_claims": 5, "tables": 6, "prose": 6,
+              "grid": 4, "baselines": 5, "calibration": 5, "paper_claims": 5, "verdict": 6, "tables": 6, "prose": 6,
               "plots": 6, "proxy_plots": 6, "publish": 6, "plan": 6, "runner": 7}
 """The compendium's rooms, bottom up: the scales, the project folder and the executors; statistics of prediction
 files and the study design (what runs, nothing trained); reading results; the run cache (which asks the design which
-runs score the hybrid); running the grid; the verdict, its calibration, the baselines and the paper's
-claims; presentation (tables, prose, plots), publishing and the notebook runner."""
+runs score the hybrid); running the grid; the calibration, the baselines and the paper's claims; the comparison
+tables (verdict, methods, paper trends: they read the claims) and presentation (tables, prose, plots), publishing;
+the notebook runner."""
 
 
 def _module_graph() -> dict[str, set[str]]:

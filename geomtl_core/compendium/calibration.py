@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 INJECTED_POINTS = (0.0, 1.0, 1.5, 3.0)
-"""Effects injected into one arm (points of accuracy within 200 km); 0 is the A/A row."""
+"""Effects injected into one arm (points of accuracy at the primary endpoint); 0 is the A/A row."""
 DRAWS = 400
 """Draws per injected effect: each a new seed rotation per fold and a new choice of the images it turns."""
 

@@ -218,7 +218,7 @@ def direction(row) -> str:
     return "same direction" if proxy == paper else "opposite direction"
 
 
-def summary(trends: pd.DataFrame, endpoint: str = "acc_200km") -> str:
+def summary(trends: pd.DataFrame, endpoint: str = f"acc_{PRIMARY_KM}km") -> str:
     """One generated line per claim at ``endpoint``: the proxy's difference and interval, the paper's, and
     whether the direction is reproduced."""
     lines = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geomtl_core.data.predictions import read_predictions
-from geomtl_core.geo.protocol import THRESHOLDS_KM, direction
+from geomtl_core.geo.protocol import PRIMARY_KM, THRESHOLDS_KM, direction
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -185,7 +185,7 @@ def power_before_after(power: pd.DataFrame, margin: float | None = None,
     return fig
 
 
-def accuracy_cost(table: pd.DataFrame, acc: str = "acc 200 km %", cost: str = "train time (s)",
+def accuracy_cost(table: pd.DataFrame, acc: str = f"acc {PRIMARY_KM} km %", cost: str = "train time (s)",
                   title: str = "accuracy against training time (Pareto front joined)"):
     """Accuracy with its 95% interval against a cost column of
     :func:`geomtl_core.compendium.tables.cost_table`, one marker per method (f*, kNN, hybrid), colour per model,

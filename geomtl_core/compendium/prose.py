@@ -235,7 +235,8 @@ hand."""
 
 def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
     """The README's answer, every number read from the default build: one sentence per confirmatory row's word,
-    the confirmatory table (single-task and multi-task accuracy within 200 km, the difference with its interval,
+    the confirmatory table (single-task and multi-task accuracy at the primary endpoint, the difference with its
+    interval,
     the mde and the folds behind it) and the build's own time (the sum of the notebooks' recorded wall times,
     ``records`` from ``book/experiments/*.run.json``, with the machine they name; their commit stays in the
     records: the README names none)."""
@@ -244,7 +245,7 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
         return "**Not answered yet**: the default build has no confirmatory row (`make book`)."
     words = {w: int((conf["verdict"] == w).sum()) for w in conf["verdict"].unique()}
     lead = ", ".join(f"{plural(n, 'row')} {w}" for w, n in words.items())
-    lines = [f"**On the pixel-disjoint benchmark, the scene task's effect on accuracy within 200 km: {lead} "
+    lines = [f"**On the pixel-disjoint benchmark, the scene task's effect on accuracy within {PRIMARY_KM} km: {lead} "
              f"(of {len(conf)} confirmatory rows, declared before their numbers).** An effect of "
              f"{conf['mde'].max():.1f} points or more would have shown in every row with 80% power; "
              "\"not resolved\" means a smaller effect either way is not ruled out.", "",

@@ -101,8 +101,9 @@ def holm_levels(p: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
 def decide(table: pd.DataFrame, margin: float = EQUIV_MARGIN) -> pd.DataFrame:
     """Holm within each family (column ``family``; one family when absent): ``p`` -> ``p_holm``; the minimum
     detectable effect at the row's Holm level with 80% power from its standard error ``se`` (when given); and a
-    word per row: helps / hurts (interval beside 0 and Holm p < alpha), equivalent (interval inside ±margin),
-    or not resolved."""
+    word per row: helps / hurts (interval beside 0 and Holm p < alpha), no information (a zero-width interval,
+    or both arms' accuracies ``a_mean``/``b_mean`` at the floor), equivalent (interval inside ±margin), or not
+    resolved."""
     table = table.copy()
     fam = table["family"] if "family" in table else pd.Series("all", index=table.index)
     table["p_holm"] = np.nan
@@ -116,8 +117,10 @@ def decide(table: pd.DataFrame, margin: float = EQUIV_MARGIN) -> pd.DataFrame:
             table.loc[idx, "mde"] = [minimum_detectable_effect(se, lvl, df=None if pd.isna(df) else int(df))
                                      for se, lvl, df in zip(table.loc[idx, "se"], levels, dfs, strict=True)]
     table["equiv_margin"] = margin
-    table["verdict"] = [verdict_word(lo, hi, ph, margin)
-                        for lo, hi, ph in zip(table["ci_lo"], table["ci_hi"], table["p_holm"], strict=True)]
+    arms = list(zip(table["a_mean"], table["b_mean"], strict=True)) if {"a_mean", "b_mean"} <= set(table) \
+        else [None] * len(table)
+    table["verdict"] = [verdict_word(lo, hi, ph, margin, arms=ab)
+                        for lo, hi, ph, ab in zip(table["ci_lo"], table["ci_hi"], table["p_holm"], arms, strict=True)]
     return table
 
 

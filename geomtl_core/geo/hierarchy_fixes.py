@@ -15,6 +15,7 @@ import itertools
 
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
+from geomtl_core.geo.protocol import PRIMARY_KM
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def _accuracy(score: np.ndarray, fine: Partitioning, lat: np.ndarray, lon: np.nd
 
 
 def fit(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray], parts: list[Partitioning],
-        hierarchy: Hierarchy, lat: np.ndarray, lon: np.ndarray, km: float = 200.0) -> dict:
+        hierarchy: Hierarchy, lat: np.ndarray, lon: np.ndarray, km: float = PRIMARY_KM) -> dict:
     """Fit the remedies on one (validation) split: per-head temperatures and coarse-head log weights."""
     temps = {p.name: fit_temperature(probs[p.name], targets[p.name]) for p in parts}
     heads = [probs[p.name] for p in parts]

@@ -29,6 +29,7 @@ from typing import Any
 from geomtl_core.errors import InputError
 from geomtl_core.files import atomic_path
 from geomtl_core.geo.geodesy import haversine_km, validate_coordinates
+from geomtl_core.geo.protocol import PRIMARY_KM
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -312,7 +313,7 @@ def _grid_points(grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]]) -> 
 
 
 def choose(gallery: Gallery, val_emb: ArrayLike, val_probs: ArrayLike, val_lat: ArrayLike, val_lon: ArrayLike,
-           grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]], km: float = 200.0) -> dict[str, Any]:
+           grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]], km: float = PRIMARY_KM) -> dict[str, Any]:
     """Pick ``top_cells``, ``k`` and ``kernel_km`` by accuracy within ``km`` on VALIDATION data (never test);
     ties: the smaller k, then fewer top cells, then the smaller kernel. Returns the choice and every grid point."""
     q = _unit_rows(val_emb, "validation embeddings", gallery.dim)

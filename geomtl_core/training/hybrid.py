@@ -35,6 +35,7 @@ from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import Geolocation, geolocate
 from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
+from geomtl_core.geo.protocol import PRIMARY_KM
 from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose, hybrid_locate
 from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.embeddings import embed, embeddings_for
@@ -51,8 +52,8 @@ DEFAULT_GRID: Mapping[str, tuple] = {"top_cells": (1, 3, 10), "k": (1, 10, 50), 
 KNN_GRID: tuple[dict[str, Any], ...] = ({"k": 1, "kernel_km": None},
                                         *({"k": k, "kernel_km": km} for k in (10, 50) for km in KERNELS_KM))
 """Plain kNN's settings tried on validation: the nearest image, or the kernel-density mode of 10 or 50."""
-KM = 200.0
-"""The distance whose accuracy chooses the settings (and is reported)."""
+KM = float(PRIMARY_KM)
+"""The distance whose accuracy chooses the settings (and is reported): the protocol's primary endpoint."""
 _EVAL_BATCH = {"val": 256, "test": 512}
 """Batch sizes of the run's own evaluation from features (the trainer's for val, evaluate_run's for test)."""
 

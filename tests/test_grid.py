@@ -12,6 +12,7 @@ from geomtl_core.data.loaders import EpochSampler, PairedBatchSampler
 from geomtl_core.errors import InputError
 from geomtl_core.geo import hierarchy_fixes as H
 from geomtl_core.geo.partitioning import Hierarchy
+from geomtl_core.geo.protocol import PRIMARY_KM
 
 import keras
 import numpy as np
@@ -241,7 +242,7 @@ def test_temperature_fit_softens_an_overconfident_head():
 
 def _verdict(diff, lo, hi, p):
     return pd.DataFrame([{"comparison": "mtl_vs_st", "model": "frozen", "data_fraction": 0.1, "aux_label": "s3",
-                          "endpoint": "acc_200km", "a_mean": 10.0, "b_mean": 10.0 + diff, "diff": diff,
+                          "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": 10.0, "b_mean": 10.0 + diff, "diff": diff,
                           "ci_lo": lo, "ci_hi": hi, "p": p, "n_seeds": 3, "n_blocks": 200}])
 
 
@@ -354,7 +355,7 @@ def test_partition_granularity_is_chosen_on_validation(tmp_path, monkeypatch, al
     def fake_run_once(name, scale, overrides, root, verbose=0):
         val = {"recipe/regularised_2ep": 0.40}.get(name, alt_acc if "alternative" in name else 0.20)
         test = 1.0 - val  # test numbers that would choose the other way
-        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        m = lambda a: {"methods": {"hierarchy": {f"acc_{PRIMARY_KM}km": a}}, "best": "hierarchy"}  # noqa: E731
         return {"val": m(val), "test": m(test), "train_time_s": 1.0, "overrides": overrides}
 
     monkeypatch.setattr(grid.R, "run_once", fake_run_once)
@@ -376,7 +377,7 @@ def test_each_learning_arm_gets_its_epochs_and_scene_weight_on_validation(tmp_pa
         e, w = overrides["train"]["epochs"], overrides.get("model", {}).get("scene_weight", 1.0)
         tasks = overrides.get("data", {}).get("scene_tasks")
         val = 0.1 * e if not tasks or "recipe" in name else 0.3 - 0.1 * e + 0.1 * w  # st: long; s3: short, w=1
-        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        m = lambda a: {"methods": {"hierarchy": {f"acc_{PRIMARY_KM}km": a}}, "best": "hierarchy"}  # noqa: E731
         return {"val": m(val), "test": m(1.0 - val), "train_time_s": 1.0}
 
     monkeypatch.setattr(grid.R, "run_once", fake_run_once)
@@ -403,7 +404,7 @@ def test_the_plan_peeks_at_the_choices_the_runners_record_and_trains_nothing(tmp
         e, w = overrides["train"]["epochs"], overrides.get("model", {}).get("scene_weight", 1.0)
         val = {"recipe/regularised_1ep": 0.4}.get(name, 0.5 if "alternative" in name else 0.2)
         val = 0.1 * e + 0.1 * w if name.startswith("arms/") else val  # the last candidate wins
-        m = lambda a: {"methods": {"hierarchy": {"acc_200km": a}}, "best": "hierarchy"}  # noqa: E731
+        m = lambda a: {"methods": {"hierarchy": {f"acc_{PRIMARY_KM}km": a}}, "best": "hierarchy"}  # noqa: E731
         return {"val": m(val), "test": m(1.0 - val), "train_time_s": 1.0}
 
     monkeypatch.setattr(grid.R, "run_once", fake_run_once)

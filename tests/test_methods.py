@@ -11,12 +11,15 @@ from geomtl_core.compendium.verdict import methods_table
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.predictions import write_predictions
 from geomtl_core.errors import InputError
+from geomtl_core.geo.protocol import PRIMARY_KM
 
 import numpy as np
 import pandas as pd
 import pytest
 
 SCALE = "smoke"
+K = PRIMARY_KM / 200
+"""The fake runs' distances were written for a 200 km endpoint: scaled to the protocol's."""
 
 
 def test_the_declared_cells_score_the_hybrid_under_every_name(tmp_path):
@@ -53,9 +56,9 @@ def _fake_run(root: Path, name: str, shifts_km: dict[str, float], seeds=(0, 1, 2
     for s in seeds:
         run = name if s == seeds[0] else f"{name}.s{s}"
         for m, shift in shifts_km.items():
-            d = shift + 20 * np.random.default_rng(s).normal(0, 1, 300)
+            d = K * (shift + 20 * np.random.default_rng(s).normal(0, 1, 300))
             write_predictions(root / "runs" / SCALE / run / f"predictions_test.{m}.csv", ids, lat, lon, lat,
-                              lon + d / (111.2 * np.cos(np.radians(lat))))
+                              (lon + d / (111.2 * np.cos(np.radians(lat))) + 180) % 360 - 180)
         runs[str(s)] = run
     (root / "results" / SCALE).mkdir(parents=True, exist_ok=True)
     test = {"best": "hierarchy", "methods": {m: {} for m in shifts_km}}
@@ -68,7 +71,7 @@ def test_each_row_is_b_minus_a_of_the_named_methods_in_its_own_family(tmp_path):
     with the hybrid of st. Catches a flipped sign, "fstar" not mapped to the run's best method, a method file
     read from the wrong run, and rows leaking into the verdict's families."""
     for c in retrieval_cells(SCALE):
-        hybrid = 100.0 if c.aux == "s3" else 190.0  # s3: every image within 200 km; st: about 70%
+        hybrid = 100.0 if c.aux == "s3" else 190.0  # s3: every image within the endpoint; st: about 70%
         _fake_run(tmp_path, c.name, {"hierarchy": 260.0, "knn": 260.0, "hybrid": hybrid})
     table = methods_table(SCALE, tmp_path, n_boot=300)
     assert len(table) == len(method_comparisons(SCALE)) and set(table["family"]) == {"methods"}
@@ -116,7 +119,7 @@ def test_the_method_words_name_the_model_of_each_row():
            "n_folds": 1, "diff": 5.0, "ci_lo": 1.0, "ci_hi": 9.0, "mde": 4.0, "verdict": "helps"}
     methods = pd.DataFrame([row | {"model": "frozen", "a_run": "mtl_s3", "b_run": "mtl_s3", "diff": 4.0},
                             row | {"model": "tuned", "a_run": "tuned-f100-s3", "b_run": "tuned-f100-s3"}])
-    acc = "acc 200 km %"
+    acc = f"acc {PRIMARY_KM} km %"
     cost = pd.DataFrame([{"run": r, "share": "100%", "model": m, "aux": "s3", "method": meth, acc: a,
                           "ci95 low": a - 2, "ci95 high": a + 2}
                          for r, m, meth, a in (("mtl_s3", "frozen", "hybrid", 45.0),

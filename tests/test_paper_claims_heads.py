@@ -7,12 +7,15 @@ from pathlib import Path
 
 from geomtl_core.compendium import paper_claims
 from geomtl_core.data.predictions import write_predictions
+from geomtl_core.geo.protocol import PRIMARY_KM
 from geomtl_core.inference.evaluation import partition_heads, partition_names
 
 import numpy as np
 import pytest
 
 SCALE = "smoke"
+K = PRIMARY_KM / 200
+"""The fake runs' distances were written for a 200 km endpoint: scaled to the protocol's."""
 PARTITION = {"tau_min": 5, "tau_max": [400, 200, 100], "cells_files": [], "hierarchical": True,
              "from_full_train": True}
 HEADS = ["cells_5_400", "cells_5_200", "cells_5_100"]  # coarse -> fine, as evaluate_split records them
@@ -32,11 +35,11 @@ def _fake_run(root: Path, name: str, shifts_km: dict[str, float], seeds=(0, 1)) 
         run = name if s == seeds[0] else f"{name}.s{s}"
         for m, shift in shifts_km.items():
             write_predictions(root / "runs" / SCALE / run / f"predictions_test.{m}.csv", ids, lat, lon, lat,
-                              lon + shift / (111.2 * np.cos(np.radians(lat))))
+                              (lon + K * shift / (111.2 * np.cos(np.radians(lat))) + 180) % 360 - 180)
         runs[str(s)] = run
     result = {"name": name, "seeds": runs, "config": {"partition": PARTITION},
               "test": {"best": "hierarchy", "methods": {m: {} for m in shifts_km}},
-              "seed_summary": {"acc_200km": {"mean": 1.0}}}
+              "seed_summary": {f"acc_{PRIMARY_KM}km": {"mean": 1.0}}}
     (root / "results" / SCALE).mkdir(parents=True, exist_ok=True)
     (root / "results" / SCALE / f"{name}.json").write_text(json.dumps(result))
     return result

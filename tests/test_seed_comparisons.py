@@ -11,11 +11,15 @@ from geomtl_core.compendium.results import compare_runs
 from geomtl_core.compendium.statistics import compare_files, seed_summary
 from geomtl_core.compendium.verdict import decide, verdict_table
 from geomtl_core.data.predictions import write_predictions
+from geomtl_core.geo.protocol import PRIMARY_KM
 from geomtl_core.geo.stats import hierarchical_bootstrap
 
 import numpy as np
 import pandas as pd
 import pytest
+
+NEAR, FAR = 0.75 * PRIMARY_KM, 1.3 * PRIMARY_KM
+"""Fake predictions this far east of the truth: every image within the primary endpoint, or none."""
 
 
 def _fake_experiment(root: Path, scale: str, name: str, shift_km: float, seeds=(0, 1, 2), noise=0.0):
@@ -30,18 +34,19 @@ def _fake_experiment(root: Path, scale: str, name: str, shift_km: float, seeds=(
         run = name if s == seeds[0] else f"{name}.s{s}"
         d = shift_km + noise * np.random.default_rng(s).normal(0, 1, 400) ** 2
         dlon = d / (111.2 * np.cos(np.radians(lat)))
-        write_predictions(root / "runs" / scale / run / "predictions_test.csv", ids, lat, lon, lat, lon + dlon)
+        pred_lon = (lon + dlon + 180) % 360 - 180
+        write_predictions(root / "runs" / scale / run / "predictions_test.csv", ids, lat, lon, lat, pred_lon)
         runs[str(s)] = run
     (root / "results" / scale).mkdir(parents=True, exist_ok=True)
-    best = {"methods": {"hierarchy": {"acc_200km": 0.0}}, "best": "hierarchy"}
+    best = {"methods": {"hierarchy": {f"acc_{PRIMARY_KM}km": 0.0}}, "best": "hierarchy"}
     summary = seed_summary([root / "runs" / scale / r / "predictions_test.csv" for r in runs.values()], n_boot=50)
     (root / "results" / scale / f"{name}.json").write_text(json.dumps({"seeds": runs, "test": best,
                                                                       "seed_summary": summary}))
 
 
 def test_identical_runs_differ_by_exactly_zero(tmp_path):
-    _fake_experiment(tmp_path, "x", "a", 150.0)
-    _fake_experiment(tmp_path, "x", "b", 150.0)
+    _fake_experiment(tmp_path, "x", "a", NEAR)
+    _fake_experiment(tmp_path, "x", "b", NEAR)
     d = compare_runs("x", "a", "b", root=tmp_path, n_boot=300)
     assert (d.diff == 0).all() and (d.ci == 0).all() and d.n_seeds == 3
 
@@ -49,24 +54,24 @@ def test_identical_runs_differ_by_exactly_zero(tmp_path):
 def test_the_sign_is_a_minus_b_everywhere(tmp_path):
     """A − B: the first argument minus the second, in the Python API, the run comparison and the CLI. Catches a
     flipped sign in :func:`geomtl_core.geo.stats.paired_comparison` (the CLI and the book once disagreed)."""
-    _fake_experiment(tmp_path, "x", "near", 150.0)  # every image within 200 km
-    _fake_experiment(tmp_path, "x", "far", 260.0)  # every image beyond 200 km
-    d = compare_runs("x", "near", "far", root=tmp_path, n_boot=300).at(200)
+    _fake_experiment(tmp_path, "x", "near", NEAR)  # every image within the primary endpoint
+    _fake_experiment(tmp_path, "x", "far", FAR)  # every image beyond it
+    d = compare_runs("x", "near", "far", root=tmp_path, n_boot=300).at(PRIMARY_KM)
     assert d["diff"] == pytest.approx(100.0) and d["ci_lo"] > 0 and d["acc_a"] == pytest.approx(100.0)
     files = [tmp_path / "runs" / "x" / n / "predictions_test.csv" for n in ("near", "far")]
     out = subprocess.run([sys.executable, "-m", "geomtl_core.cli", "compare", *map(str, files), "--json",
                           "--n-boot", "200"], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out)["thresholds_km"]["200"]["diff"] == pytest.approx(1.0)
+    assert json.loads(out)["thresholds_km"][str(PRIMARY_KM)]["diff"] == pytest.approx(1.0)
 
 
 def test_a_real_difference_is_found_and_seed_noise_widens_the_interval(tmp_path):
-    _fake_experiment(tmp_path, "x", "near", 150.0)
-    _fake_experiment(tmp_path, "x", "far", 260.0)
+    _fake_experiment(tmp_path, "x", "near", NEAR)
+    _fake_experiment(tmp_path, "x", "far", FAR)
     d = compare_runs("x", "near", "far", root=tmp_path, n_boot=300)
-    assert d.at(200)["ci_lo"] > 0 and d.n_blocks > 30
-    _fake_experiment(tmp_path, "x", "noisy", 150.0, noise=60.0)
-    quiet = compare_runs("x", "far", "near", root=tmp_path, n_boot=500).at(200)
-    noisy = compare_runs("x", "far", "noisy", root=tmp_path, n_boot=500).at(200)
+    assert d.at(PRIMARY_KM)["ci_lo"] > 0 and d.n_blocks > 30
+    _fake_experiment(tmp_path, "x", "noisy", NEAR, noise=60.0)
+    quiet = compare_runs("x", "far", "near", root=tmp_path, n_boot=500).at(PRIMARY_KM)
+    noisy = compare_runs("x", "far", "noisy", root=tmp_path, n_boot=500).at(PRIMARY_KM)
     assert noisy["ci_hi"] - noisy["ci_lo"] > quiet["ci_hi"] - quiet["ci_lo"]
 
 
@@ -74,14 +79,14 @@ def test_runs_with_unequal_seeds_are_compared_on_the_seeds_both_ran(tmp_path):
     """An experiment with more seeds (the A/A cell) is compared on the seeds the other ran, by seed number, and
     runs with no seed in common are refused. Catches pairing seed 1 of one run with seed 0 of another, and a
     comparison that silently averages seeds one arm never ran."""
-    _fake_experiment(tmp_path, "x", "three", 150.0, noise=60.0)
-    _fake_experiment(tmp_path, "x", "two", 260.0, seeds=(0, 2))
+    _fake_experiment(tmp_path, "x", "three", NEAR, noise=60.0)
+    _fake_experiment(tmp_path, "x", "two", FAR, seeds=(0, 2))
     d = compare_runs("x", "three", "two", root=tmp_path, n_boot=200)
     assert d.n_seeds == 2
     only = compare_files(*[[tmp_path / "runs" / "x" / r / "predictions_test.csv" for r in runs]
                            for runs in (("three", "three.s2"), ("two", "two.s2"))], n_boot=200)
-    assert d.at(200)["diff"] == pytest.approx(only.at(200)["diff"])
-    _fake_experiment(tmp_path, "x", "other", 150.0, seeds=(5, 6))
+    assert d.at(PRIMARY_KM)["diff"] == pytest.approx(only.at(PRIMARY_KM)["diff"])
+    _fake_experiment(tmp_path, "x", "other", NEAR, seeds=(5, 6))
     with pytest.raises(ValueError, match="no seed in common"):
         compare_runs("x", "three", "other", root=tmp_path)
 
@@ -147,11 +152,11 @@ def test_equivalent_needs_the_whole_interval_inside_the_margin():
 
 
 def test_verdict_on_runs_with_known_effects(tmp_path):
-    """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at 200 km, once equal on
-    every image: a zero-width interval, "no information", not "equivalent"), its interval containing the
+    """The one verdict on fake runs: b − a's sign and size (b twice better by +100 points at the primary endpoint,
+    once equal on every image: a zero-width interval, "no information", not "equivalent"), its interval containing the
     difference, Holm over all rows, and refusal of runs with no seed in common."""
     cells = {k: Cell("frozen", 0.1, k) for k in ("st", "s3", "s16", "kg")}
-    for aux, shift in (("st", 260.0), ("s3", 150.0), ("s16", 260.0), ("kg", 150.0)):
+    for aux, shift in (("st", FAR), ("s3", NEAR), ("s16", FAR), ("kg", NEAR)):
         _fake_experiment(tmp_path, "x", cells[aux].name, shift)
     (tmp_path / "results" / "x").mkdir(parents=True, exist_ok=True)
     pairs = [("mtl_vs_st", cells["st"], cells["s3"]), ("mtl_vs_st", cells["st"], cells["s16"]),
@@ -171,7 +176,7 @@ def test_verdict_on_runs_with_known_effects(tmp_path):
     power = power_table(table, "x", tmp_path)
     assert len(power) == 1 and power["mde (pooled)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)
     assert power["mde (split)"].iloc[0] == pytest.approx(table["mde"].iloc[0], abs=0.01)  # no folds: the same
-    _fake_experiment(tmp_path, "x", cells["s16"].name, 150.0, seeds=(5, 6))
+    _fake_experiment(tmp_path, "x", cells["s16"].name, NEAR, seeds=(5, 6))
     with pytest.raises(ValueError, match="no seed in common"):
         verdict_table("x", tmp_path, n_boot=100, pairs=pairs)
 
@@ -240,16 +245,16 @@ def test_pooled_comparison_pairs_folds_and_nests_blocks_in_them(tmp_path):
     image of fold 9 and none of fold 0: +50 points), blocks counted per fold (the same grid squares in two folds
     are two blocks each), n_folds in the row; a run without the folds is compared on the base split only.
     Catches pooled folds whose blocks are not nested (half the blocks) and a fold dropped from the pool."""
-    _fake_cv(tmp_path, "x", "st_hier", {"9": 260.0, "0": 260.0})
-    _fake_cv(tmp_path, "x", "mtl_s3", {"9": 150.0, "0": 260.0})
+    _fake_cv(tmp_path, "x", "st_hier", {"9": FAR, "0": FAR})
+    _fake_cv(tmp_path, "x", "mtl_s3", {"9": NEAR, "0": FAR})
     pooled = compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, n_boot=300, pooled=True)
     base = compare_runs("x", "mtl_s3", "st_hier", root=tmp_path, n_boot=300)
-    assert pooled.at(200)["diff"] == pytest.approx(50.0) and base.at(200)["diff"] == pytest.approx(100.0)
+    assert pooled.at(PRIMARY_KM)["diff"] == pytest.approx(50.0) and base.at(PRIMARY_KM)["diff"] == pytest.approx(100.0)
     assert pooled.n == 2 * base.n and pooled.n_blocks == 2 * base.n_blocks
     pair = [("mtl_vs_st", Cell("frozen", 1.0, "st"), Cell("frozen", 1.0, "s3"))]
     row = verdict_table("x", tmp_path, n_boot=300, pairs=pair).iloc[0]
     assert row["n_folds"] == 2 and row["n_images"] == 800 and row["diff"] == pytest.approx(50.0)
-    _fake_experiment(tmp_path, "x", "mtl_s3", 150.0)  # no folds: the base split only
+    _fake_experiment(tmp_path, "x", "mtl_s3", NEAR)  # no folds: the base split only
     row = verdict_table("x", tmp_path, n_boot=300, pairs=pair).iloc[0]
     assert row["n_folds"] == 1 and row["n_images"] == 400 and row["diff"] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="no cross-validation fold in common"):

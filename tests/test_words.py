@@ -3,7 +3,7 @@ stands for a number, and a row without information is not called "equivalent".""
 
 from geomtl_core.compendium import paper_claims, prose, tables
 from geomtl_core.compendium.verdict import decide
-from geomtl_core.geo.protocol import NO_INFORMATION, dash, escape_markdown, plural, verdict_word
+from geomtl_core.geo.protocol import NO_INFORMATION, PRIMARY_KM, dash, escape_markdown, plural, verdict_word
 from geomtl_core.geo.stats import PairedComparison
 
 import numpy as np
@@ -30,7 +30,7 @@ def test_escape_markdown_keeps_f_star_a_star():
 
 
 def _comparison(n_seeds: int, n_blocks: int) -> PairedComparison:
-    t = [200]
+    t = [PRIMARY_KM]
     one = np.array([1.0])
     return PairedComparison(thresholds_km=t, n=10, n_blocks=n_blocks, block_deg=5.0, acc_a=one, acc_b=one,
                             diff=one, ci=np.array([[0.5, 1.5]]), p=np.array([0.01]), p_holm=np.array([0.01]),
@@ -46,7 +46,7 @@ def test_the_difference_sentence_counts_and_escapes():
 
 def test_the_paper_claims_summary_counts_seeds_and_escapes_the_claim():
     """One seed reads "over 1 seed"; the bold claim's f* is escaped. Catches "1 seeds" and "**f* …**"."""
-    row = {"claim": "f* against the fine head", "endpoint": "acc_200km", "diff": 1.0, "ci_lo": -1.0, "ci_hi": 3.0,
+    row = {"claim": "f* against the fine head", "endpoint": f"acc_{PRIMARY_KM}km", "diff": 1.0, "ci_lo": -1.0, "ci_hi": 3.0,
            "p_holm": 0.5, "n_seeds": 1, "paper_diff": np.nan, "paper_ci_lo": np.nan, "paper_ci_hi": np.nan}
     text = paper_claims.summary(pd.DataFrame([row]))
     assert "over 1 seed;" in text and r"**f\* against the fine head**" in text

@@ -47,7 +47,8 @@ def test_the_difference_sentence_counts_and_escapes():
 def test_the_paper_claims_summary_counts_seeds_and_escapes_the_claim():
     """One seed reads "over 1 seed"; the bold claim's f* is escaped. Catches "1 seeds" and "**f* …**"."""
     row = {"claim": "f* against the fine head", "endpoint": f"acc_{PRIMARY_KM}km", "diff": 1.0, "ci_lo": -1.0,
-           "ci_hi": 3.0, "p_holm": 0.5, "n_seeds": 1, "paper_diff": np.nan, "paper_ci_lo": np.nan, "paper_ci_hi": np.nan}
+           "ci_hi": 3.0, "p_holm": 0.5, "n_seeds": 1, "paper_diff": np.nan, "paper_ci_lo": np.nan,
+           "paper_ci_hi": np.nan}
     text = paper_claims.summary(pd.DataFrame([row]))
     assert "over 1 seed;" in text and r"**f\* against the fine head**" in text
 

@@ -12,7 +12,7 @@ from geomtl_core.compendium.runs import evaluate_run
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.predictions import read_predictions
 from geomtl_core.errors import InputError
-from geomtl_core.training.hybrid import DEFAULT_GRID, KNN_GRID, hybrid_for_run
+from geomtl_core.training.hybrid import DEFAULT_GRID, KM, KNN_GRID, hybrid_for_run
 
 import numpy as np
 import pandas as pd
@@ -86,7 +86,7 @@ def test_hybrid_files_sit_beside_the_runs_predictions_in_their_format_and_repeat
     assert {m: p.read_bytes() for m, p in files.items()} == before
     assert _untimed(again) == _without_time(out / "hybrid.json") == _untimed(first)
     for m in files:  # each predictor's summary is the evaluation's kind, of its own file
-        assert first["methods"][m]["acc_200km"] == pytest.approx(first["test_accuracy"][m])
+        assert first["methods"][m][f"acc_{int(KM)}km"] == pytest.approx(first["test_accuracy"][m])
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
     ref.iloc[:-1].to_csv(out / "predictions_test.hierarchy.csv", index=False)  # the run's test rows changed
     with pytest.raises(InputError, match="other test images"):

@@ -21,10 +21,13 @@ def _verdict() -> pd.DataFrame:
     for model, share, diff, word, role in (("frozen", 0.1, 0.42, "not resolved", "confirmatory"),
                                            ("frozen", 1.0, -1.37, "hurts", "confirmatory"),
                                            ("frozen", 0.3, 2.5, "helps", "exploratory")):
-        rows.append({"family": "confirmatory" if role == "confirmatory" else "secondary", "role": role,
+        rows.append({"comparison": "mtl_vs_st", "family": "confirmatory" if role == "confirmatory" else "secondary",
+                     "role": role,
                      "model": model, "data_fraction": share, "a_mean": 30.0, "b_mean": 30.0 + diff, "diff": diff,
                      "ci_lo": diff - 0.9, "ci_hi": diff + 0.9, "mde": 1.9, "n_folds": 7, "interval": "fold t",
                      "verdict": word})
+    rows.append(rows[-1] | {"comparison": "data_share_vs_smallest_share", "family": "positive_control", "diff": 1.38,
+                            "ci_lo": -2.23, "ci_hi": 4.99, "verdict": "not resolved"})
     return pd.DataFrame(rows)
 
 
@@ -34,9 +37,10 @@ def test_the_answer_says_each_confirmatory_row_and_only_those(tmp_path):
     or mixes exploratory rows into the answer."""
     block = readme_answer(_verdict(), [{"wall_time_s": 1800.0, "machine": "CPU X (2 cores)", "git_commit": "abc1234"},
                                        {"wall_time_s": 1200.0, "machine": "CPU X (2 cores)"}])
-    assert "1 row not resolved, 1 row hurts" in block and "of 2 confirmatory rows" in block
+    assert "1 row hurts, 1 row not resolved" in block and "of 2 confirmatory rows" in block
     assert "+0.42 [-0.48, +1.32]" in block and "-1.37 [-2.27, -0.47]" in block and "31.37" not in block
-    assert "+2.50" not in block and "1 more row" in block
+    assert "+2.50" not in block and "2 more rows" in block
+    assert "data-share control" in block and "+1.38 [-2.23, +4.99] points: not resolved" in block
     assert "ran 50 min on CPU X (2 cores)" in block and "abc1234" not in block
 
 

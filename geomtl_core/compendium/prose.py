@@ -243,7 +243,8 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
     conf = verdict[verdict["role"] == "confirmatory"] if "role" in verdict else verdict.iloc[0:0]
     if conf.empty:
         return "**Not answered yet**: the default build has no confirmatory row (`make book`)."
-    words = {w: int((conf["verdict"] == w).sum()) for w in conf["verdict"].unique()}
+    order = ["helps", "hurts", "equivalent", "not resolved", NO_INFORMATION]
+    words = {w: int((conf["verdict"] == w).sum()) for w in sorted(conf["verdict"].unique(), key=order.index)}
     lead = ", ".join(f"{plural(n, 'row')} {w}" for w, n in words.items())
     lines = [f"**On the pixel-disjoint benchmark, the scene task's effect on accuracy within {PRIMARY_KM} km: {lead} "
              f"(of {len(conf)} confirmatory rows, declared before their numbers).** An effect of "
@@ -256,6 +257,11 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
                      f"| {r['a_mean']:.2f}% | {r['b_mean']:.2f}% "
                      f"| {r['diff']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] points | {r['mde']:.1f} "
                      f"| {int(r['n_folds'])} | {r['verdict']} |")
+    share = verdict[verdict["comparison"] == "data_share_vs_smallest_share"]
+    for _, r in share.iterrows():
+        lines += ["", f"The data-share control ({model_label(r['model'], 'default')}, single-task on the largest share "
+                  f"against the smallest; exploratory) read {r['diff']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] "
+                  f"points: {r['verdict']}."]
     explo = verdict[verdict["role"] != "confirmatory"]
     lines += ["", f"Interval: a t over the fold means ({conf['interval'].iloc[0]}), Holm over the "
               f"{plural(len(conf), 'row')}; {plural(len(explo), 'more row')} (other shares, S16, controls, the "

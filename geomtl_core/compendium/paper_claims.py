@@ -11,16 +11,16 @@ from pathlib import Path
 from geomtl_core.compendium import grid
 from geomtl_core.compendium.design import AUX, ISN_TASK
 from geomtl_core.compendium.project import find_root
-from geomtl_core.compendium.results import compare_runs, read_result, results_dir, seed_predictions
-from geomtl_core.compendium.runs import benchmark_of, export_sizes, seed_run_name, write_json_atomic
+from geomtl_core.compendium.results import compare_runs, read_result, results_dir
+from geomtl_core.compendium.runs import export_sizes, seed_run_name, write_json_atomic
 from geomtl_core.compendium.scales import scale_params
-from geomtl_core.compendium.statistics import compare_files, seed_summary
+from geomtl_core.compendium.statistics import seed_summary
 from geomtl_core.config import deep_merge
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.metrics import summarize_errors
-from geomtl_core.geo.protocol import N_BOOT, PRIMARY_KM, escape_markdown, interval_word, plural
-from geomtl_core.geo.stats import holm, spatial_blocks
+from geomtl_core.geo.protocol import PRIMARY_KM, escape_markdown, interval_word, plural
+from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.evaluation import partition_heads
 
 import numpy as np
@@ -165,38 +165,8 @@ TREND_COLUMNS = ["claim", "method_a", "method_b", "endpoint", "diff", "ci_lo", "
                  "paper_diff"]
 
 
-def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ...] = (200, 750, 2500),
-                 n_boot: int = N_BOOT) -> pd.DataFrame:
-    """Superseded: use :func:`geomtl_core.compendium.verdict.paper_trends`, which compares on the seeds both runs
-    ran (this one refuses runs with unequal seeds, as the A/A cell's). Left here unchanged only so that the library
-    fingerprint, and with it the committed default build's run keys, stay valid; removed with the next rebuild."""
-    root = find_root() if root is None else Path(root)
-    ref = shared_reference()
-    rows = []
-    for c in claims(scale, root):
-        fa = seed_predictions(scale, c["a"][0], root, c["a"][1])
-        fb = seed_predictions(scale, c["b"][0], root, c["b"][1])
-        d = compare_files(fb, fa, n_boot=n_boot)  # b − a
-        p = None
-        if c["paper"] and ref is not None:
-            p = compare_files([ref / f"{c['paper'][1]}.csv"], [ref / f"{c['paper'][0]}.csv"], n_boot=n_boot)
-        for t in thresholds:
-            x, y = d.at(t), (p.at(t) if p is not None else None)
-            rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
-                         "endpoint": f"acc_{t}km", "diff": x["diff"], "ci_lo": x["ci_lo"], "ci_hi": x["ci_hi"],
-                         "p": x["p"],
-                         "n_seeds": x["n_seeds"], "paper_diff": y["diff"] if y else np.nan,
-                         "paper_ci_lo": y["ci_lo"] if y else np.nan, "paper_ci_hi": y["ci_hi"] if y else np.nan,
-                         "paper_pair": " → ".join(c["paper"]) if c["paper"] else ""})
-    table = pd.DataFrame(rows)
-    table["p_holm"] = table.groupby("endpoint")["p"].transform(lambda p: holm(p.to_numpy()))  # family: one distance
-    table = table[[*TREND_COLUMNS, "paper_ci_lo", "paper_ci_hi", "paper_pair"]].round(3)
-    table = table.assign(benchmark=benchmark_of(scale, root))  # the benchmark version the rows were measured on
-    table.to_csv(results_dir(scale, root) / "paper_trends.csv", index=False)
-    return table
-
-
-def _label(run_method: tuple[str, str | None]) -> str:
+def claim_side_label(run_method: tuple[str, str | None]) -> str:
+    """How a claim names one side: the run, with its method in brackets where the claim picks one."""
     run, method = run_method
     return run if method is None else f"{run} [{method}]"
 

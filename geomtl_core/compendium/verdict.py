@@ -148,7 +148,7 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
     over the claims at that threshold, one family per distance; exploratory rows) and the paper's (Im2GPS, 237
     images; empty where the paper published no such pair or the reference files are absent), with the paper's
     block-bootstrap interval."""
-    from geomtl_core.compendium.paper_claims import TREND_COLUMNS, _label, claims, shared_reference
+    from geomtl_core.compendium.paper_claims import TREND_COLUMNS, claim_side_label, claims, shared_reference
     from geomtl_core.compendium.results import common_seeds, seed_predictions
     from geomtl_core.compendium.statistics import compare_files
 
@@ -164,7 +164,8 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
             p = compare_files([ref / f"{c['paper'][1]}.csv"], [ref / f"{c['paper'][0]}.csv"], n_boot=n_boot)
         for t in thresholds:
             x, y = d.at(t), (p.at(t) if p is not None else None)
-            rows.append({"claim": c["claim"], "method_a": _label(c["a"]), "method_b": _label(c["b"]),
+            rows.append({"claim": c["claim"], "method_a": claim_side_label(c["a"]),
+                         "method_b": claim_side_label(c["b"]),
                          "endpoint": f"acc_{t}km", "diff": x["diff"], "ci_lo": x["ci_lo"], "ci_hi": x["ci_hi"],
                          "p": x["p"], "n_seeds": x["n_seeds"], "paper_diff": y["diff"] if y else np.nan,
                          "paper_ci_lo": y["ci_lo"] if y else np.nan, "paper_ci_hi": y["ci_hi"] if y else np.nan,

@@ -55,3 +55,5 @@ run all_rows_confirmatory geomtl_core/compendium/design.py 'import sys;p=sys.arg
 run seeds_by_position geomtl_core/compendium/results.py 'import sys;p=sys.argv[1];s=open(p).read();a="    common = [s for s in sa if s in sb]\n";assert a in s;open(p,"w").write(s.replace(a,"    common = sa[:len(sb)]\n"))' tests/test_seed_comparisons.py::test_runs_with_unequal_seeds_are_compared_on_the_seeds_both_ran
 # issue 34: a README answer that reads the exploratory rows too
 run readme_all_rows geomtl_core/compendium/prose.py 'import sys;p=sys.argv[1];s=open(p).read();a="    conf = verdict[verdict[\"role\"] == \"confirmatory\"] if \"role\" in verdict else verdict.iloc[0:0]\n";assert a in s;open(p,"w").write(s.replace(a,"    conf = verdict\n"))' tests/test_readme_answer.py::test_the_answer_says_each_confirmatory_row_and_only_those
+# issue 36: a row whose two arms both sit at the floor called "equivalent" (the 200 km rows of the first build)
+run floored_equivalent geomtl_core/geo/protocol.py 'import sys;p=sys.argv[1];s=open(p).read();a="(lo == hi or floored)";assert a in s;open(p,"w").write(s.replace(a,"lo == hi"))' geomtl_core/geo/protocol.py

@@ -313,7 +313,8 @@ def variance_plan(verdict: pd.DataFrame, scale: str, root: Path | None = None, m
             p = projected_se(se, comp["within"], comp["between"], s, f, seeds, folds)
             return 1.96 * p, float(r["mde"]) * p / se if se > 0 else float("nan")
 
-        designs = {(n, k): at(n, k) for n in range(s, max_seeds + 1) for k in range(1, max_folds + 1)}
+        # a fold t needs at least two folds
+        designs = {(n, k): at(n, k) for n in range(s, max_seeds + 1) for k in range(2, max_folds + 1)}
         meets = sorted((n * k, k, n) for (n, k), (half, mde) in designs.items()
                        if mde <= TARGETS["mde"])
         cheapest = f"{meets[0][2]} × {meets[0][1]}" if meets else f"none up to {max_seeds} × {max_folds}"

@@ -75,7 +75,8 @@ def conclusions(table: pd.DataFrame, scale: str) -> str:
         return "No comparison has run yet at this scale."
     lines = []
     for fam, rows in table.groupby("family", sort=False) if "family" in table else [("all", table)]:
-        lines.append(f"### {fam.replace('_', ' ').capitalize()}\n")
+        tag = "" if fam in ("confirmatory", "all") else " (exploratory)"
+        lines.append(f"### {fam.replace('_', ' ').capitalize()}{tag}\n")
         for model, mrows in rows.groupby("model", sort=False):
             lines.append(f"**{model_label(model, scale)}**")
             for _, r in mrows.sort_values(["comparison", "data_fraction"]).iterrows():

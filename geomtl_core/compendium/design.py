@@ -195,11 +195,8 @@ def aa_cell(scale: str) -> Cell | None:
 
 def experiment_seeds(scale: str, name: str) -> list[int]:
     """The seeds an experiment trains with: the scale's, or the A/A cell's own (``cv.aa.seeds``)."""
-    p = scale_params(scale)
-    aa = (p.get("cv") or {}).get("aa")
-    if aa and name == Cell(*aa["cell"]).name:
-        return list(aa["seeds"])
-    return list(p.get("seeds", [0]))
+    p, aa = scale_params(scale), aa_cell(scale)
+    return list(p["cv"]["aa"]["seeds"]) if aa and name == aa.name else list(p.get("seeds", [0]))
 
 
 METHODS_FAMILY = ("methods", "the hybrid against f* and against plain kNN within each retrieval cell's runs, kNN "
@@ -299,12 +296,12 @@ def projection(within: float, between: float, seeds: int, folds: int, m: int, ma
     """
     from statistics import NormalDist
 
-    from geomtl_core.geo.protocol import ALPHA, EQUIV_MARGIN, minimum_detectable_effect
+    from geomtl_core.geo.protocol import ALPHA, EQUIV_MARGIN, minimum_detectable_effect, planned_se
 
     from scipy.stats import t
 
     margin = EQUIV_MARGIN if margin is None else margin
-    se = ((within / seeds + between) / folds) ** 0.5
+    se = planned_se(within, 0.0, between, seeds, folds)  # seeds average the within-fold part, folds all
     half = float(t.ppf(0.975, folds - 1)) * se
     p_eq = max(0.0, 2 * NormalDist().cdf((margin - half) / se) - 1) if margin > half else 0.0
     return {"seeds": seeds, "folds": folds, "runs_per_arm": seeds * folds, "se": se, "half_width": half,

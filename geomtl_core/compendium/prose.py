@@ -237,8 +237,7 @@ hand."""
 def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
     """The README's answer, every number read from the default build: one sentence per confirmatory row's word,
     the confirmatory table (single-task and multi-task accuracy at the primary endpoint, the difference with its
-    interval,
-    the mde and the folds behind it) and the build's own time (the sum of the notebooks' recorded wall times,
+    interval, the mde and the folds behind it) and the build's own time (the sum of the notebooks' recorded wall times,
     ``records`` from ``book/experiments/*.run.json``, with the machine they name; their commit stays in the
     records: the README names none)."""
     conf = verdict[verdict["role"] == "confirmatory"] if "role" in verdict else verdict.iloc[0:0]

@@ -63,9 +63,8 @@ def method_row(scale: str, label: str, a: Cell, method_a: str, b: Cell, method_b
     run's own best method), paired on images and seeds, on the scale's split: the hybrid and kNN are scored there
     only (:func:`~geomtl_core.compendium.runs.experiment_units`), so every row is exploratory."""
     res = {c.name: read_result(scale, c.name, root) for c in (a, b)}
-    pooled = False
     names = [res[c.name]["test"]["best"] if m == "fstar" else m for c, m in ((a, method_a), (b, method_b))]
-    d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, pooled=pooled, method_a=names[1],
+    d = compare_runs(scale, b.name, a.name, root, n_boot=n_boot, method_a=names[1],
                      method_b=names[0]).at(PRIMARY_KM)
     return {"family": METHODS_FAMILY[0], "comparison": label, "model": b.model, "data_fraction": b.fraction,
             "aux_label": b.aux, "endpoint": f"acc_{PRIMARY_KM}km", "a_mean": d["acc_b"], "b_mean": d["acc_a"],
@@ -149,16 +148,14 @@ def paper_trends(scale: str, root: Path | None = None, thresholds: tuple[int, ..
     images; empty where the paper published no such pair or the reference files are absent), with the paper's
     block-bootstrap interval."""
     from geomtl_core.compendium.paper_claims import TREND_COLUMNS, claim_side_label, claims, shared_reference
-    from geomtl_core.compendium.results import common_seeds, seed_predictions
     from geomtl_core.compendium.statistics import compare_files
 
     root = find_root() if root is None else Path(root)
     ref = shared_reference()
     rows = []
     for c in claims(scale, root):
-        seeds = common_seeds(scale, c["a"][0], c["b"][0], root)  # the A/A cell runs more seeds than the others
-        d = compare_files(seed_predictions(scale, c["b"][0], root, c["b"][1], seeds),
-                          seed_predictions(scale, c["a"][0], root, c["a"][1], seeds), n_boot=n_boot)  # b − a
+        d = compare_runs(scale, c["b"][0], c["a"][0], root, n_boot=n_boot,  # b − a, on the seeds both ran
+                         method_a=c["b"][1], method_b=c["a"][1])
         p = None
         if c["paper"] and ref is not None:
             p = compare_files([ref / f"{c['paper'][1]}.csv"], [ref / f"{c['paper'][0]}.csv"], n_boot=n_boot)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_hybrid_bundle(tmp: Path, image_size: int) -> Path:
     """A 1-epoch frozen-feature run on the toy data (with a test split), its hybrid chosen and gallery saved."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from geomtl_core.training.hybrid import hybrid_for_run, save_gallery
+    from geomtl_core.inference.hybrid import hybrid_for_run, save_gallery
 
     from toydata import make_toy_dataset, train_tiny_bundle
 

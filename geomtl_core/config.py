@@ -97,7 +97,7 @@ class TrainConfig:
     validate: bool = True  # validation losses and accuracies after every epoch (in history.csv)
     mixed_precision: str = "auto"  # "auto": mixed_bfloat16 with a CUDA GPU, float32 without; or either name
     init_from: str = ""  # a model bundle whose trained neck and heads start this run (same cells and heads)
-    retrieval: bool = False  # test also scores the hybrid and kNN predictors (frozen-feature runs; training.hybrid)
+    retrieval: bool = False  # test also scores the hybrid and kNN predictors (frozen-feature runs; inference.hybrid)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 GALLERY_FILE = "gallery.npz"
 """A bundle's retrieval gallery (:meth:`geomtl_core.geo.retrieval.Gallery.to_npz`: float16 embeddings,
-coordinates, fine cells), written by :func:`geomtl_core.training.hybrid.save_gallery` and read by the predictor;
+coordinates, fine cells), written by :func:`geomtl_core.inference.hybrid.save_gallery` and read by the predictor;
 the settings it is used with are the bundle's ``hybrid.json``."""
 
 

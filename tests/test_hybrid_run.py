@@ -12,7 +12,7 @@ from geomtl_core.compendium.runs import evaluate_run
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.predictions import read_predictions
 from geomtl_core.errors import InputError
-from geomtl_core.training.hybrid import DEFAULT_GRID, KM, KNN_GRID, hybrid_for_run
+from geomtl_core.inference.hybrid import DEFAULT_GRID, KM, KNN_GRID, hybrid_for_run
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,9 @@ def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
     shutil.rmtree(tmp_path / "cache")
     hybrid_for_run(out)
     assert [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")] == before
-    assert len(list((tmp_path / "cache").glob("features_*.npz"))) == 3  # train, val, test
+    # one cache for train, val and test (ids and their features)
+    assert len(list((tmp_path / "cache").glob("features_*.ids.npy"))) == 1
+    assert len(list((tmp_path / "cache").glob("features_*.f32.npy"))) == 1
 
 
 def test_neck_embeddings_are_what_the_heads_see(tmp_path):

@@ -15,10 +15,10 @@ from geomtl_core.data.images import TransformConfig, decode_image, eval_transfor
 from geomtl_core.errors import InputError
 from geomtl_core.geo.geolocate import geolocate, softmax
 from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, hybrid_locate
+from geomtl_core.inference import hybrid as inference_hybrid
+from geomtl_core.inference.hybrid import hybrid_for_run
 from geomtl_core.inference.predict import GALLERY_FILE, HYBRID_FILE, Predictor, expand_inputs
 from geomtl_core.models.bundle import load_bundle
-from geomtl_core.training import hybrid as training_hybrid
-from geomtl_core.training.hybrid import hybrid_for_run
 
 import numpy as np
 import pandas as pd
@@ -217,10 +217,10 @@ def test_publish_writes_the_gallery_unless_told_not_to(project, bundles, monkeyp
     gallery = Gallery.from_npz(bundles["with"] / GALLERY_FILE)
     assert len(gallery) == saved["gallery_images"] > 0
     assert gallery.n_cells == len(load_bundle(bundles["with"]).parts[-1])
-    assert GALLERY_FILE == training_hybrid.GALLERY_FILE
+    assert GALLERY_FILE == inference_hybrid.GALLERY_FILE
     assert not list(bundles["with"].parent.glob(".*partial*")), "staging folder left behind"
     run = project / "runs" / SCALE / RUN
-    training_hybrid.save_gallery(run)  # a gallery in the run folder must not slip through either
+    inference_hybrid.save_gallery(run)  # a gallery in the run folder must not slip through either
     monkeypatch.chdir(project)
     assert publish.main(["--scale", SCALE, "--run", RUN, "--no-gallery"]) == 0
     dest = project / "models" / SCALE

@@ -152,7 +152,7 @@ def test_a_moved_project_keeps_its_run_keys(tmp_path):
 def test_feature_cache_survives_a_moved_project_and_follows_what_features_depend_on(tmp_path):
     """The cache key holds the data root relative to the cache (not where the project lives), and changes
     with what the features depend on (here small_cnn's padding)."""
-    from geomtl_core.training.trainer import feature_cache_path
+    from geomtl_core.data.features import feature_cache_path
 
     def path(project: Path, **model) -> Path:
         cfg = ExperimentConfig.from_dict({"data": {"root": str(project / "data" / "proxy"),

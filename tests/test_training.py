@@ -208,7 +208,7 @@ def test_cached_feature_training_gives_an_ordinary_bundle(toy, tmp_path):
     cfg = ExperimentConfig.from_dict({**_cfg(toy).to_dict(), "model": {"neck_units": 64, "freeze_backbone": True},
                                       "data": {**_cfg(toy).to_dict()["data"], "cache_dir": str(tmp_path / "cache")}})
     metrics = train(cfg, tmp_path / "b", verbose=0)
-    assert metrics["cached_features"] and list((tmp_path / "cache").glob("features_small_cnn_32_train_*.npz"))
+    assert metrics["cached_features"] and list((tmp_path / "cache").glob("features_small_cnn_32_*.f32.npy"))
     assert main(["evaluate", str(tmp_path / "b"), "--data", str(toy), "--split", "val", "--workers", "0",
                  "--out", str(tmp_path / "ev.csv"), "--json"]) == 0
     a = pd.read_csv(tmp_path / "b" / "predictions_val.csv")

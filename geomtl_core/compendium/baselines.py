@@ -21,10 +21,9 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
     dicts with block CIs: prior, best single point, label-only (S3, S16), kNN on the frozen backbone's
     features (those of the ``st_hier`` run, trained first if needed), and both oracles of the finest
     partitioning. Cached in ``results/<scale>/baselines/baselines.json`` while code and data are unchanged."""
-    from geomtl_core.data.features import cached_features
+    from geomtl_core.data.features import cached_features, feature_cache_path
     from geomtl_core.data.loaders import load_meta, make_partitionings
     from geomtl_core.geo import baselines as B
-    from geomtl_core.training.trainer import feature_cache_path
 
     root = find_root() if root is None else Path(root)
     cfg = R.experiment_config(scale, root=root)

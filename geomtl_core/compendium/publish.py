@@ -1,6 +1,6 @@
 """Publishing a trained run as the model bundle of its scale, ``models/<scale>/`` (``geomtl predict
 models/default photo.jpg``): each scale writes only its own folder, by a copy and an atomic rename. A run that
-went through :func:`~geomtl_core.training.hybrid.hybrid_for_run` (it has ``hybrid.json``) is published with its
+went through :func:`~geomtl_core.inference.hybrid.hybrid_for_run` (it has ``hybrid.json``) is published with its
 retrieval gallery (``gallery.npz``), so that ``geomtl predict`` and ``geomtl evaluate`` use the hybrid."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
                    gallery: bool = True) -> Path:
     """Copy a trained run (without its checkpoints) to ``models/<scale>`` (or ``dest``), replacing what was
     there only once the copy is complete; with its retrieval gallery when it has ``hybrid.json`` and ``gallery``."""
-    from geomtl_core.training.hybrid import GALLERY_FILE, save_gallery  # torch and keras: only when publishing
+    from geomtl_core.inference.hybrid import GALLERY_FILE, save_gallery  # torch and keras: only when publishing
 
     root = find_root() if root is None else Path(root)
     src = root / "runs" / scale / name

@@ -32,6 +32,7 @@ from filelock import FileLock
 
 if TYPE_CHECKING:
     from geomtl_core.data.proxy.export import ProxyConfig
+    from geomtl_core.models.bundle import Bundle
 
     import pandas as pd
 
@@ -369,7 +370,8 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
     ``runs/<scale>/<name>.partial`` (resumed from its checkpoints when an interrupted run of the same key left
     it), is evaluated there, and replaces the old folder by renames; the result file is written atomically.
     """
-    from geomtl_core.training.trainer import train
+    from geomtl_core.models.bundle import load_bundle
+    from geomtl_core.training.trainer import fit
 
     root = find_root() if root is None else Path(root)
     cfg = experiment_config(scale, {"name": name, **(overrides or {})}, root)
@@ -392,11 +394,13 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         staging.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key)
         start = time.perf_counter()
-        metrics = train(cfg, staging, resume=resume, verbose=verbose)
+        trained = fit(cfg, staging, resume=resume, verbose=verbose)
+        metrics = trained.metrics
+        bundle = trained.bundle or load_bundle(staging)  # the trained model as it is in memory: no reload
         t0 = time.perf_counter()
-        test = evaluate_run(staging, cfg, "test")
+        test = evaluate_run(staging, cfg, "test", bundle)
         test_time = time.perf_counter() - t0
-        retrieval = _retrieval(staging, cfg, test) if cfg.train.retrieval else None
+        retrieval = _retrieval(staging, cfg, test, bundle) if cfg.train.retrieval else None
         result = {
             "name": name, "scale": scale, "run_key": key, "code_fingerprint": code, "data_fingerprint": data,
             "config": cfg.to_dict(),
@@ -414,13 +418,13 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         return result
 
 
-def _retrieval(staging: Path, cfg: ExperimentConfig, test: dict) -> dict:
-    """The hybrid and kNN predictors of a run on cached features (:func:`geomtl_core.training.hybrid.hybrid_for_run`):
+def _retrieval(staging: Path, cfg: ExperimentConfig, test: dict, bundle: Bundle | None = None) -> dict:
+    """The hybrid and kNN predictors of a run on cached features (:func:`geomtl_core.inference.hybrid.hybrid_for_run`):
     their test summaries join ``test["methods"]`` (compared like any other method of the run); returns the
     settings chosen on validation, gallery size and timings."""
-    from geomtl_core.training.hybrid import hybrid_for_run
+    from geomtl_core.inference.hybrid import hybrid_for_run
 
-    res = hybrid_for_run(staging, cfg)
+    res = hybrid_for_run(staging, cfg, bundle=bundle)
     test["methods"] |= res.pop("methods")
     test.setdefault("prediction_files", {}).update({m: str(staging / f) for m, f in res["prediction_files"].items()})
     return res
@@ -436,18 +440,18 @@ def _publish_folder(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def evaluate_run(out: Path, cfg: ExperimentConfig, split: str) -> dict:
-    """Test metrics of a bundle (from cached features when its backbone is frozen and cached)."""
+def evaluate_run(out: Path, cfg: ExperimentConfig, split: str, bundle: Bundle | None = None) -> dict:
+    """Test metrics of a bundle (from cached features when its backbone is frozen and cached); ``bundle``: the
+    one in ``out`` already in memory (default: loaded from it)."""
     from dataclasses import replace
 
     from geomtl_core.data.dataset import make_loader
-    from geomtl_core.data.features import FeatureDataset, extract_features
+    from geomtl_core.data.features import FeatureDataset, extract_features, feature_cache_path, uses_cached_features
     from geomtl_core.data.loaders import load_tables, split_loader
     from geomtl_core.inference.evaluation import evaluate_split
     from geomtl_core.models.bundle import load_bundle
-    from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
 
-    bundle = load_bundle(out)
+    bundle = load_bundle(out) if bundle is None else bundle
     data = split_loader(cfg, split, load_tables(cfg, (split,))[split], bundle.parts, train=False)
     hierarchy = bundle.hierarchy if cfg.partition.hierarchical else None
     csv = out / f"predictions_{split}.csv"

@@ -207,6 +207,7 @@ def make_loader(
         num_workers=workers,
         persistent_workers=False,
         worker_init_fn=_seed_worker if workers else None,
+        collate_fn=getattr(dataset, "collate_fn", None),  # a dataset that batches itself (FeatureDataset)
         multiprocessing_context="fork" if workers and os.name == "posix" else None,
     )
 

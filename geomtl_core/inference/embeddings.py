@@ -1,7 +1,7 @@
 """Retrieval embeddings from what the feature cache stores (pooled backbone features, or with tuned blocks the
 activations entering them): the backbone's pooled features, or the trained network's neck (the features the
 geolocation and scene losses shaped). One function, used by the hybrid's choice on validation
-(:mod:`geomtl_core.training.hybrid`) and by prediction with a bundle's gallery, so both embed alike."""
+(:mod:`geomtl_core.inference.hybrid`) and by prediction with a bundle's gallery, so both embed alike."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 HYBRID_FILE = "hybrid.json"
-"""The hybrid's settings chosen on validation (:func:`geomtl_core.training.hybrid.hybrid_for_run`)."""
+"""The hybrid's settings chosen on validation (:func:`geomtl_core.inference.hybrid.hybrid_for_run`)."""
 @dataclass
 class Inputs:
     """The files to predict (input order), their ids, and the folder files skipped as not images."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import geomtl_core  # noqa: F401 - selects the torch backend before keras is imp
 from geomtl_core import distributed as dist
 from geomtl_core.config import ExperimentConfig, differences
 from geomtl_core.data.dataset import FaultLog
+from geomtl_core.data.features import uses_cached_features
 from geomtl_core.data.loaders import (
     load_tables,
     make_partitionings,
@@ -27,7 +27,13 @@ from geomtl_core.errors import InputError
 from geomtl_core.files import atomic_path, check_run_folder
 from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
-from geomtl_core.models.bundle import read_partitionings, save_bundle_metadata, save_model_atomic, write_json_atomic
+from geomtl_core.models.bundle import (
+    Bundle,
+    read_partitionings,
+    save_bundle_metadata,
+    save_model_atomic,
+    write_json_atomic,
+)
 from geomtl_core.models.multitask import GeoMTLModel, compile_model
 from geomtl_core.training.malloc import keep_freed_memory
 
@@ -122,30 +128,10 @@ def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inp
     )
 
 
-def feature_cache_path(cfg: ExperimentConfig, split: str) -> Path:
-    """Where the frozen backbone's features of a split are cached (shared by all runs that can)."""
-    from geomtl_core.data.features import cache_key
-
-    # the data root relative to the cache: a moved or cloned project (data and cache inside it) keeps its cache
-    source = os.path.relpath(Path(cfg.data.root).resolve(), Path(cfg.data.cache_dir).resolve())
-    # by image folder: the splits of cross-validation folds, which read one pool, share one cache (by image id)
-    folder = cfg.data.images or split
-    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:{folder}")
-    name = folder.replace("/", "-")
-    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{name}_{key}.npz"
-
-
-def uses_cached_features(cfg: ExperimentConfig) -> bool:
-    """Frozen backbone (or all of it below the tuned blocks) + cache_features: train on what the frozen
-    part computes, extracted once per image."""
-    m = cfg.model
-    return (m.freeze_backbone or m.finetune_blocks > 0) and cfg.train.cache_features and m.backbone != "features"
-
-
 def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
     """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
     from geomtl_core.data.dataset import GeoImageDataset, make_loader
-    from geomtl_core.data.features import FeatureDataset, extract_features
+    from geomtl_core.data.features import FeatureDataset, extract_features, feature_cache_path
     from geomtl_core.data.images import TransformConfig
     from geomtl_core.data.loaders import EpochSampler, PairedBatchSampler
 
@@ -209,6 +195,22 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     With ``resume``, ``cfg`` (None: the saved one) may differ from the saved config only in
     :data:`RESUMABLE_KEYS`; see :func:`resume_config`.
     """
+    return fit(cfg, out_dir, resume, verbose).metrics
+
+
+@dataclasses.dataclass
+class Trained:
+    """What :func:`fit` leaves: the final metrics and, on rank 0 after training, the bundle it saved as it is in
+    memory (evaluating it needs no reload; None on other ranks and for a finished run that was only resumed)."""
+
+    metrics: dict
+    bundle: Bundle | None = None
+
+
+def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
+        verbose: int | str = "auto") -> Trained:
+    """:func:`train`, keeping the trained bundle in memory for the caller (the compendium's runs evaluate test
+    and score the hybrid with it)."""
     out = Path(out_dir)
     state_path = check_run_folder(out, resume)
     dist.init_from_env()
@@ -219,7 +221,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
         if done and (out / "metrics.json").exists() and (out / "model.keras").exists():
             print(f"{out}: already finished ({cfg.train.epochs} epochs); nothing to resume, nothing rewritten "
                   "(raise train.epochs with --set to train on)", file=sys.stderr)
-            return json.loads((out / "metrics.json").read_text())
+            return Trained(json.loads((out / "metrics.json").read_text()))
     elif cfg is None:
         raise InputError("a new training run needs a config")
     from geomtl_core.models.precision import dtype_policy
@@ -284,7 +286,7 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     train_time = time.perf_counter() - start
     if not lead:
         dist.barrier()
-        return {}
+        return Trained({})
     metrics = {"train_time_s": round(train_time, 1), "train_images": len(train_split.dataset),
                "geo_labelled_images": geo_labelled,
                "data_report": train_split.labels.report, "cached_features": cached}
@@ -303,7 +305,8 @@ def train(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = Fals
     save_model_atomic(model, out / "model.keras")
     write_json_atomic(metrics, out / "metrics.json")
     dist.barrier()
-    return metrics
+    labels = json.loads((out / "labels.json").read_text())
+    return Trained(metrics, Bundle(out, model, parts, relate(parts), labels, cfg))
 
 
 def final_logs(out: str | Path) -> dict[str, float]:

@@ -8,9 +8,6 @@ the run's geo-labelled training images (its share, as the trainer selects them),
 probabilities are the run's f* fine-cell scores (:meth:`geomtl_core.geo.partitioning.Hierarchy.scores`), computed
 from the cached features through the model's heads as its evaluation does. Settings are chosen on validation
 only; test predictions go beside the run's other ``predictions_test.<method>.csv`` in the same format and rows.
-
-It lives in the training layer because the feature cache's location (:func:`feature_cache_path`) is the
-trainer's; inference sits below training and may not import it.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from typing import Any
 import geomtl_core  # noqa: F401 - selects the torch backend before keras is imported
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.dataset import GeoImageDataset, make_loader
-from geomtl_core.data.features import FeatureDataset, extract_features
+from geomtl_core.data.features import FeatureDataset, extract_features, feature_cache_path, uses_cached_features
 from geomtl_core.data.images import TransformConfig
 from geomtl_core.data.loaders import load_tables, split_loader, training_rows, training_split
 from geomtl_core.data.predictions import read_predictions, write_predictions
@@ -41,7 +38,6 @@ from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.embeddings import embed, embeddings_for
 from geomtl_core.inference.evaluation import predict_probabilities
 from geomtl_core.models.bundle import Bundle, load_bundle, write_json_atomic
-from geomtl_core.training.trainer import feature_cache_path, uses_cached_features
 
 import numpy as np
 import pandas as pd
@@ -151,7 +147,8 @@ def _write(path: Path, q: _Queries, lat: np.ndarray, lon: np.ndarray, fine: Part
 def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
                    grid: Mapping[str, Iterable] | Iterable[Mapping[str, Any]] = DEFAULT_GRID,
                    knn_grid: Iterable[Mapping[str, Any]] = KNN_GRID, km: float = KM,
-                   embeddings: Iterable[str] | None = None, progress: bool = False) -> dict[str, Any]:
+                   embeddings: Iterable[str] | None = None, progress: bool = False,
+                   bundle: Bundle | None = None) -> dict[str, Any]:
     """Choose the hybrid's and plain kNN's settings on the run's validation split, predict its test split, and
     write ``predictions_test.hybrid.csv``, ``predictions_test.knn.csv`` and ``hybrid.json`` into the run folder
     (atomically; the same files on every call, but for the timings). Returns what ``hybrid.json`` holds, with
@@ -159,12 +156,13 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
 
     ``cfg``: the run's config (default: its ``config.yaml``); only runs on cached features (:func:`_check_supported`).
     ``embeddings``: those tried on validation (default: every one the model offers, :func:`embeddings_for`).
+    ``bundle``: the run's bundle already in memory (default: loaded from ``out_dir``).
     """
     start = time.perf_counter()
     out = Path(out_dir)
     cfg = ExperimentConfig.load(out / "config.yaml") if cfg is None else cfg
     _check_supported(cfg)
-    bundle = load_bundle(out)
+    bundle = load_bundle(out) if bundle is None else bundle
     parts, fine = bundle.parts, bundle.parts[-1]
     hierarchy = bundle.hierarchy if cfg.partition.hierarchical and len(parts) > 1 else None
     method = "hierarchy" if hierarchy is not None else fine.name

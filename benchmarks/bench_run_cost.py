@@ -7,7 +7,7 @@ Each checkout runs in its own process, in its own throwaway project that links t
 keeps its own feature cache; the two checkouts run one after the other on the same machine in one invocation,
 and the output puts their times and the ratio side by side, with the CPU and the load.
 
-Run: .venv/bin/python benchmarks/bench_run_cost.py --before <git revision> [--scale default] [--fold 0]
+Run: .venv/bin/python benchmarks/bench_run_cost.py --before <revision> [--after <revision>] [--scale default] [--fold 0]
 """
 
 from __future__ import annotations
@@ -73,21 +73,26 @@ def _measure(checkout: Path, scale: str, fold: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", required=True, help="git revision to compare with (checked out in a worktree)")
+    ap.add_argument("--after", default="", help="git revision to measure (default: the working tree)")
     ap.add_argument("--scale", default="default")
     ap.add_argument("--fold", type=int, default=0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-before-") as tmp:
-        before = Path(tmp) / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
-                       check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="bench-revisions-") as tmp:
+        trees = {"before": Path(tmp) / "before", "after": Path(tmp) / "after" if args.after else ROOT}
+        for which, rev in (("before", args.before), ("after", args.after)):
+            if rev:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(trees[which]), rev],
+                               check=True, capture_output=True)
         try:
-            times = {"before": _measure(before, args.scale, args.fold), "after": _measure(ROOT, args.scale, args.fold)}
+            times = {which: _measure(tree, args.scale, args.fold) for which, tree in trees.items()}
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+            for tree in trees.values():
+                if tree != ROOT:
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     print(f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end; scale {args.scale}, "
-          f"before = {args.before}, after = working tree")
+          f"before = {args.before}, after = {args.after or 'the working tree'}")
     print(f"{'run':<8}{'before s':>10}{'after s':>10}{'after/before':>14}   (first run of the share: before, after)")
     for run in ("frozen", "tuned"):
         b, a = times["before"][run], times["after"][run]

@@ -98,6 +98,8 @@ class TrainConfig:
     mixed_precision: str = "auto"  # "auto": mixed_bfloat16 with a CUDA GPU, float32 without; or either name
     init_from: str = ""  # a model bundle whose trained neck and heads start this run (same cells and heads)
     retrieval: bool = False  # test also scores the hybrid and kNN predictors (frozen-feature runs; inference.hybrid)
+    checkpoint_every_s: float = 0.0  # 0: a checkpoint after every epoch; else only once this long has passed since
+    # the last (or the start): a run shorter than a checkpoint is worth restarts when killed instead of resuming
 
 
 @dataclass

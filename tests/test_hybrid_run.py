@@ -168,6 +168,29 @@ def test_the_gallery_is_the_runs_geo_labelled_share(tmp_path, data):
     assert result["gallery_images"] == metrics["geo_labelled_images"]
 
 
+def test_backbone_knn_is_chosen_once_per_share_and_as_if_fresh(tmp_path):
+    """Plain kNN on the backbone's features is chosen once per share in a process (it holds no trained weight), and
+    a run whose share differs gets its own choice, equal to one computed from scratch. Catches a memo keyed without
+    the gallery (one share's choice reused for another) and a memo that is never hit."""
+    from geomtl_core.inference import hybrid as H
+
+    data = make_toy_with_test(tmp_path)
+    full = train_tiny_bundle(data, tmp_path / "full", data_cache=tmp_path / "cache", model=FROZEN)
+    share = train_tiny_bundle(data, tmp_path / "share", data_cache=tmp_path / "cache", model=FROZEN,
+                              data={"train_fraction": 0.3})
+    for out in (full, share):
+        evaluate_run(out, ExperimentConfig.load(out / "config.yaml"), "test")
+    H._BACKBONE_KNN.clear()
+    hybrid_for_run(full)
+    memo = hybrid_for_run(share)["knn"]
+    assert len(H._BACKBONE_KNN) == 2
+    hybrid_for_run(share)
+    assert len(H._BACKBONE_KNN) == 2, "the second call of a share must reuse its choice"
+    H._BACKBONE_KNN.clear()
+    fresh = hybrid_for_run(share)["knn"]
+    assert memo == fresh
+
+
 def test_the_settings_are_chosen_on_validation_only(tmp_path):
     """Moving every test image's true location changes the test accuracies but neither the chosen settings nor
     any grid point's validation accuracy. Catches choosing (or scoring the grid) on the test split."""

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toydata import make_toy_dataset
+from toydata import make_toy_dataset, train_tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +242,16 @@ def test_keep_freed_memory_takes_effect_once_per_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
     assert out == ([str(glibc)] * 2)
+
+
+def test_a_run_shorter_than_its_checkpoint_interval_writes_no_checkpoint(tmp_path):
+    """``train.checkpoint_every_s``: 0 checkpoints every epoch (resumable), a long interval none at all, and the
+    bundle is the same either way. Catches checkpoints written regardless of the interval (the default book's
+    short runs paying a save per epoch) and an interval that changes what is trained."""
+    toy = make_toy_dataset(tmp_path / "toy")
+    every = train_tiny_bundle(toy, tmp_path / "every", train={"epochs": 2, "checkpoint_every_s": 0.0})
+    never = train_tiny_bundle(toy, tmp_path / "never", train={"epochs": 2, "checkpoint_every_s": 1e9})
+    assert json.loads((every / "checkpoints" / "state.json").read_text())["epoch"] == 2
+    assert not (never / "checkpoints").exists()
+    a, b = ((d / "predictions_val.csv").read_bytes() for d in (every, never))
+    assert a == b

@@ -173,7 +173,8 @@ def experiment_config(scale: str, overrides: dict | None = None, root: Path | No
         "model": {"backbone": p["backbone"], "pretrained": p["pretrained"], "freeze_backbone": True,
                   "neck_units": 512, "dropout": 0.3},
         "train": {"epochs": p["epochs"], "batch_size": p["batch"], "optimizer": "adamw", "lr": p.get("lr", 1e-3),
-                  "weight_decay": 1e-4, "schedule": "cosine", "seed": 0},
+                  "weight_decay": 1e-4, "schedule": "cosine", "seed": 0,
+                  "checkpoint_every_s": p.get("checkpoint_every_s", 0.0)},
     }
     return ExperimentConfig.from_dict(deep_merge(base, overrides or {}))
 

@@ -42,11 +42,12 @@ SCALES: dict[str, dict] = {
     # on one arm. One seed per run; the confirmatory rows are cross-validated on 7 of the 10 pixel-disjoint folds
     # (never fold 8, whose test cells are the export's validation cells), the single-task frozen cell at 100%
     # with a second seed on every fold for the A/A calibration; every other cell runs on the export's split
-    # (fold 9) and is exploratory.
+    # (fold 9) and is exploratory. Its runs last one to three minutes: one killed restarts rather than resumes
+    # (no checkpoint before 5 minutes of training), so no run writes a checkpoint it never reads.
     "default": {"n": None, "size": 64, "fov_km": 100.0, "backbone": "efficientnet_lite0", "pretrained": True,
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 512, "lr": 2e-3,
                 "scratch_epochs": 1, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0],
-                "recipe": "regularised_2ep",
+                "recipe": "regularised_2ep", "checkpoint_every_s": 300.0,
                 "grid": {"models": {"frozen": {0.1: ["st", "s3"], 0.3: ["st", "s3"], 1.0: ["st", "s3", "s16"]},
                                     "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]}},
                          "scene_all": [], "controls": [["frozen", 0.1]],

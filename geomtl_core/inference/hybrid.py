@@ -12,6 +12,7 @@ only; test predictions go beside the run's other ``predictions_test.<method>.csv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -89,6 +90,7 @@ class _GalleryRows:
     fine: np.ndarray
     n_cells: int
     unreadable: int
+    img_id: np.ndarray
 
     def gallery(self, model, embedding: str) -> Gallery:
         return Gallery.build(embed(model, self.feats, embedding), self.lat, self.lon, self.fine, n_cells=self.n_cells)
@@ -108,7 +110,21 @@ def _gallery_rows(cfg: ExperimentConfig, bundle: Bundle, train: pd.DataFrame, pr
     readable = np.isfinite(feats).all(axis=1)
     keep = (fine >= 0) & readable
     return _GalleryRows(feats[keep], labels.lat[keep], labels.lon[keep], fine[keep], len(bundle.parts[-1]),
-                        int(((fine >= 0) & ~readable).sum()))
+                        int(((fine >= 0) & ~readable).sum()), np.asarray(labels.img_id)[keep])
+
+
+_BACKBONE_KNN: dict[str, dict] = {}
+"""Plain kNN's validation choice on the backbone's own features, by what it depends on (:func:`_knn_key`): no
+trained weight enters it, so the runs of one share and fold (both arms, every seed) in a process share it."""
+
+
+def _knn_key(cfg: ExperimentConfig, rows: _GalleryRows, val: _Queries, grid: list[dict], km: float) -> str:
+    """What plain kNN on backbone features depends on: the cache, the gallery's and validation's images, the grid."""
+    h = hashlib.sha256(feature_cache_path(cfg).name.encode())
+    for ids in (rows.img_id, val.img_id):
+        h.update("\n".join(map(str, ids)).encode() + b"|")
+    h.update(json.dumps([grid, km], sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def _queries(cfg: ExperimentConfig, bundle: Bundle, split: str, meta: pd.DataFrame, hierarchy: Hierarchy | None,
@@ -190,7 +206,14 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
         v = embed(bundle.model, val.emb, e)
         galleries["hybrid"][e], galleries["knn"][e] = g, one
         tried["hybrid"][e] = choose(g, v, val.scores, val.lat, val.lon, grid, km)
-        tried["knn"][e] = choose(one, v, np.ones((len(v), 1)), val.lat, val.lon, knn_grid, km)
+        if e == "backbone" and not getattr(bundle.model, "finetune_blocks", 0):  # no trained weight in it: chosen
+            # once per share and fold in a process
+            key = _knn_key(cfg, rows, val, knn_grid, km)
+            if key not in _BACKBONE_KNN:
+                _BACKBONE_KNN[key] = choose(one, v, np.ones((len(v), 1)), val.lat, val.lon, knn_grid, km)
+            tried["knn"][e] = _BACKBONE_KNN[key]
+        else:
+            tried["knn"][e] = choose(one, v, np.ones((len(v), 1)), val.lat, val.lon, knn_grid, km)
     # the best validation accuracy; ties: the first embedding (the backbone's, which needs no trained neck)
     chosen = {m: max(by, key=lambda e, by=by: (by[e]["accuracy"], -list(by).index(e))) for m, by in tried.items()}
 

@@ -79,11 +79,13 @@ class EpochSetup(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Atomically save model + optimizer and the epoch reached; report skipped images."""
+    """Atomically save model + optimizer and the epoch reached; report skipped images. With ``every_s`` > 0 an
+    epoch is checkpointed only once that many seconds have passed since the last checkpoint (or the start)."""
 
-    def __init__(self, out: Path, faults: FaultLog):
+    def __init__(self, out: Path, faults: FaultLog, every_s: float = 0.0):
         super().__init__()
-        self.out, self.faults = out, faults
+        self.out, self.faults, self.every_s = out, faults, every_s
+        self.last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         bad = self.faults.entries(epoch)
@@ -91,6 +93,9 @@ class Checkpoint(keras.callbacks.Callback):
             logs["skipped_images"] = len(bad)
         if bad:
             print(f"\nepoch {epoch + 1}: skipped {len(bad)} unreadable images (see {self.faults.path})")
+        if time.perf_counter() - self.last < self.every_s:
+            return
+        self.last = time.perf_counter()
         save_model_atomic(self.model, self.out / "checkpoints" / "last.keras")
         write_json_atomic({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}},
                           self.out / "checkpoints" / "state.json")
@@ -278,7 +283,8 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
     if lead:  # one writer: logs and checkpoints come from rank 0 only; an epoch is logged, then checkpointed
         if resume:  # forget epochs logged after the checkpoint (killed in between): they run again
             truncate_history(out / "history.csv", initial_epoch)
-        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume), Checkpoint(out, faults)]
+        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+                      Checkpoint(out, faults, cfg.train.checkpoint_every_s)]
     start = time.perf_counter()
     if initial_epoch < cfg.train.epochs:
         model.fit(loader, epochs=cfg.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,

@@ -4,6 +4,7 @@ through :func:`atomic_path` (a temporary of this process beside the target, rena
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def swap_folder(staging: str | Path, out: str | Path) -> Path:
+    """Replace the folder ``out`` by the complete folder ``staging`` with renames: an earlier ``out`` is moved
+    aside first and deleted only once ``staging`` is in place, so a kill leaves the old folder or the new one
+    (the one writer of whole folders: runs, published bundles, imported photos)."""
+    staging, out = Path(staging), Path(out)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def check_run_folder(out: str | Path, resume: bool) -> Path:

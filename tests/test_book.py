@@ -13,7 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-EXPECTED_FIGURES = {"01_data": 6, "02_partitioning": 4, "04_single_task": 3, "05_multitask": 4, "06_ablations": 1,
+EXPECTED_FIGURES = {"01_data": 6, "02_partitioning": 4, "04_single_task": 3, "05_multitask": 5, "06_ablations": 1,
                     "07_retrieval": 2, "08_summary": 2}
 
 

@@ -104,9 +104,9 @@ def test_missing_features_are_extracted_with_the_runs_model(tmp_path):
     shutil.rmtree(tmp_path / "cache")
     hybrid_for_run(out)
     assert [(out / f).read_bytes() for f in files] + [_without_time(out / "hybrid.json")] == before
-    # one cache for train, val and test (ids and their features)
-    assert len(list((tmp_path / "cache").glob("features_*.ids.npy"))) == 1
-    assert len(list((tmp_path / "cache").glob("features_*.f32.npy"))) == 1
+    # train, val, test: each its ids and their features
+    assert len(list((tmp_path / "cache").glob("features_*.ids.npy"))) == 3
+    assert len(list((tmp_path / "cache").glob("features_*.f32.npy"))) == 3
 
 
 def test_neck_embeddings_are_what_the_heads_see(tmp_path):

@@ -1,4 +1,8 @@
-"""Figures of the proxy dataset: a grid of samples with their labels, and a map of locations by split."""
+"""Figures of the proxy dataset: a grid of samples with their labels, and a map of locations by split.
+
+Sized like the report's other figures (``geomtl_core.compendium.plots``): every text at least 10 px where the book
+shows it, a column 676 px wide (``plots.smallest_text_px``; this module is beside plots, not above it, so it states
+its font sizes itself)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import pandas as pd
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
 
 
-def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 6, title: str | None = None):
+def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 3, title: str | None = None):
     """Grid of ``images`` (N, H, W, 3) titled with coordinates, IGBP class, group and Köppen class of the
-    rows of ``meta`` (columns lat, lon and s16/s3/kg as from read_metadata, or igbp/group/koppen)."""
+    rows of ``meta`` (columns lat, lon and s16/s3/kg as from read_metadata, or igbp/group/koppen); three columns
+    by default, so that the three-line titles can be large enough to read in the book's column."""
     from geomtl_core.data.proxy.labels import GROUP_NAMES, IGBP_NAMES, KOPPEN_NAMES
 
     import matplotlib.pyplot as plt
@@ -22,19 +27,18 @@ def plot_samples(images: np.ndarray, meta: pd.DataFrame, cols: int = 6, title: s
     group = meta["s3"] if "s3" in meta else meta["group"]
     kg = meta["kg"] if "kg" in meta else meta["koppen"]
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.8 * rows), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for k, ax in enumerate(axes.ravel()[:n]):
         ax.imshow(images[k])
         ax.set_title(
-            f"{meta['lat'].iloc[k]:.2f}, {meta['lon'].iloc[k]:.2f}\n{IGBP_NAMES[int(igbp.iloc[k])][:22]}\n"
+            f"{meta['lat'].iloc[k]:.2f}, {meta['lon'].iloc[k]:.2f}\n{IGBP_NAMES[int(igbp.iloc[k])][:28]}\n"
             f"{GROUP_NAMES[int(group.iloc[k])]} | {KOPPEN_NAMES[int(kg.iloc[k])].split()[0]}",
-            fontsize=7,
+            fontsize=9,
         )
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11)
     plt.close(fig)
     return fig
 
@@ -46,13 +50,13 @@ def plot_split_map(lat_lon_split: pd.DataFrame, title: str = "proxy locations by
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
 
-    fig, ax = world_axes()
+    fig, ax = world_axes(plt.figure(figsize=(7, 3.8), layout="constrained"))
     for split, colour in SPLIT_COLOURS.items():
         sub = lat_lon_split[lat_lon_split["split"] == split]
         ax.scatter(sub["lon"], sub["lat"], s=s, color=colour, transform=ccrs.PlateCarree(),
                    label=f"{split} ({len(sub):,})", zorder=4, linewidths=0)
-    ax.legend(loc="lower left", markerscale=8, fontsize=8)
-    ax.set_title(title)
+    ax.legend(loc="lower left", markerscale=8, fontsize=9)
+    ax.set_title(title, fontsize=11)
     plt.close(fig)
     return fig
 

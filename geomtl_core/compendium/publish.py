@@ -12,6 +12,7 @@ from pathlib import Path
 
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.scales import SCALES
+from geomtl_core.files import swap_folder
 
 
 def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None,
@@ -27,7 +28,6 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
     dest = Path(dest) if dest is not None else root / "models" / scale
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt", GALLERY_FILE))
     try:
         if gallery and (src / "hybrid.json").exists():
@@ -35,11 +35,7 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(staging, dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return swap_folder(staging, dest)
 
 
 def main(argv: list[str] | None = None) -> int:

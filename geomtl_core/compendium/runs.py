@@ -14,7 +14,6 @@ import ast
 import functools
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import seed_summary
 from geomtl_core.config import ExperimentConfig, deep_merge
+from geomtl_core.files import swap_folder
 from geomtl_core.models.bundle import write_json_atomic
 
 from filelock import FileLock
@@ -414,7 +414,7 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         if retrieval is not None:
             result["retrieval"] = retrieval
         result = json.loads(json.dumps(result).replace(str(staging), str(out)))  # files as published
-        _publish_folder(staging, out)
+        swap_folder(staging, out)
         write_json_atomic(result, result_path)
         return result
 
@@ -429,16 +429,6 @@ def _retrieval(staging: Path, cfg: ExperimentConfig, test: dict, bundle: Bundle 
     test["methods"] |= res.pop("methods")
     test.setdefault("prediction_files", {}).update({m: str(staging / f) for m, f in res["prediction_files"].items()})
     return res
-
-
-def _publish_folder(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames (the old folder is moved aside first, then deleted)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def evaluate_run(out: Path, cfg: ExperimentConfig, split: str, bundle: Bundle | None = None) -> dict:

@@ -42,18 +42,18 @@ def cache_key(model_cfg, image_size: int, seed: int, source: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def feature_cache_path(cfg, split: str = "") -> Path:
-    """The stem of the cache of a config's frozen backbone over its data root (see the module docstring).
+def feature_cache_path(cfg, split: str) -> Path:
+    """The stem of the cache of a config's frozen backbone over one image folder (see the module docstring).
 
-    One cache per export, whichever split or image folder a run reads: image ids are unique in a data root and
-    the same image gets the same eval-transform features from any folder, so the splits of the export and the
-    cross-validation pool (links to the same shards) share one cache and no image is extracted twice. The root
-    is written relative to the cache, so a moved or cloned project (data and cache inside it) keeps its cache.
-    ``split`` is accepted for callers that name one; it does not change the cache."""
-    del split
+    By image folder: the splits of cross-validation folds, which read one pool, share one cache (by image id);
+    each split folder of an export has its own, since ids need not be unique across the splits of a data root
+    (the pool's are). The root is written relative to the cache, so a moved or cloned project (data and cache
+    inside it) keeps its cache."""
     source = os.path.relpath(Path(cfg.data.root).resolve(), Path(cfg.data.cache_dir).resolve())
-    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:all-images")
-    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{key}"
+    folder = cfg.data.images or split
+    key = cache_key(cfg.model, cfg.data.image_size, cfg.train.seed, f"{source}:{folder}")
+    name = folder.replace("/", "-")
+    return Path(cfg.data.cache_dir) / f"features_{cfg.model.backbone}_{cfg.data.image_size}_{name}_{key}"
 
 
 def uses_cached_features(cfg) -> bool:

@@ -21,7 +21,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from geomtl_core.data.shards import write_shards
 from geomtl_core.data.spatial_split import SPLIT_CODES, cell_uniform, spatial_split
 from geomtl_core.data.truth import read_locations, to_floats
 from geomtl_core.errors import InputError
-from geomtl_core.files import atomic_path
+from geomtl_core.files import atomic_path, swap_folder
 
 import numpy as np
 import pandas as pd
@@ -293,15 +292,6 @@ def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
         w.writerows(sorted(skipped))
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames (an earlier output moved aside first, then deleted)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _kind(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
@@ -396,5 +386,5 @@ def _write(folder: Path, out: Path, staging: Path, located: list[Photo], skipped
                              "columns_left_out": dropped}
     (staging / MARKER).write_text(json.dumps(info, indent=2))
     shutil.rmtree(staging / "resized")
-    _publish(staging, out)
+    swap_folder(staging, out)
     return info

@@ -120,7 +120,7 @@ trained weight enters it, so the runs of one share and fold (both arms, every se
 
 def _knn_key(cfg: ExperimentConfig, rows: _GalleryRows, val: _Queries, grid: list[dict], km: float) -> str:
     """What plain kNN on backbone features depends on: the cache, the gallery's and validation's images, the grid."""
-    h = hashlib.sha256(feature_cache_path(cfg).name.encode())
+    h = hashlib.sha256(feature_cache_path(cfg, "train").name.encode())
     for ids in (rows.img_id, val.img_id):
         h.update("\n".join(map(str, ids)).encode() + b"|")
     h.update(json.dumps([grid, km], sort_keys=True, default=str).encode())

@@ -186,6 +186,7 @@ RANGES: dict[str, Range] = {
     "train.seed": Range(0),
     "train.label_smoothing": Range(0, 1, hi_open=True),
     "train.samples_per_epoch": Range(0),
+    "train.checkpoint_every_s": Range(0.0),
 }
 """The allowed range of every numeric config field (lists: of each element), by dotted key."""
 

@@ -27,11 +27,15 @@ DRIVER = r"""
 import json, sys, time
 from pathlib import Path
 from geomtl_core.compendium import grid as G, runs as R
+try:  # where a checkout keeps the scale's data (runs.py before it was split by job)
+    from geomtl_core.compendium.provision import ensure_folds
+except ImportError:
+    from geomtl_core.compendium.runs import ensure_folds
 from geomtl_core.compendium.design import cells
 from geomtl_core.config import deep_merge
 
 scale, fold, project = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-R.ensure_folds(scale, project)
+ensure_folds(scale, project)
 by_name = {c.name: c for c in cells(scale)}
 out = {}
 for label, cell, want in (("frozen", "st_hier", fold), ("tuned", "tuned-f100-st", None)):
@@ -52,7 +56,7 @@ print("RESULT " + json.dumps(out))
 def _measure(checkout: Path, scale: str, fold: int) -> dict:
     """Run the driver with ``checkout``'s library in a fresh project linking the scale's export."""
     sys.path.insert(0, str(ROOT))
-    from geomtl_core.compendium.runs import data_dir, ensure_folds
+    from geomtl_core.compendium.provision import data_dir, ensure_folds
 
     ensure_folds(scale, ROOT)
     export = data_dir(scale, ROOT)

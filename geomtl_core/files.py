@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+HYBRID_FILE = "hybrid.json"
+"""A run's or bundle's hybrid settings chosen on validation (:func:`geomtl_core.inference.hybrid.hybrid_for_run`),
+beside its gallery."""
 GALLERY_FILE = "gallery.npz"
 """A bundle's retrieval gallery (:meth:`geomtl_core.geo.retrieval.Gallery.to_npz`: float16 embeddings,
 coordinates, fine cells), written by :func:`geomtl_core.inference.hybrid.save_gallery` and read by the predictor;

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from geomtl_core.compendium import grid, paper_claims, plan
-from geomtl_core.compendium import runs as R
+from geomtl_core.compendium import provision as P
 from geomtl_core.compendium.runner import main
 
 
@@ -28,14 +28,14 @@ def test_the_dry_run_on_a_fresh_root_writes_nothing_and_says_its_sizes_are_estim
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    originals = (R.ensure_folds, R.ensure_proxy, grid.steps_budget, paper_claims.isn_shares)
+    originals = (P.ensure_folds, P.ensure_proxy, grid.steps_budget, paper_claims.isn_shares)
     before = _listing(root)
     assert main(["--scale", "smoke", "--dry-run", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert _listing(root) == before and not any(elsewhere.iterdir())
     assert "runs planned, 0 cached" in out and "nothing written" in out
     assert "estimated without the proxy export" in out and "training time" in out
-    assert (R.ensure_folds, R.ensure_proxy, grid.steps_budget, paper_claims.isn_shares) == originals
+    assert (P.ensure_folds, P.ensure_proxy, grid.steps_budget, paper_claims.isn_shares) == originals
 
 
 def test_estimated_sizes_are_the_exports_and_a_plan_on_the_export_writes_no_folds(tmp_path):
@@ -43,15 +43,15 @@ def test_estimated_sizes_are_the_exports_and_a_plan_on_the_export_writes_no_fold
     is exported, and a plan on the export writes nothing either (no ``folds/``). Catches an estimate that drifts
     from what the export splits, and a plan that writes the cross-validation folds."""
     root = _project(tmp_path / "project")
-    computed = R.export_sizes("smoke", root)
+    computed = P.export_sizes("smoke", root)
     assert computed.source == "computed" and computed.train_images > 0
-    R.ensure_proxy("smoke", root, progress=False)
-    read = R.export_sizes("smoke", root)
+    P.ensure_proxy("smoke", root, progress=False)
+    read = P.export_sizes("smoke", root)
     assert read.source == "export"
     assert (read.train_images, read.k) == (computed.train_images, computed.k)
     assert read.isn_shares.keys() == computed.isn_shares.keys()
     assert all(abs(read.isn_shares[c] - computed.isn_shares[c]) < 1e-12 for c in read.isn_shares)
     before = _listing(root)
     table = plan.plan("smoke", root)
-    assert _listing(root) == before and not (R.data_dir("smoke", root) / "folds").exists()
+    assert _listing(root) == before and not (P.data_dir("smoke", root) / "folds").exists()
     assert table.attrs["sizes"]["source"] == "export" and len(table) > 0 and not table["cached"].any()

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import geomtl_core  # noqa: F401 - selects the torch backend
-from geomtl_core.compendium.runs import evaluate_run
+from geomtl_core.compendium.run_eval import evaluate_run
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.data.predictions import read_predictions
 from geomtl_core.errors import InputError

@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 import geomtl_core
-from geomtl_core.compendium.runs import cache_key as run_key
-from geomtl_core.compendium.runs import code_fingerprint, data_fingerprint
+from geomtl_core.compendium.run_key import cache_key as run_key
+from geomtl_core.compendium.run_key import code_fingerprint, data_fingerprint
 from geomtl_core.config import ExperimentConfig
 
 
@@ -99,7 +99,7 @@ def test_no_cached_number_depends_on_a_presentation_module():
     out of the fingerprint cannot change a cached number. Catches e.g. ``runs.py`` importing ``tables.py``."""
     import ast
 
-    from geomtl_core.compendium.runs import PACKAGE, PRESENTATION_MODULES
+    from geomtl_core.compendium.run_key import PACKAGE, PRESENTATION_MODULES
 
     def presentation(rel: str) -> bool:
         return rel.startswith(PRESENTATION_MODULES)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from geomtl_core.errors import InputError
 
 if TYPE_CHECKING:
-    from geomtl_core.inference.predict import Retrieval
+    from geomtl_core.inference.retrieval import Retrieval
 
 SUMMARY_KEYS = ("n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "mean_km",
                 "geoscore")
@@ -128,7 +128,8 @@ def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Pa
     if int(ok.sum()) != res["n"]:
         raise RuntimeError(f"the hybrid read {int(ok.sum())} images, the classifier's evaluation {res['n']}")
     scores = retrieval.cell_scores({t: np.concatenate(v)[ok] for t, v in probs.items()}, parts)
-    lat, lon = retrieval.locate(np.concatenate(emb)[ok], scores)
+    answer = retrieval.answer(np.concatenate(emb)[ok], scores, parts[-1])
+    lat, lon = answer.lat, answer.lon
     labels = split_data.labels
     true_lat, true_lon, img_id = labels.lat[ok], labels.lon[ok], labels.img_id[ok]
     err = haversine_km(true_lat, true_lon, lat, lon)
@@ -137,12 +138,10 @@ def _add_hybrid(res: dict, bundle, retrieval: Retrieval, split_data, out_csv: Pa
     res["best"] = "hybrid"
     res["hybrid"] = dict(retrieval.settings) | {"embedding": retrieval.embedding,
                                                 "gallery_images": len(retrieval.gallery)}
-    cls = parts[-1].assign(lat, lon)  # the fine cell holding the point, and its query score
-    score = np.where(cls >= 0, scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
     hybrid_csv = out_csv.with_suffix(".hybrid.csv")
     for path in (out_csv, hybrid_csv):
         write_predictions(path, img_id, true_lat, true_lon, lat, lon,
-                          extra={"fine_class": cls, "score": np.round(score, 6)})
+                          extra={"fine_class": answer.fine_class, "score": np.round(answer.score, 6)})
     res.setdefault("prediction_files", {})["hybrid"] = str(hybrid_csv)
 
 
@@ -176,7 +175,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from geomtl_core.config import merge
     from geomtl_core.inference.evaluation import evaluate_split, image_folder_split, with_recipe
-    from geomtl_core.inference.predict import load_retrieval
+    from geomtl_core.inference.retrieval import load_retrieval
     from geomtl_core.models.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)

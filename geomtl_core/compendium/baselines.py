@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from geomtl_core.compendium import runs as R
+from geomtl_core.compendium import provision as P
+from geomtl_core.compendium import run_key as K
 from geomtl_core.compendium.design import AUX
 from geomtl_core.compendium.grid import run_named
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
+from geomtl_core.models.bundle import write_json_atomic
 
 import numpy as np
 
@@ -26,8 +28,8 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
     from geomtl_core.geo import baselines as B
 
     root = find_root() if root is None else Path(root)
-    cfg = R.experiment_config(scale, root=root)
-    key = R.cache_key(cfg, R.code_fingerprint(), R.data_fingerprint(cfg), root)  # this module is fingerprinted
+    cfg = P.experiment_config(scale, root=root)
+    key = K.cache_key(cfg, K.code_fingerprint(), K.data_fingerprint(cfg), root)  # this module is fingerprinted
     path = results_dir(scale, root) / "baselines" / "baselines.json"
     if path.exists() and json.loads(path.read_text()).get("key") == key:
         return json.loads(path.read_text())["baselines"]
@@ -55,5 +57,5 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
         "nearest-cell-mean oracle": B.nearest_cell_oracle(parts[-1], lat, lon, with_ci=True),
     }
     out = {k: v.to_json_dict() for k, v in out.items()}
-    R.write_json_atomic({"key": key, "partitioning": parts[-1].name, "baselines": out}, path)
+    write_json_atomic({"key": key, "partitioning": parts[-1].name, "baselines": out}, path)
     return out

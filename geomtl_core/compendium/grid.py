@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from geomtl_core.compendium import provision as P
 from geomtl_core.compendium import runs as R
 from geomtl_core.compendium.design import AUX, PLANNED_RECIPE, RECIPES, Cell, cell_overrides, cells, cv_folds
 from geomtl_core.compendium.project import find_root
@@ -13,12 +14,13 @@ from geomtl_core.compendium.results import results_dir
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.config import deep_merge
 from geomtl_core.geo.protocol import PRIMARY_KM
+from geomtl_core.models.bundle import write_json_atomic
 
 
 def steps_budget(scale: str, root: Path | None = None) -> int:
     """Samples per epoch of every grid run: the size of the training split (equal steps for any share;
-    :func:`runs.export_sizes`)."""
-    return R.export_sizes(scale, root).train_images
+    :func:`provision.export_sizes`)."""
+    return P.export_sizes(scale, root).train_images
 
 
 def partitions(scale: str) -> dict[str, dict]:
@@ -98,7 +100,7 @@ def recipe(scale: str, root: Path | None = None, peek: bool = False) -> dict:
            "candidates": table, "partition": partition, "partitions": parts}
     path = results_dir(scale, root) / "recipe" / "chosen.json"
     if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
-        R.write_json_atomic(out, path)
+        write_json_atomic(out, path)
     return recipe(scale, root, peek=True)
 
 
@@ -184,7 +186,7 @@ def arm_overrides(cell: Cell, scale: str, root: Path | None = None, peek: bool =
     out = {"cell": cell.name, "chosen": chosen, "endpoint_km": PRIMARY_KM, "candidates": table}
     path = results_dir(scale, root) / "arms" / f"{cell.name}.chosen.json"
     if not path.exists() or json.loads(path.read_text()) != json.loads(json.dumps(out)):
-        R.write_json_atomic(out, path)
+        write_json_atomic(out, path)
     return table[chosen]["overrides"]
 
 
@@ -215,7 +217,7 @@ def run_grid(scale: str, root: Path | None = None, executor=None) -> dict[Cell, 
 
     root = find_root() if root is None else Path(root)
     executor = executor or Executor.from_env()
-    R.ensure_proxy(scale, root, progress=False)
+    P.ensure_proxy(scale, root, progress=False)
     todo = cells(scale)
     if executor.parallel:
         recipe(scale, root)

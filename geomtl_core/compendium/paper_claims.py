@@ -11,8 +11,9 @@ from pathlib import Path
 from geomtl_core.compendium import grid
 from geomtl_core.compendium.design import AUX, ISN_TASK
 from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.provision import export_sizes
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir
-from geomtl_core.compendium.runs import export_sizes, seed_run_name, write_json_atomic
+from geomtl_core.compendium.runs import seed_run_name
 from geomtl_core.compendium.scales import scale_params
 from geomtl_core.compendium.statistics import seed_summary
 from geomtl_core.config import deep_merge
@@ -22,13 +23,14 @@ from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.protocol import PRIMARY_KM, escape_markdown, interval_word, plural
 from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.evaluation import partition_heads
+from geomtl_core.models.bundle import write_json_atomic
 
 import numpy as np
 import pandas as pd
 
 
 def isn_shares(scale: str, root: Path | None = None) -> dict[int, float]:
-    """Share of the training split in each scene class of :data:`ISN_TASK` (:func:`runs.export_sizes`)."""
+    """Share of the training split in each scene class of :data:`ISN_TASK` (:func:`provision.export_sizes`)."""
     return dict(export_sizes(scale, root).isn_shares)
 
 

@@ -6,7 +6,8 @@ scale's declared settings and marked provisional: their number is exact, their k
 
 Planning writes nothing: not the proxy export, not its folds, no result. What the plan needs from the export (the
 training split's size, its scene shares, the number of folds) is read from it when it is there, else computed from
-the proxy's locations and labels as the export will split them (:func:`~geomtl_core.compendium.runs.export_sizes`)."""
+the proxy's locations and labels as the export will split them
+(:func:`~geomtl_core.compendium.provision.export_sizes`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from geomtl_core.compendium import grid, paper_claims
+from geomtl_core.compendium import provision as P
 from geomtl_core.compendium import runs as R
 from geomtl_core.compendium.design import cells
 from geomtl_core.compendium.project import find_root
@@ -49,7 +51,7 @@ def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[
               root: Path | None = None) -> float:
     """Seconds one run should take: the scale's measured median per epoch of its kind, else :data:`COST_S`."""
     p = scale_params(scale)
-    cfg = R.experiment_config(scale, {"name": unit.name, **unit.overrides}, root)
+    cfg = P.experiment_config(scale, {"name": unit.name, **unit.overrides}, root)
     kind = _kind(unit.overrides)
     per_epoch, overhead = COST_S[kind]
     if kind in measured:
@@ -79,7 +81,7 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     (planned before a validation choice it depends on), estimated seconds. Nothing trains and nothing is written:
     the runs are those the runners compose (:mod:`~geomtl_core.compendium.grid`,
     :mod:`~geomtl_core.compendium.paper_claims`), asked with ``peek`` (the choices as recorded), on the export's
-    sizes (:func:`~geomtl_core.compendium.runs.export_sizes`; in ``attrs["sizes"]`` of the table)."""
+    sizes (:func:`~geomtl_core.compendium.provision.export_sizes`; in ``attrs["sizes"]`` of the table)."""
     root = find_root() if root is None else Path(root)
     choice = grid.recipe_choice(scale, root)
     provisional = choice is None
@@ -103,12 +105,12 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     out = []
     for stage, u, prov in rows:
         cached = not prov and u.cached(root)
-        epochs = R.experiment_config(scale, {"name": u.name, **u.overrides}, root).train.epochs
+        epochs = P.experiment_config(scale, {"name": u.name, **u.overrides}, root).train.epochs
         out.append({"stage": stage, "run": u.name, "kind": _kind(u.overrides), "epochs": epochs, "seed": u.seed,
                     "fold": "split" if u.fold is None else u.fold, "cached": cached, "provisional": prov,
                     "est_s": 0.0 if cached else round(_estimate(u, scale, budget, measured, root), 1)})
     table = pd.DataFrame(out)
-    table.attrs["sizes"] = asdict(R.export_sizes(scale, root))
+    table.attrs["sizes"] = asdict(P.export_sizes(scale, root))
     return table
 
 

@@ -19,7 +19,8 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
                    gallery: bool = True) -> Path:
     """Copy a trained run (without its checkpoints) to ``models/<scale>`` (or ``dest``), replacing what was
     there only once the copy is complete; with its retrieval gallery when it has ``hybrid.json`` and ``gallery``."""
-    from geomtl_core.inference.hybrid import GALLERY_FILE, save_gallery  # torch and keras: only when publishing
+    from geomtl_core.files import GALLERY_FILE, HYBRID_FILE
+    from geomtl_core.inference.hybrid import save_gallery  # torch and keras: only when publishing
 
     root = find_root() if root is None else Path(root)
     src = root / "runs" / scale / name
@@ -30,7 +31,7 @@ def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, r
     staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt", GALLERY_FILE))
     try:
-        if gallery and (src / "hybrid.json").exists():
+        if gallery and (src / HYBRID_FILE).exists():
             save_gallery(src, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

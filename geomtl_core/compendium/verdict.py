@@ -17,8 +17,8 @@ from geomtl_core.compendium.design import (
     role,
 )
 from geomtl_core.compendium.project import find_root
+from geomtl_core.compendium.provision import benchmark_of
 from geomtl_core.compendium.results import compare_runs, read_result, results_dir
-from geomtl_core.compendium.runs import benchmark_of
 from geomtl_core.geo.protocol import (
     ALPHA,
     EQUIV_MARGIN,

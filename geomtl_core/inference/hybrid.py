@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,17 @@ from geomtl_core.data.images import TransformConfig
 from geomtl_core.data.loaders import load_tables, split_loader, training_rows, training_split
 from geomtl_core.data.predictions import read_predictions, write_predictions
 from geomtl_core.errors import InputError
-from geomtl_core.files import GALLERY_FILE, atomic_path
+from geomtl_core.files import GALLERY_FILE, HYBRID_FILE, atomic_path
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import Geolocation, geolocate
 from geomtl_core.geo.metrics import summarize_errors
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning
 from geomtl_core.geo.protocol import PRIMARY_KM
-from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose, hybrid_locate
+from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, choose
 from geomtl_core.geo.stats import spatial_blocks
 from geomtl_core.inference.embeddings import embed, embeddings_for
 from geomtl_core.inference.evaluation import predict_probabilities
+from geomtl_core.inference.retrieval import Retrieval, cell_scores, point_answer
 from geomtl_core.models.bundle import Bundle, load_bundle, write_json_atomic
 
 import numpy as np
@@ -141,7 +142,7 @@ def _queries(cfg: ExperimentConfig, bundle: Bundle, split: str, meta: pd.DataFra
     if not valid.any():
         raise InputError(f"{split}: no readable image ({len(valid)} records, all unreadable)")
     probs = {t: v[valid] for t, v in probs.items()}
-    scores = hierarchy.scores([probs[p.name] for p in parts]) if hierarchy is not None else probs[parts[-1].name]
+    scores = cell_scores(probs, parts, hierarchy)
     fstar = geolocate(probs, parts, hierarchy)["hierarchy" if hierarchy is not None else parts[-1].name]
     labels = data.labels
     return _Queries(labels.img_id[valid], labels.lat[valid], labels.lon[valid], feats[valid], scores, fstar)
@@ -154,10 +155,10 @@ def _accuracy(q: _Queries, lat: np.ndarray, lon: np.ndarray, km: float) -> float
 def _write(path: Path, q: _Queries, lat: np.ndarray, lon: np.ndarray, fine: Partitioning) -> None:
     """The evaluation's prediction file layout (its writer and extra columns), atomically: ``fine_class`` is the
     fine cell holding the predicted point (-1: none), ``score`` that cell's f* score for the image."""
-    cls = fine.assign(lat, lon)
-    score = np.where(cls >= 0, q.scores[np.arange(len(cls)), np.clip(cls, 0, None)], 0.0)
+    a = point_answer(lat, lon, q.scores, fine)
     with atomic_path(path) as tmp:
-        write_predictions(tmp, q.img_id, q.lat, q.lon, lat, lon, extra={"fine_class": cls, "score": np.round(score, 6)})
+        write_predictions(tmp, q.img_id, q.lat, q.lon, lat, lon,
+                          extra={"fine_class": a.fine_class, "score": np.round(a.score, 6)})
 
 
 def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
@@ -217,19 +218,18 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
     # the best validation accuracy; ties: the first embedding (the backbone's, which needs no trained neck)
     chosen = {m: max(by, key=lambda e, by=by: (by[e]["accuracy"], -list(by).index(e))) for m, by in tried.items()}
 
-    predicted, ms_per_image = {}, {}
-    queries = {e: embed(bundle.model, test.emb, e) for e in set(chosen.values())}
-    for name in ("hybrid", "knn"):
+    predicted, ms_per_image, answer = {}, {}, {}
+    for name in ("hybrid", "knn"):  # each as a bundle answers (inference.retrieval, as evaluate and predict)
         e = chosen[name]
-        c, g = tried[name][e], galleries[name][e]
+        answer[name] = Retrieval(galleries[name][e], {key: tried[name][e][key] for key in HYBRID_KEYS},
+                                 hierarchy if name == "hybrid" else None, e, bundle.model)
         p = test.scores if name == "hybrid" else np.ones((len(test.emb), 1))
         t0 = time.perf_counter()
-        predicted[name] = hybrid_locate(g, queries[e], p, **{key: c[key] for key in HYBRID_KEYS})
+        predicted[name] = answer[name].locate(test.emb, p)
         ms_per_image[name] = round(1000 * (time.perf_counter() - t0) / len(test.emb), 4)
-    # the hybrid as a bundle answers: its gallery stored as float16 (Gallery.to_npz), same settings and queries
-    e, c = chosen["hybrid"], tried["hybrid"][chosen["hybrid"]]
-    lat16, lon16 = hybrid_locate(galleries["hybrid"][e].as_float16(), queries[e], test.scores,
-                                 **{key: c[key] for key in HYBRID_KEYS})
+    # the hybrid as a stored bundle answers: its gallery as float16 (Gallery.to_npz), same settings and queries
+    lat16, lon16 = replace(answer["hybrid"], gallery=answer["hybrid"].gallery.as_float16()).locate(test.emb,
+                                                                                                   test.scores)
     moved = (lat16 != predicted["hybrid"][0]) | (lon16 != predicted["hybrid"][1])
     files, methods = {}, {}
     blocks = spatial_blocks(test.lat, test.lon)
@@ -261,7 +261,7 @@ def hybrid_for_run(out_dir: str | Path, cfg: ExperimentConfig | None = None,
         "gallery_mib_float16": round(len(gallery) * (2 * gallery.dim + 8 * 3) / 2**20, 2),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(result, out / "hybrid.json")
+    write_json_atomic(result, out / HYBRID_FILE)
     return result
 
 
@@ -272,11 +272,11 @@ def save_gallery(run_dir: str | Path, dest_dir: str | Path | None = None, progre
     :func:`hybrid_for_run` searched them) to ``dest_dir/gallery.npz`` (default: the run folder), atomically.
     The run must have been through :func:`hybrid_for_run` (its ``hybrid.json`` holds the settings to use)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "hybrid.json").exists():
+    if not (run_dir / HYBRID_FILE).exists():
         raise InputError(f"{run_dir} has no hybrid.json: run hybrid_for_run on it first (runs on cached features only)")
     cfg = ExperimentConfig.load(run_dir / "config.yaml")
     _check_supported(cfg)
-    embedding = json.loads((run_dir / "hybrid.json").read_text())["hybrid"].get("embedding", "backbone")
+    embedding = json.loads((run_dir / HYBRID_FILE).read_text())["hybrid"].get("embedding", "backbone")
     bundle = load_bundle(run_dir)
     rows = _gallery_rows(cfg, bundle, load_tables(cfg)["train"], progress)
     return rows.gallery(bundle.model, embedding).to_npz(Path(dest_dir or run_dir) / GALLERY_FILE)

@@ -32,34 +32,28 @@ Images are decoded and resized in a thread pool while the model runs on the prev
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from geomtl_core.data.exif import ExifInfo, read_exif
 from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, eval_transform, to_tensor
 from geomtl_core.data.photo_files import looks_like_image
 from geomtl_core.data.predictions import TruthTable
 from geomtl_core.errors import InputError
-from geomtl_core.files import GALLERY_FILE
+from geomtl_core.files import GALLERY_FILE, HYBRID_FILE  # noqa: F401 - the bundle's file names, as callers read them
 from geomtl_core.geo.geodesy import haversine_km
 from geomtl_core.geo.geolocate import geolocate, softmax, top_k
-from geomtl_core.geo.partitioning import Hierarchy
-from geomtl_core.geo.retrieval import HYBRID_KEYS, Gallery, hybrid_locate
-from geomtl_core.inference.embeddings import EMBEDDINGS, embed
 from geomtl_core.inference.geocode import reverse_geocode
+from geomtl_core.inference.retrieval import load_retrieval
 
 import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-HYBRID_FILE = "hybrid.json"
-"""The hybrid's settings chosen on validation (:func:`geomtl_core.inference.hybrid.hybrid_for_run`)."""
+
 @dataclass
 class Inputs:
     """The files to predict (input order), their ids, and the folder files skipped as not images."""
@@ -112,71 +106,6 @@ class Loaded:
     exif: ExifInfo
     error: str | None = None
 
-
-@dataclass
-class Retrieval:
-    """A bundle's gallery with the hybrid's settings (``top_cells``, ``k``, ``kernel_km``), the hierarchy whose
-    f* fine-cell scores the settings were chosen with (None: the finest head's probabilities), the embedding
-    the gallery holds (:data:`~geomtl_core.inference.embeddings.EMBEDDINGS`) and the model that makes it."""
-
-    gallery: Gallery
-    settings: dict[str, Any]
-    hierarchy: Hierarchy | None
-    embedding: str = "backbone"
-    model: Any = None
-
-    def cell_scores(self, probs: dict[str, np.ndarray], parts: list) -> np.ndarray:
-        """(n, fine cells) query scores: f* when the settings were chosen with it, else the finest head's."""
-        if self.hierarchy is not None:
-            return self.hierarchy.scores([probs[p.name] for p in parts])
-        return probs[parts[-1].name]
-
-    def locate(self, pooled: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lat, lon) of :func:`hybrid_locate` with the bundle's settings, from the queries' backbone features as
-        the feature cache holds them (crops' mean; below tuned blocks, their input) made into the gallery's
-        embedding."""
-        return hybrid_locate(self.gallery, embed(self.model, pooled, self.embedding), scores, **self.settings)
-
-
-def load_retrieval(bundle) -> Retrieval | None:
-    """The bundle folder's retrieval gallery and settings, or None when it has no ``gallery.npz``; a gallery that
-    cannot be read, or one without usable settings in ``hybrid.json``, is an InputError naming the file."""
-    folder = Path(bundle.path)
-    path, settings_path = folder / GALLERY_FILE, folder / HYBRID_FILE
-    if not path.is_file():
-        return None
-    hint = "re-publish the bundle, or use the classifier alone (--no-retrieval)"
-    try:
-        saved = json.loads(settings_path.read_text())
-        settings = {key: saved["hybrid"][key] for key in HYBRID_KEYS}
-        embedding = saved["hybrid"].get("embedding", "backbone")  # files written before the neck was tried
-    except FileNotFoundError:
-        raise InputError(f"{path} has no settings beside it: {settings_path} is missing; {hint}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{settings_path}: no hybrid settings {list(HYBRID_KEYS)} ({type(exc).__name__}: {exc}); "
-                         f"{hint}") from None
-    try:
-        gallery = Gallery.from_npz(path)
-    except InputError as exc:
-        raise InputError(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}; {hint}") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: not a readable gallery file ({type(exc).__name__}: {exc}); {hint}") from None
-    if embedding not in EMBEDDINGS:
-        raise InputError(f"{settings_path}: unknown retrieval embedding {embedding!r}, expected one of "
-                         f"{list(EMBEDDINGS)}; {hint}")
-    neck = getattr(bundle.model, "neck_units", 0)
-    if embedding == "neck" and neck and gallery.dim != neck:
-        raise InputError(f"{path}: the gallery holds {gallery.dim}-dim embeddings, the bundle's neck gives {neck}; "
-                         f"{hint}")
-    fine = bundle.parts[-1]
-    if gallery.n_cells != len(fine):
-        raise InputError(f"{path}: the gallery's cells are {gallery.n_cells} fine cells, the bundle's finest "
-                         f"partitioning {fine.name!r} has {len(fine)}; {hint}")
-    if not hasattr(bundle.model, "heads_from_features"):
-        raise InputError(f"{path}: retrieval needs a model that answers from its cached backbone features "
-                         f"(frozen, or frozen below its tuned blocks); {hint}")
-    hierarchical = saved.get("fstar_method", "hierarchy") == "hierarchy" and len(bundle.parts) > 1
-    return Retrieval(gallery, settings, bundle.hierarchy if hierarchical else None, embedding, bundle.model)
 
 
 def features_and_logits(model, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -294,10 +223,8 @@ class Predictor:
         best = locs[self.method]
         method, lat_b, lon_b, score_b = self.method, best.lat, best.lon, best.score
         if self.retrieval is not None:
-            scores = self.retrieval.cell_scores(probs, self.parts)
-            lat_b, lon_b = self.retrieval.locate(emb, scores)
-            cls = self.parts[-1].assign(lat_b, lon_b)  # the fine cell holding the point, and its score
-            score_b = np.where(cls >= 0, scores[np.arange(n), np.clip(cls, 0, None)], 0.0)
+            hybrid = self.retrieval.answer(emb, self.retrieval.cell_scores(probs, self.parts), self.parts[-1])
+            lat_b, lon_b, score_b = hybrid.lat, hybrid.lon, hybrid.score
             method = "hybrid"
         places = reverse_geocode(lat_b, lon_b)
         cells = {}

@@ -9,6 +9,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+MODEL_FILE = "model.keras"
+"""A bundle's image model (Keras archive, loaded with ``safe_mode=True``)."""
+HEADS_FILE = "heads.keras"
+"""A frozen-backbone run's trained neck and heads alone (its model on cached features), in place of
+:data:`MODEL_FILE`: the ImageNet backbone every such run shares is rebuilt from the config when the bundle loads
+(:func:`geomtl_core.models.bundle.load_bundle`) and saved whole when the run is published."""
+
+
+def model_file(folder: str | Path) -> Path | None:
+    """The bundle folder's model: its image model (:data:`MODEL_FILE`), else a run's trained heads
+    (:data:`HEADS_FILE`), else None."""
+    for name in (MODEL_FILE, HEADS_FILE):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
 HYBRID_FILE = "hybrid.json"
 """A run's or bundle's hybrid settings chosen on validation (:func:`geomtl_core.inference.hybrid.hybrid_for_run`),
 beside its gallery."""

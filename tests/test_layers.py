@@ -95,14 +95,14 @@ def test_every_library_file_is_tracked_by_git():
 
 
 COMPENDIUM = {"scales": 0, "project": 0, "executors": 0, "statistics": 1, "design": 1, "run_key": 1, "results": 2,
-              "provision": 2, "run_eval": 2, "runs": 3,
-              "grid": 4, "baselines": 5, "calibration": 5, "paper_claims": 5, "verdict": 6, "tables": 6, "prose": 6,
-              "plots": 6, "proxy_plots": 6, "publish": 6, "plan": 6, "runner": 7}
+              "provision": 2, "run_eval": 2, "runs": 3, "grid": 4, "baselines": 5, "calibration": 5,
+              "paper_claims": 5, "pilot": 5, "verdict": 6, "tables": 6, "prose": 6, "plots": 6, "proxy_plots": 6,
+              "publish": 6, "plan": 6, "runner": 7}
 """The compendium's rooms, bottom up: the scales, the project folder and the executors; statistics of prediction
 files, the study design (what runs, nothing trained) and the run key; reading results, the scale's data and base
 config, a run's evaluation; the run cache (which asks the design which runs score the hybrid); running the grid;
-the calibration, the baselines and the paper's claims; the comparison tables (verdict, methods, paper trends: they
-read the claims) and presentation (tables, prose, plots), publishing; the notebook runner."""
+the calibration, the baselines, the paper's claims and a design's pilot; the comparison tables (verdict, methods,
+paper trends: they read the claims) and presentation (tables, prose, plots), publishing; the notebook runner."""
 
 
 def _module_graph() -> dict[str, set[str]]:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from geomtl_core.files import model_file
+
 import numpy as np
 import pytest
 from toydata import make_toy_dataset
@@ -55,7 +57,7 @@ def test_two_processes_one_training_same_result(tmp_path):
     a, b = (json.loads(o[0].strip().splitlines()[-1]) for o in outs)
     assert a == b
     run = root / "runs" / "smoke" / "toy"
-    assert (run / "model.keras").exists() and (run / "predictions_test.csv").exists()
+    assert model_file(run) is not None and (run / "predictions_test.csv").exists()
     assert len((run / "history.csv").read_text().splitlines()) == 2  # one epoch, trained once
     assert not [p.name for p in run.parent.iterdir() if p.name != "toy" and not p.name.endswith(".lock")]
     assert a["test"]["prediction_files"]["best"] == str(run / "predictions_test.csv")
@@ -81,6 +83,6 @@ def test_a_killed_run_leaves_no_result_and_is_resumed(tmp_path):
     out, err = q.communicate(timeout=600)
     assert q.returncode == 0, err[-2000:]
     run = root / "runs" / "smoke" / "toy"
-    assert not staging.exists() and (run / "model.keras").exists()
+    assert not staging.exists() and model_file(run) is not None
     hist = (run / "history.csv").read_text().splitlines()
     assert len(hist) == 3 and np.isfinite(json.loads(out.strip().splitlines()[-1])["test"]["n"])

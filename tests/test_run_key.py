@@ -168,7 +168,7 @@ def test_feature_cache_survives_a_moved_project_and_follows_what_features_depend
 
 def test_config_conv_padding_reaches_the_model_and_is_checked():
     from geomtl_core.errors import InputError
-    from geomtl_core.training.trainer import _build_model
+    from geomtl_core.models.multitask import build_model
 
     import pytest
 
@@ -179,8 +179,8 @@ def test_config_conv_padding_reaches_the_model_and_is_checked():
             return 4
 
     cfg = ExperimentConfig.from_dict({"model": {"width": 0.25, "conv_padding": "same_symmetric"}})
-    assert _build_model(cfg, [Part()], {}).backbone.blocks[0].symmetric_padding is True
+    assert build_model(cfg, [Part()], {}).backbone.blocks[0].symmetric_padding is True
     # the default is what configs saved before the field meant: a resumed old run rebuilds its own network
-    assert _build_model(ExperimentConfig(), [Part()], {}).backbone.blocks[0].symmetric_padding is False
+    assert build_model(ExperimentConfig(), [Part()], {}).backbone.blocks[0].symmetric_padding is False
     with pytest.raises(InputError, match="conv_padding"):
-        _build_model(ExperimentConfig.from_dict({"model": {"conv_padding": "full"}}), [Part()], {})
+        build_model(ExperimentConfig.from_dict({"model": {"conv_padding": "full"}}), [Part()], {})

@@ -16,8 +16,10 @@ from typing import TextIO
 
 from geomtl_core.data.photo_files import IMAGE_SUFFIXES, MORE_MAGIC, looks_like_image_bytes
 from geomtl_core.errors import InputError
+from geomtl_core.files import MODEL_FILE, model_file
 
-BUNDLE_FILES = ("labels.json", "config.yaml", "model.keras")
+BUNDLE_FILES = ("labels.json", "config.yaml")
+"""What every bundle folder holds besides its model (:func:`geomtl_core.files.model_file`)."""
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOLS = range(2, 6)
 
@@ -86,12 +88,14 @@ def check_bundle(path: str | os.PathLike) -> dict:
                          "`geomtl import`")
     if not folder.is_dir():
         raise InputError(f"{path} is a file, not a model bundle folder (from geomtl train or geomtl import)")
-    missing = [f for f in BUNDLE_FILES if not (folder / f).is_file()]
+    missing = [f for f in BUNDLE_FILES if not (folder / f).is_file()] + ([MODEL_FILE] if model_file(folder) is None
+                                                                         else [])
     if missing:
         raise InputError(f"{path} is not a complete model bundle: {', '.join(missing)} missing (a bundle is the "
                          "folder `geomtl train --out` or `geomtl import ... --out` writes)")
-    if _head(folder / "model.keras", 4) != ZIP_MAGIC:
-        raise InputError(f"{folder / 'model.keras'} is not a saved Keras model (not a .keras zip archive); the "
+    model = model_file(folder)
+    if _head(model, 4) != ZIP_MAGIC:
+        raise InputError(f"{model} is not a saved Keras model (not a .keras zip archive); the "
                          "bundle is damaged: train or import it again")
     try:
         labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))

@@ -21,7 +21,7 @@ from geomtl_core.compendium import runs as R
 from geomtl_core.compendium.design import cells
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
-from geomtl_core.compendium.scales import scale_params
+from geomtl_core.files import model_file
 
 import pandas as pd
 
@@ -50,7 +50,6 @@ def _kind(overrides: dict) -> str:
 def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[str, float],
               root: Path | None = None) -> float:
     """Seconds one run should take: the scale's measured median per epoch of its kind, else :data:`COST_S`."""
-    p = scale_params(scale)
     cfg = P.experiment_config(scale, {"name": unit.name, **unit.overrides}, root)
     kind = _kind(unit.overrides)
     per_epoch, overhead = COST_S[kind]
@@ -58,7 +57,7 @@ def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[
         per_epoch = measured[kind]
     else:
         samples = cfg.train.samples_per_epoch or default_samples
-        per_epoch *= samples / COST_IMAGES * ((p["size"] / COST_PX) ** 2 if kind != "frozen" else 1.0)
+        per_epoch *= samples / COST_IMAGES * ((cfg.data.image_size / COST_PX) ** 2 if kind != "frozen" else 1.0)
     retrieval = measured.get("retrieval", RETRIEVAL_S) if cfg.train.retrieval else 0.0
     return overhead + per_epoch * cfg.train.epochs + retrieval
 
@@ -97,7 +96,7 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     for name, over in named.items():
         rows += [("named", u, provisional) for u in grid.named_units(name, scale, over, root, peek=True)]
     for name, (_, over, start) in paper_claims.isn_runs(scale, root).items():
-        ready = start is None or all((Path(o["train"]["init_from"]) / "model.keras").exists() for o in start.values())
+        ready = start is None or all(model_file(o["train"]["init_from"]) is not None for o in start.values())
         rows += [("named", u, provisional or not ready)  # a member's key holds its start model's
                  for u in grid.named_units(name, scale, over, root, seed_overrides=start, peek=True)]
     budget = grid.steps_budget(scale, root)

@@ -18,19 +18,24 @@ from geomtl_core.files import swap_folder
 def publish_bundle(scale: str, name: str = "mtl_s3", dest: Path | None = None, root: Path | None = None,
                    gallery: bool = True) -> Path:
     """Copy a trained run (without its checkpoints) to ``models/<scale>`` (or ``dest``), replacing what was
-    there only once the copy is complete; with its retrieval gallery when it has ``hybrid.json`` and ``gallery``."""
-    from geomtl_core.files import GALLERY_FILE, HYBRID_FILE
+    there only once the copy is complete; with its retrieval gallery when it has ``hybrid.json`` and ``gallery``.
+    A run that kept only its trained heads is published with its whole image model (``model.keras``)."""
+    from geomtl_core.files import GALLERY_FILE, HEADS_FILE, HYBRID_FILE, MODEL_FILE, model_file
     from geomtl_core.inference.hybrid import save_gallery  # torch and keras: only when publishing
+    from geomtl_core.models.bundle import load_bundle, save_model_atomic
 
     root = find_root() if root is None else Path(root)
     src = root / "runs" / scale / name
-    if not (src / "model.keras").exists():
+    if model_file(src) is None:
         raise FileNotFoundError(f"run {name!r} at scale {scale!r} has no model at {src}; run `make book` first")
     dest = Path(dest) if dest is not None else root / "models" / scale
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt", GALLERY_FILE))
+    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("checkpoints", "*.tmp*", "run_key.txt", GALLERY_FILE,
+                                                                HEADS_FILE))
     try:
+        if not (src / MODEL_FILE).exists():  # a run that kept its trained heads only: the image model, whole
+            save_model_atomic(load_bundle(src).model, staging / MODEL_FILE)
         if gallery and (src / HYBRID_FILE).exists():
             save_gallery(src, staging)
     except BaseException:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from geomtl_core.compendium.project import find_root
 from geomtl_core.config import ExperimentConfig
+from geomtl_core.files import model_file
 
 PRESENTATION_MODULES = (
     "cli/", "inference/predict.py", "inference/maps.py", "inference/geocode.py", "geo/basemap.py",
@@ -78,5 +79,8 @@ def cache_key(cfg: ExperimentConfig, code: str | None = None, data: str | None =
     config = json.loads(json.dumps(cfg.to_dict()).replace(json.dumps(prefix)[1:-1], "<project>/"))
     parts = [config, code or code_fingerprint(), data or data_fingerprint(cfg)]
     if cfg.train.init_from:  # the model it starts from: retrained, it makes this a different run
-        parts.append(hashlib.sha256((Path(cfg.train.init_from) / "model.keras").read_bytes()).hexdigest())
+        start = model_file(cfg.train.init_from)
+        if start is None:
+            raise FileNotFoundError(f"train.init_from={cfg.train.init_from}: no trained model in it")
+        parts.append(hashlib.sha256(start.read_bytes()).hexdigest())
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,7 +24,7 @@ from geomtl_core.compendium.run_eval import evaluate_run, score_retrieval
 from geomtl_core.compendium.run_key import cache_key, code_fingerprint, data_fingerprint
 from geomtl_core.compendium.statistics import seed_summary
 from geomtl_core.config import deep_merge
-from geomtl_core.files import swap_folder
+from geomtl_core.files import model_file, swap_folder
 from geomtl_core.models.bundle import write_json_atomic
 
 from filelock import FileLock
@@ -139,7 +139,7 @@ def run(name: str, scale: str, overrides: dict | None = None, root: Path | None 
 
 def _cached(result_path: Path, out: Path, key: str) -> dict | None:
     """The cached result of a run when its key matches and its model is there."""
-    if result_path.exists() and (out / "model.keras").exists():
+    if result_path.exists() and model_file(out) is not None:
         old = json.loads(result_path.read_text())
         if old.get("run_key") == key:
             return old
@@ -177,7 +177,7 @@ def run_once(name: str, scale: str, overrides: dict | None, root: Path, verbose:
         staging.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key)
         start = time.perf_counter()
-        trained = fit(cfg, staging, resume=resume, verbose=verbose)
+        trained = fit(cfg, staging, resume=resume, verbose=verbose, heads_only=True)  # publish saves it whole
         metrics = trained.metrics
         bundle = trained.bundle or load_bundle(staging)  # the trained model as it is in memory: no reload
         t0 = time.perf_counter()

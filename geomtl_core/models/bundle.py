@@ -1,6 +1,7 @@
 """A model bundle: one folder with everything evaluation and prediction need.
 
-``model.keras`` (loaded with ``safe_mode=True``), ``cells/*.csv`` (partitionings, coarse -> fine),
+``model.keras`` (loaded with ``safe_mode=True``; a compendium run of a frozen backbone keeps ``heads.keras``, its
+trained neck and heads, instead), ``cells/*.csv`` (partitionings, coarse -> fine),
 ``labels.json`` (task names and sizes, the class names of every scene head, the dataset trained on),
 ``config.yaml``, ``metrics.json``, ``MODEL_CARD.md`` (what it was trained on and what it is for).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from geomtl_core.config import ExperimentConfig
 from geomtl_core.errors import InputError
-from geomtl_core.files import atomic_path
+from geomtl_core.files import HEADS_FILE, MODEL_FILE, atomic_path
 from geomtl_core.geo.partitioning import Hierarchy, Partitioning, read_cells_csv, relate, write_cells_csv
 
 
@@ -98,20 +99,51 @@ def read_partitionings(out: Path) -> list[Partitioning]:
     return parts
 
 
-def load_bundle(path: str | Path, model_file: str = "model.keras") -> Bundle:
-    """Load a bundle folder; clear errors for anything missing."""
+def load_bundle(path: str | Path, model_file: str = MODEL_FILE) -> Bundle:
+    """Load a bundle folder; clear errors for anything missing. A run folder holding only its trained heads
+    (:data:`~geomtl_core.files.HEADS_FILE`) loads as the image model too (:func:`assemble_image_model`)."""
     import geomtl_core.models.multitask  # noqa: F401 - registers the custom classes for deserialisation
 
     import keras
 
     path = Path(path)
-    for f in ("labels.json", "config.yaml", model_file):
+    heads = model_file == MODEL_FILE and not (path / MODEL_FILE).exists() and (path / HEADS_FILE).exists()
+    for f in ("labels.json", "config.yaml", HEADS_FILE if heads else model_file):
         if not (path / f).exists():
             raise FileNotFoundError(f"{path} is not a complete model bundle: {f} is missing")
-    model = keras.saving.load_model(path / model_file, safe_mode=True, compile=False)
     parts = read_partitionings(path)
     labels = json.loads((path / "labels.json").read_text())
-    return Bundle(path, model, parts, relate(parts), labels, ExperimentConfig.load(path / "config.yaml"))
+    cfg = ExperimentConfig.load(path / "config.yaml")
+    if heads:
+        model = assemble_image_model(path / HEADS_FILE, cfg, parts, labels["scene_tasks"])
+    else:
+        model = keras.saving.load_model(path / model_file, safe_mode=True, compile=False)
+    return Bundle(path, model, parts, relate(parts), labels, cfg)
+
+
+def assemble_image_model(heads_file: Path, cfg: ExperimentConfig, parts: list[Partitioning], scene: dict[str, int]):
+    """The image model of a frozen-backbone run from its trained neck and heads (``heads_file``, the model it
+    trained on cached features): the config's backbone with its pretrained weights, built as the trainer built
+    it, then the trained weights copied in (:func:`~geomtl_core.models.finetune.transfer_head_weights`)."""
+    from geomtl_core.models.finetune import transfer_head_weights
+    from geomtl_core.models.multitask import build_model
+
+    import keras
+    import numpy as np
+
+    if not cfg.model.pretrained or cfg.model.finetune_blocks or not cfg.model.freeze_backbone:
+        raise InputError(f"{heads_file}: only a run whose pretrained backbone is frozen whole saves its heads alone; "
+                         "this config's backbone is not (train it again)")
+    heads = keras.saving.load_model(heads_file, safe_mode=True, compile=False)
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(heads.dtype_policy)  # the precision the run trained in
+    try:
+        full = build_model(cfg, parts, scene)
+        full(np.zeros((1, cfg.data.image_size, cfg.data.image_size, 3), "uint8"))
+    finally:
+        keras.config.set_dtype_policy(before)
+    transfer_head_weights(heads, full)
+    return full
 
 
 def save_model_atomic(model, path: Path) -> None:

@@ -7,6 +7,8 @@ the lean step run."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from geomtl_core.errors import InputError
 from geomtl_core.models.backbones import BACKBONES, SmallCNN, build_backbone
 from geomtl_core.models.fast_layers import layer_set
@@ -15,6 +17,9 @@ from geomtl_core.models.losses import multitask_loss
 from geomtl_core.models.metrics import MaskedAccuracy
 from geomtl_core.models.seeds import kernel_init
 from geomtl_core.models.train_steps import keras_distributed_step, lean_applies, lean_train_step, plain_set, track
+
+if TYPE_CHECKING:
+    from geomtl_core.config import ExperimentConfig
 
 import keras  # the backend was chosen by importing geomtl_core (its __init__)
 from keras import layers, ops
@@ -254,3 +259,20 @@ def compile_model(model: GeoMTLModel, optimizer: keras.optimizers.Optimizer) -> 
     # the lean train step updates these in place (ids: an attribute holding the metrics would track them twice)
     model._masked_accuracy_ids = {t: id(m) for t, m in accuracies.items()}
     return model
+
+
+def build_model(cfg: ExperimentConfig, parts: list, scene: dict[str, int], cached_inputs: bool = False) -> GeoMTLModel:
+    """The image model of a config with these partitionings and scene tasks, or (``cached_inputs``) its twin that
+    trains on cached features or activations; unbuilt (its weights drawn from ``cfg.train.seed`` once called)."""
+    m = cfg.model
+    backbone, inputs = m.backbone, "images"
+    if cached_inputs:
+        backbone, inputs = ("features", "images") if not m.finetune_blocks else (m.backbone, "activations")
+    return GeoMTLModel(
+        {p.name: len(p) for p in parts}, scene, backbone=backbone, input_size=cfg.data.image_size,
+        width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
+        neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
+        task_weights={s: m.scene_weight for s in scene}, finetune_blocks=m.finetune_blocks if backbone != "features"
+        else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing, conv_padding=m.conv_padding,
+        seed=cfg.train.seed,
+    )

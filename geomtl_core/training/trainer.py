@@ -24,7 +24,7 @@ from geomtl_core.data.loaders import (
     training_split,
 )
 from geomtl_core.errors import InputError
-from geomtl_core.files import atomic_path, check_run_folder
+from geomtl_core.files import HEADS_FILE, MODEL_FILE, atomic_path, check_run_folder, model_file
 from geomtl_core.geo.partitioning import relate
 from geomtl_core.inference.evaluation import evaluate_split
 from geomtl_core.models.bundle import (
@@ -34,7 +34,7 @@ from geomtl_core.models.bundle import (
     save_model_atomic,
     write_json_atomic,
 )
-from geomtl_core.models.multitask import GeoMTLModel, compile_model
+from geomtl_core.models.multitask import GeoMTLModel, build_model, compile_model
 from geomtl_core.training.malloc import keep_freed_memory
 
 import keras
@@ -117,22 +117,6 @@ def truncate_history(path: Path, epochs: int) -> None:
         tmp.write_text("".join(lines[:1] + keep))
 
 
-def _build_model(cfg: ExperimentConfig, parts, scene: dict[str, int], cached_inputs: bool = False) -> GeoMTLModel:
-    """The image model of a config, or (``cached_inputs``) its twin that trains on cached features or activations."""
-    m = cfg.model
-    backbone, inputs = m.backbone, "images"
-    if cached_inputs:
-        backbone, inputs = ("features", "images") if not m.finetune_blocks else (m.backbone, "activations")
-    return GeoMTLModel(
-        {p.name: len(p) for p in parts}, scene, backbone=backbone, input_size=cfg.data.image_size,
-        width=m.width, pretrained=m.pretrained, freeze_backbone=m.freeze_backbone, neck_units=m.neck_units,
-        neck_norm=m.neck_norm, dropout=m.dropout, loss_weighting=m.loss_weighting,
-        task_weights={s: m.scene_weight for s in scene}, finetune_blocks=m.finetune_blocks if backbone != "features"
-        else 0, inputs=inputs, label_smoothing=cfg.train.label_smoothing, conv_padding=m.conv_padding,
-        seed=cfg.train.seed,
-    )
-
-
 def _feature_inputs(cfg: ExperimentConfig, full: GeoMTLModel, train_split, val_split, progress: bool):
     """Cached features (of ``full``'s frozen backbone) of train (eval transform) and val, and loaders."""
     from geomtl_core.data.dataset import GeoImageDataset, make_loader
@@ -213,9 +197,11 @@ class Trained:
 
 
 def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
-        verbose: int | str = "auto") -> Trained:
+        verbose: int | str = "auto", heads_only: bool = False) -> Trained:
     """:func:`train`, keeping the trained bundle in memory for the caller (the compendium's runs evaluate test
-    and score the hybrid with it)."""
+    and score the hybrid with it). ``heads_only``: a run whose backbone is frozen whole saves its trained neck and
+    heads (:data:`~geomtl_core.files.HEADS_FILE`, about 2 MiB) instead of the image model (23 MiB of an ImageNet
+    backbone every such run shares); the bundle loads and publishes as an image model all the same."""
     out = Path(out_dir)
     state_path = check_run_folder(out, resume)
     dist.init_from_env()
@@ -223,7 +209,7 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
     if resume:
         cfg = resume_config(out, cfg)
         done = json.loads(state_path.read_text())["epoch"] >= cfg.train.epochs
-        if done and (out / "metrics.json").exists() and (out / "model.keras").exists():
+        if done and (out / "metrics.json").exists() and model_file(out) is not None:
             print(f"{out}: already finished ({cfg.train.epochs} epochs); nothing to resume, nothing rewritten "
                   "(raise train.epochs with --set to train on)", file=sys.stderr)
             return Trained(json.loads((out / "metrics.json").read_text()))
@@ -257,7 +243,7 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
     cached = uses_cached_features(cfg)
     if cached:  # the final image model, built first (seeded), provides the frozen backbone
         keras.utils.set_random_seed(cfg.train.seed)
-        full = _build_model(cfg, parts, scene)
+        full = build_model(cfg, parts, scene)
         full(np.zeros((1, cfg.data.image_size, cfg.data.image_size, 3), "uint8"))
         loader, val_loader = _feature_inputs(cfg, full, train_split, val_split, progress)
     else:
@@ -270,7 +256,7 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
         # head) start from the same neck and geo heads and draw the same dropout masks, so that their
         # difference carries less seed noise; built at once, in the order neck, geo heads, scene heads
         keras.utils.set_random_seed(cfg.train.seed)
-        model = _build_model(cfg, parts, scene, cached_inputs=cached)
+        model = build_model(cfg, parts, scene, cached_inputs=cached)
         model(next(iter(loader))[0])
         if cfg.train.init_from:  # e.g. an individual scene network fine-tuned from the base model
             from geomtl_core.models.bundle import start_from_bundle
@@ -302,13 +288,17 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
                                     progress=progress, fit_remedies=True)
     if "remedies" in metrics["val"]:  # fitted on validation, applied unchanged to any later split
         write_json_atomic(metrics["val"]["remedies"], out / "remedies.json")
+    heads = model
     if cached:  # the bundle holds an ordinary image model: frozen backbone + the trained neck and heads
         from geomtl_core.models.finetune import transfer_head_weights
 
         transfer_head_weights(model, full)
         model = full
     metrics["params"] = int(model.count_params())
-    save_model_atomic(model, out / "model.keras")
+    if heads_only and cached and cfg.model.pretrained and cfg.model.freeze_backbone and not cfg.model.finetune_blocks:
+        save_model_atomic(heads, out / HEADS_FILE)
+    else:
+        save_model_atomic(model, out / MODEL_FILE)
     write_json_atomic(metrics, out / "metrics.json")
     dist.barrier()
     labels = json.loads((out / "labels.json").read_text())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 MODEL_FILE = "model.keras"
 """A bundle's image model (Keras archive, loaded with ``safe_mode=True``)."""
-HEADS_FILE = "heads.keras"
-"""A frozen-backbone run's trained neck and heads alone (its model on cached features), in place of
+HEADS_FILE = "heads.npz"
+"""A frozen-backbone run's trained neck and heads alone (their weights, no optimizer state), in place of
 :data:`MODEL_FILE`: the ImageNet backbone every such run shares is rebuilt from the config when the bundle loads
 (:func:`geomtl_core.models.bundle.load_bundle`) and saved whole when the run is published."""
 

@@ -62,7 +62,7 @@ def test_smoke_book_runs_and_builds(tmp_path):
     planned = plan("smoke", ROOT)
     assert planned["cached"].all() and not planned["provisional"].any(), planned[~planned["cached"]]["run"].tolist()
     runs = ROOT / "runs" / "smoke"
-    trained = {str(f.parent.relative_to(runs)) for f in (*runs.rglob("model.keras"), *runs.rglob("heads.keras"))}
+    trained = {str(f.parent.relative_to(runs)) for f in (*runs.rglob("model.keras"), *runs.rglob("heads.npz"))}
     assert set(planned["run"]) <= trained and len(planned) == planned["run"].nunique()
     prior = json.loads((ROOT / "results" / "smoke" / "baselines" / "baselines.json").read_text())
     prior = prior["baselines"]["prior (most populated cell)"]

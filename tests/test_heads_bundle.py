@@ -1,4 +1,4 @@
-"""A compendium run on a frozen pretrained backbone keeps only its trained neck and heads (``heads.keras``); it
+"""A compendium run on a frozen pretrained backbone keeps only its trained neck and heads (``heads.npz``); it
 loads, evaluates and publishes as the image model it trained."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _fit(root: Path, data: Path, cache: Path, heads_only: bool):
 
 
 def test_a_frozen_run_keeps_its_heads_alone_and_loads_and_publishes_as_the_model_it_trained(tmp_path):
-    """With ``heads_only`` the run folder holds ``heads.keras`` (no ``model.keras``, under a fifth of its size);
+    """With ``heads_only`` the run folder holds ``heads.npz`` (no ``model.keras``, under a fifth of its size);
     :func:`load_bundle` assembles an image model whose every weight and whose answers on images equal the trained
     model in memory, and publishing writes that model whole as ``model.keras``. Catches an assembled model that is
     not the one evaluated (trained weights not copied in, another backbone or a layer drawn anew), a run that

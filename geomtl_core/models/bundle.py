@@ -1,6 +1,6 @@
 """A model bundle: one folder with everything evaluation and prediction need.
 
-``model.keras`` (loaded with ``safe_mode=True``; a compendium run of a frozen backbone keeps ``heads.keras``, its
+``model.keras`` (loaded with ``safe_mode=True``; a compendium run of a frozen backbone keeps ``heads.npz``, its
 trained neck and heads, instead), ``cells/*.csv`` (partitionings, coarse -> fine),
 ``labels.json`` (task names and sizes, the class names of every scene head, the dataset trained on),
 ``config.yaml``, ``metrics.json``, ``MODEL_CARD.md`` (what it was trained on and what it is for).
@@ -122,10 +122,10 @@ def load_bundle(path: str | Path, model_file: str = MODEL_FILE) -> Bundle:
 
 
 def assemble_image_model(heads_file: Path, cfg: ExperimentConfig, parts: list[Partitioning], scene: dict[str, int]):
-    """The image model of a frozen-backbone run from its trained neck and heads (``heads_file``, the model it
-    trained on cached features): the config's backbone with its pretrained weights, built as the trainer built
-    it, then the trained weights copied in (:func:`~geomtl_core.models.finetune.transfer_head_weights`)."""
-    from geomtl_core.models.finetune import transfer_head_weights
+    """The image model of a frozen-backbone run from its trained neck and heads (``heads_file``,
+    :func:`save_heads_atomic`): the config's backbone with its pretrained weights, built as the trainer built it,
+    then the trained weights set (:func:`~geomtl_core.models.finetune.set_head_weights`)."""
+    from geomtl_core.models.finetune import set_head_weights
     from geomtl_core.models.multitask import build_model
 
     import keras
@@ -134,16 +134,28 @@ def assemble_image_model(heads_file: Path, cfg: ExperimentConfig, parts: list[Pa
     if not cfg.model.pretrained or cfg.model.finetune_blocks or not cfg.model.freeze_backbone:
         raise InputError(f"{heads_file}: only a run whose pretrained backbone is frozen whole saves its heads alone; "
                          "this config's backbone is not (train it again)")
-    heads = keras.saving.load_model(heads_file, safe_mode=True, compile=False)
+    with np.load(heads_file, allow_pickle=False) as z:
+        weights = {k: z[k] for k in z.files}
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(heads.dtype_policy)  # the precision the run trained in
+    keras.config.set_dtype_policy(str(weights.pop("dtype_policy")))  # the precision the run trained in
     try:
         full = build_model(cfg, parts, scene)
         full(np.zeros((1, cfg.data.image_size, cfg.data.image_size, 3), "uint8"))
     finally:
         keras.config.set_dtype_policy(before)
-    transfer_head_weights(heads, full)
+    set_head_weights(full, weights)
     return full
+
+
+def save_heads_atomic(model, path: Path) -> None:
+    """The trained neck and heads of ``model`` (:func:`~geomtl_core.models.finetune.head_weights`) with its dtype
+    policy, as one ``.npz`` written atomically: what :func:`assemble_image_model` reads."""
+    from geomtl_core.models.finetune import head_weights
+
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        np.savez(tmp, dtype_policy=np.array(model.dtype_policy.name), **head_weights(model))
 
 
 def save_model_atomic(model, path: Path) -> None:

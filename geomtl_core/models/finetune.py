@@ -11,6 +11,7 @@ import weakref
 from geomtl_core.errors import InputError
 
 import keras
+import numpy as np
 from keras import ops
 
 _STEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # built once per backbone
@@ -76,6 +77,33 @@ def transfer_tail_weights(source: keras.Model, target: keras.Model) -> int:
             target.get_layer(layer.name).set_weights(layer.get_weights())
             n += 1
     return n
+
+
+def head_weights(model) -> dict[str, np.ndarray]:
+    """What a model on a frozen backbone trains, by name: its neck (and the neck's normalisation), every head and
+    the learned loss weights; no optimizer state (what a run keeps of itself, :func:`set_head_weights`)."""
+    out = {f"{name}/{i}": w for name in ("neck", "neck_bn") for i, w in enumerate(getattr(model, name).get_weights())}
+    for task, layer in model.heads.items():
+        out |= {f"heads/{task}/{i}": w for i, w in enumerate(layer.get_weights())}
+    if model.log_vars is not None:
+        out["log_vars"] = np.asarray(ops.convert_to_numpy(model.log_vars))
+    return out
+
+
+def set_head_weights(model, weights: dict[str, np.ndarray]) -> None:
+    """Set ``model``'s neck, heads and learned loss weights from :func:`head_weights` of a model with the same
+    heads; a missing or extra name is an error (another architecture)."""
+    used = set()
+    for prefix, layer in [(n, getattr(model, n)) for n in ("neck", "neck_bn")] + \
+            [(f"heads/{t}", h) for t, h in model.heads.items()]:
+        names = [f"{prefix}/{i}" for i in range(len(layer.get_weights()))]
+        layer.set_weights([weights[n] for n in names])
+        used |= set(names)
+    if model.log_vars is not None:
+        model.log_vars.assign(weights["log_vars"])
+        used.add("log_vars")
+    if set(weights) != used:
+        raise InputError(f"trained weights {sorted(set(weights) ^ used)} do not match the model's neck and heads")
 
 
 def transfer_head_weights(head_model, full_model) -> None:

@@ -31,6 +31,7 @@ from geomtl_core.models.bundle import (
     Bundle,
     read_partitionings,
     save_bundle_metadata,
+    save_heads_atomic,
     save_model_atomic,
     write_json_atomic,
 )
@@ -200,7 +201,7 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
         verbose: int | str = "auto", heads_only: bool = False) -> Trained:
     """:func:`train`, keeping the trained bundle in memory for the caller (the compendium's runs evaluate test
     and score the hybrid with it). ``heads_only``: a run whose backbone is frozen whole saves its trained neck and
-    heads (:data:`~geomtl_core.files.HEADS_FILE`, about 2 MiB) instead of the image model (23 MiB of an ImageNet
+    heads (:data:`~geomtl_core.files.HEADS_FILE`, their weights alone) instead of the image model (23 MiB of an ImageNet
     backbone every such run shares); the bundle loads and publishes as an image model all the same."""
     out = Path(out_dir)
     state_path = check_run_folder(out, resume)
@@ -296,7 +297,7 @@ def fit(cfg: ExperimentConfig | None, out_dir: str | Path, resume: bool = False,
         model = full
     metrics["params"] = int(model.count_params())
     if heads_only and cached and cfg.model.pretrained and cfg.model.freeze_backbone and not cfg.model.finetune_blocks:
-        save_model_atomic(heads, out / HEADS_FILE)
+        save_heads_atomic(heads, out / HEADS_FILE)
     else:
         save_model_atomic(model, out / MODEL_FILE)
     write_json_atomic(metrics, out / "metrics.json")

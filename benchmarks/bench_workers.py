@@ -1,7 +1,7 @@
 """Should the book's runs go to one process or to several on this machine? The wall time of the same kind of runs
-(the frozen single-task cell at 100%, one run per fold, as the book trains them) executed by ``runner``'s
-executor in this process (``--workers 1``, torch using every core) and in ``--workers N`` processes (the cores
-shared out), side by side in one invocation, with the CPU and the load.
+(the frozen single-task cell at 100% on the export's split, as the book trains it, each run with its own seed)
+executed by ``runner``'s executor in this process (``--workers 1``, torch using every core) and in ``--workers N``
+processes (the cores shared out), side by side in one invocation, with the CPU and the load.
 
 Both phases run in one throwaway project that links the scale's proxy export; a warm-up run first fills the
 feature cache (as the book's first run of a share does), and each phase trains runs of its own seeds, so nothing
@@ -48,10 +48,12 @@ def main() -> None:
         ensure_folds(args.scale, project)
         base = G.cell_units(Cell("frozen", 1.0, "st"), args.scale, project)
 
+        split = next(u for u in base if u.fold is None)  # one training set: every phase reads the same cache
+
         def units(label: str, seed0: int) -> list[RunUnit]:
             return [RunUnit(f"bench-{label}-{i}", args.scale,
-                            deep_merge(base[i % len(base)].overrides, {"train": {"seed": seed0 + i}}), "bench",
-                            seed0 + i, base[i % len(base)].fold) for i in range(args.runs)]
+                            deep_merge(split.overrides, {"train": {"seed": seed0 + i}}), "bench", seed0 + i, None)
+                    for i in range(args.runs)]
 
         warm = units("warm", 4242)[0]
         run_once(warm.name, args.scale, warm.overrides, project)

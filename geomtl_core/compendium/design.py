@@ -105,7 +105,6 @@ def model_overrides(model: str, scale: str) -> dict:
     if model.startswith("cnn_w"):
         return {"model": {"backbone": "small_cnn", "width": _width(model), "pretrained": False,
                           "freeze_backbone": False, "conv_padding": "same_symmetric"},  # torch's padding: faster
-                "data": {"image_size": p.get("scratch_size") or p["size"]},  # the export's crops, resized
                 "train": {"epochs": p["scratch_epochs"]}}
     raise KeyError(f"unknown grid model {model!r}")
 
@@ -195,16 +194,9 @@ def aa_cell(scale: str) -> Cell | None:
 
 
 def experiment_seeds(scale: str, name: str) -> list[int]:
-    """The seeds an experiment trains with: the A/A cell's own (``cv.aa.seeds``), a cross-validated cell's model's
-    own (``cv.seeds[model]``, where the design gives a noisier model more seeds), else the scale's."""
+    """The seeds an experiment trains with: the scale's, or the A/A cell's own (``cv.aa.seeds``)."""
     p, aa = scale_params(scale), aa_cell(scale)
-    if aa and name == aa.name:
-        return list(p["cv"]["aa"]["seeds"])
-    by_model = (p.get("cv") or {}).get("seeds", {})
-    cell = next((c for c in cv_cells(scale) if c.name == name), None)
-    if cell is not None and cell.model in by_model:
-        return list(by_model[cell.model])
-    return list(p.get("seeds", [0]))
+    return list(p["cv"]["aa"]["seeds"]) if aa and name == aa.name else list(p.get("seeds", [0]))
 
 
 METHODS_FAMILY = ("methods", "the hybrid against f* and against plain kNN within each retrieval cell's runs, kNN "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23, 25, 26, 34 and 36) applied to a copy of the tree; the named test must fail.
+# Run from anywhere: bash .ci/mutations.sh. Each deliberate breakage (issues 22, 23, 25, 26, 34, 35 and 36) applied to a copy of the tree; the named test must fail.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # name, file, python-replacement, test
@@ -64,3 +64,7 @@ run legend_7pt geomtl_core/compendium/plots.py 'import sys;p=sys.argv[1];s=open(
 # issue 34: checkpoints written whatever the interval
 run checkpoint_every_epoch geomtl_core/training/trainer.py 'import sys;p=sys.argv[1];s=open(p).read();a="        if time.perf_counter() - self.last < self.every_s:\n";assert a in s;open(p,"w").write(s.replace(a,"        if False:\n"))' tests/test_training.py::test_a_run_shorter_than_its_checkpoint_interval_writes_no_checkpoint
 run heads_not_transferred geomtl_core/models/bundle.py 'import sys;p=sys.argv[1];s=open(p).read();a="    set_head_weights(full, weights)\n    return full\n";assert a in s;open(p,"w").write(s.replace(a,"    return full\n"))' tests/test_heads_bundle.py
+# issue 35: decoded images with batched augmentation (data/decoded.py): the crop read half a box off, epochs that do not reseed the augmentation, the colour map's bias without its brightness
+run decoded_crop_offset geomtl_core/data/decoded.py 'import sys;p=sys.argv[1];s=open(p).read();a="(2 * left + w) / side - 1";assert a in s;open(p,"w").write(s.replace(a,"(2 * left) / side - 1"))' tests/test_decoded.py::test_crop_reads_the_boxed_pixels
+run decoded_not_reseeded geomtl_core/data/decoded.py 'import sys;p=sys.argv[1];s=open(p).read();a="        self.gen.manual_seed(self.seed * 100_003 + 7_919 * epoch + 1)";assert a in s;open(p,"w").write(s.replace(a,"        pass"))' tests/test_decoded.py::test_batches_replay_by_epoch_and_carry_their_labels
+run decoded_jitter_bias geomtl_core/data/decoded.py 'import sys;p=sys.argv[1];s=open(p).read();a="(1 - c) * b * m";assert a in s;open(p,"w").write(s.replace(a,"(1 - c) * m"))' tests/test_decoded.py::test_batched_jitter_equals_the_per_image_colour_jitter

@@ -43,6 +43,9 @@ class DataConfig:
     aux_control: str = "none"  # scene labels as given, "shuffled" (no information) or "geographic" (a region code)
     subset_task: str = ""  # train only on images whose label ``subset_task`` is ``subset_class`` (ISN models)
     subset_class: int = -1
+    # decode the training images once per run and augment whole batches (data/decoded.py): for small models,
+    # whose epoch otherwise costs its JPEGs and per-image transforms more than its convolutions
+    decode_once: bool = False
 
 
 @dataclass

@@ -105,6 +105,9 @@ def model_overrides(model: str, scale: str) -> dict:
     if model.startswith("cnn_w"):
         return {"model": {"backbone": "small_cnn", "width": _width(model), "pretrained": False,
                           "freeze_backbone": False, "conv_padding": "same_symmetric"},  # torch's padding: faster
+                # its images decoded once a run and augmented by the batch, at the scale's own input size for
+                # models from scratch (``scratch_size``, else ``size``): the export's crops, resized
+                "data": {"decode_once": True, "image_size": p.get("scratch_size") or p["size"]},
                 "train": {"epochs": p["scratch_epochs"]}}
     raise KeyError(f"unknown grid model {model!r}")
 
@@ -126,11 +129,15 @@ def cells(scale: str) -> list[Cell]:
 
 def cv_folds(scale: str, name: str) -> list[int] | None:
     """The cross-validation folds an experiment trains on (``SCALES[scale]["cv"]``): the declared cells' runs
-    train on every listed fold, all others on the scale's split only (``None``)."""
+    train on every listed fold (their model's own list, ``cv.model_folds``, where the design gives a noisier
+    model more folds), all others on the scale's split only (``None``)."""
     cv = scale_params(scale).get("cv")
     if not cv:
         return None
-    return list(cv["folds"]) if name in {Cell(*c).name for c in cv["cells"]} else None
+    cell = next((Cell(*c) for c in cv["cells"] if Cell(*c).name == name), None)
+    if cell is None:
+        return None
+    return list(cv.get("model_folds", {}).get(cell.model, cv["folds"]))
 
 
 def cv_cells(scale: str) -> list[Cell]:
@@ -269,6 +276,9 @@ def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
 
 
 PILOT = {"frozen": {"within": 0.95, "between": 0.50}, "learning": {"within": 9.85, "between": 5.63},
+         # the small CNN's variance pilot on pixel-disjoint-v1 (2026-12-06, `python -m geomtl_core.compendium.pilot
+         # --size 32 --epochs 3 --folds 0 1 2 --seeds 0 1`): 32 px, 3 epochs, decoded once a run, at 750 km
+         "cnn": {"within": 5.11, "between": 0.0},
          "source": "the default scale's first cross-validated measurement (3 seeds x 6 folds, commit a73b492, the "
                    "overlapping benchmark before pixel-disjoint-v1): per-run multi-task minus single-task differences "
                    "at 200 km, the endpoint then (points^2), seed to seed within a fold and between folds; frozen: "

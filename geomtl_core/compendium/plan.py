@@ -35,6 +35,8 @@ by kind of model (measured, ``measured.json``). Scaled by samples per epoch and,
 a scale's own finished runs replace them (their median)."""
 COST_IMAGES: int = int(_COSTS["reference_train_images"])
 COST_PX: int = int(_COSTS["reference_size_px"])
+COST_SIZE_PX: dict[str, int] = {k: int(v) for k, v in _COSTS.get("size_px", {}).items()}
+"""The input size a kind's cost was measured at where it is not :data:`COST_PX` (``measured.json``)."""
 RETRIEVAL_S: float = float(MEASURED["retrieval"]["planned_s"])
 """Seconds a retrieval run (``train.retrieval``) adds for the hybrid's and kNN's choice on validation and their
 test (``measured.json``); the scale's own finished retrieval runs replace it (their median)."""
@@ -57,7 +59,8 @@ def _estimate(unit: R.RunUnit, scale: str, default_samples: int, measured: dict[
         per_epoch = measured[kind]
     else:
         samples = cfg.train.samples_per_epoch or default_samples
-        per_epoch *= samples / COST_IMAGES * ((cfg.data.image_size / COST_PX) ** 2 if kind != "frozen" else 1.0)
+        px = COST_SIZE_PX.get(kind, COST_PX)
+        per_epoch *= samples / COST_IMAGES * ((cfg.data.image_size / px) ** 2 if kind != "frozen" else 1.0)
     retrieval = measured.get("retrieval", RETRIEVAL_S) if cfg.train.retrieval else 0.0
     return overhead + per_epoch * cfg.train.epochs + retrieval
 

@@ -40,20 +40,23 @@ SCALES: dict[str, dict] = {
     # --dry-run`, measured.json): all 100K locations, ImageNet EfficientNet-Lite0 features, 64 px. The recipe is
     # fixed in advance ("recipe"), the learning arms' settings too (no "arms"): symmetric choices, nothing chosen
     # on one arm. One seed per run; the confirmatory rows are cross-validated on 7 of the 10 pixel-disjoint folds
-    # (never fold 8, whose test cells are the export's validation cells), the single-task frozen cell at 100%
-    # with a second seed on every fold for the A/A calibration; every other cell runs on the export's split
-    # (fold 9) and is exploratory. Its runs last one to three minutes: one killed restarts rather than resumes
-    # (no checkpoint before 5 minutes of training), so no run writes a checkpoint it never reads.
+    # (the small CNN's on all 9 usable ones; never fold 8, whose test cells are the export's validation cells), the
+    # single-task frozen cell at 100% with a second seed on every fold for the A/A calibration; every other cell
+    # runs on the export's split (fold 9) and is exploratory. Its runs last one to three minutes: one killed
+    # restarts rather than resumes (no checkpoint before 5 minutes of training), so no run writes a checkpoint it
+    # never reads.
     "default": {"n": None, "size": 64, "fov_km": 100.0, "backbone": "efficientnet_lite0", "pretrained": True,
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 512, "lr": 2e-3,
-                "scratch_epochs": 1, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0],
+                "scratch_epochs": 3, "scratch_size": 32, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0],
                 "recipe": "regularised_2ep", "checkpoint_every_s": 300.0,
                 "grid": {"models": {"frozen": {0.1: ["st", "s3"], 0.3: ["st", "s3"], 1.0: ["st", "s3", "s16"]},
                                     "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]}},
                          "scene_all": [], "controls": [["frozen", 0.1]],
                          "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [],
                          "region_on_all": [], "tune_blocks": 2},
-                "cv": {"folds": [9, 0, 1, 2, 3, 4, 5],
+                # the small CNN (32 px, 3 passes, decoded once a run: the variance pilot of book/method.md) on all
+                # 9 usable folds, the frozen rows on 7
+                "cv": {"folds": [9, 0, 1, 2, 3, 4, 5], "model_folds": {"cnn_w25": [9, 0, 1, 2, 3, 4, 5, 6, 7]},
                        "cells": [["frozen", 0.1, "st"], ["frozen", 0.1, "s3"], ["frozen", 1.0, "st"],
                                  ["frozen", 1.0, "s3"], ["cnn_w25", 1.0, "st"], ["cnn_w25", 1.0, "s3"]],
                        "aa": {"cell": ["frozen", 1.0, "st"], "seeds": [0, 1]}},

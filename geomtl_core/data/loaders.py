@@ -198,6 +198,12 @@ class PairedBatchSampler(Sampler[list[int]]):
         return self.n_batches
 
 
+def loader_workers(cfg: ExperimentConfig) -> int:
+    """Worker processes of a training loader: none for decoded images (their batches are tensor ops in this
+    process, drawn from one generator in order), ``data.workers`` for the per-sample pipeline."""
+    return 0 if cfg.data.decode_once else cfg.data.workers
+
+
 @dataclass
 class SplitData:
     """One split: its labels and a ready DataLoader."""
@@ -222,9 +228,15 @@ def split_loader(
     if not train:  # evaluation keeps images outside every cell: label -1, masked out of that head's loss/accuracy
         labels.targets.update({p.name: p.assign(labels.lat, labels.lon) for p in parts})
     tfm = TransformConfig(size=cfg.data.image_size, flip=cfg.data.flip, jitter=cfg.data.jitter)
-    ds = GeoImageDataset(source, labels, tfm, train=train,
-                         faults=faults,
-                         five_crop=cfg.data.five_crop and not train)
+    if train and cfg.data.decode_once:
+        from geomtl_core.data.decoded import DecodedTrainSet, decode_all
+
+        images = decode_all(source, labels, tfm.size, round(tfm.size * tfm.resize_ratio), faults)
+        ds = DecodedTrainSet(images, labels, tfm, cfg.train.seed, source)
+    else:
+        ds = GeoImageDataset(source, labels, tfm, train=train,
+                             faults=faults,
+                             five_crop=cfg.data.five_crop and not train)
     if len(ds) == 0:
         raise InputError(f"split {split!r} has no usable images (report: {labels.report})")
     if not train:
@@ -234,7 +246,7 @@ def split_loader(
 
     sampler = EpochSampler(len(ds), cfg.train.seed, rank=rank(), world=world_size(), batch=cfg.train.batch_size,
                            total=cfg.train.samples_per_epoch)
-    loader = make_loader(ds, cfg.train.batch_size, sampler=sampler, seed=cfg.train.seed, workers=cfg.data.workers,
+    loader = make_loader(ds, cfg.train.batch_size, sampler=sampler, seed=cfg.train.seed, workers=loader_workers(cfg),
                          drop_last=len(ds) >= cfg.train.batch_size)
     return SplitData(labels, ds, loader)
 
@@ -254,5 +266,5 @@ def training_split(cfg: ExperimentConfig, train_meta: pd.DataFrame, geo_rows: np
     keep = mask_geo_labels(split.labels, parts, train_meta["img_id"].to_numpy()[geo_rows])
     batches = PairedBatchSampler(keep, cfg.train.seed, cfg.train.batch_size, cfg.train.samples_per_epoch)
     loader = make_loader(split.dataset, cfg.train.batch_size, batch_sampler=batches, seed=cfg.train.seed,
-                         workers=cfg.data.workers)
+                         workers=loader_workers(cfg))
     return replace(split, loader=loader), int(keep.sum())

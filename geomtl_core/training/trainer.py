@@ -74,6 +74,8 @@ class EpochSetup(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         order = self.loader.batch_sampler if hasattr(self.loader.batch_sampler, "set_epoch") else self.loader.sampler
         order.set_epoch(epoch)
+        if hasattr(self.loader.dataset, "set_epoch"):  # decoded images: their augmentation's generator
+            self.loader.dataset.set_epoch(epoch)
         self.loader.generator.manual_seed(self.seed * 7919 + epoch)
         keras.utils.set_random_seed(self.seed * 7919 + epoch)
         self.faults.epoch = epoch

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from geomtl_core.data.dataset import FaultLog, LabelTable
-from geomtl_core.data.images import ImageDecodeError, TransformConfig, decode_image, to_tensor
+from geomtl_core.data.images import ColorJitter, ImageDecodeError, TransformConfig, decode_image, to_tensor
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-_GRAY = torch.tensor([0.299, 0.587, 0.114])
+_GRAY = ColorJitter._GRAY  # the per-sample jitter's gray weights, one definition
 _TRIES = 10  # candidate crops per image, as torchvision's RandomResizedCrop
 
 

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", [Executor(), Executor(workers=2), Executor(address="local:2")],
                          ids=["serial", "processes", "dask"])
 def test_every_engine_gives_the_same_results(executor):
@@ -24,6 +25,7 @@ def test_every_engine_gives_the_same_results(executor):
     assert executor.run([(exec_tasks.square, (k,)) for k in range(6)]) == [0, 1, 4, 9, 16, 25]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", [Executor(workers=2), Executor(address="local:2")], ids=["processes", "dask"])
 def test_a_killed_worker_is_replaced_and_its_task_runs_again(tmp_path, executor):
     """The first attempt kills its worker process (``os._exit``, as the OOM killer would); the task runs again on
@@ -44,6 +46,7 @@ def test_a_failing_task_is_retried_then_reported_and_the_others_finish(tmp_path)
     assert counter.read_text() == "3"
 
 
+@pytest.mark.slow
 def test_each_worker_process_gets_a_gpu_of_its_own(monkeypatch):
     """With ``CUDA_VISIBLE_DEVICES=3,5`` two local workers see one GPU each, never the same one (no GPU is
     touched: the variable is only read). Catches GPUs assigned by process id, where two workers can collide."""

@@ -13,6 +13,7 @@ from geomtl_core.models.bundle import load_bundle
 from geomtl_core.training.trainer import fit
 
 import numpy as np
+import pytest
 from toydata import make_toy_dataset
 
 FROZEN_PRETRAINED = {"backbone": "efficientnet_lite0", "pretrained": True, "freeze_backbone": True, "neck_units": 32}
@@ -28,6 +29,7 @@ def _fit(root: Path, data: Path, cache: Path, heads_only: bool):
     return fit(cfg, root, verbose=0, heads_only=heads_only)
 
 
+@pytest.mark.slow
 def test_a_frozen_run_keeps_its_heads_alone_and_loads_and_publishes_as_the_model_it_trained(tmp_path):
     """With ``heads_only`` the run folder holds ``heads.npz`` (no ``model.keras``, under a fifth of its size);
     :func:`load_bundle` assembles an image model whose every weight and whose answers on images equal the trained

@@ -220,6 +220,7 @@ def test_only_runs_on_cached_features_are_supported(tmp_path, model, train):
         hybrid_for_run(tmp_path / "no_run", cfg=cfg)
 
 
+@pytest.mark.slow
 def test_a_tuned_run_embeds_through_its_tuned_blocks(tmp_path):
     """A run with tuned blocks caches the activations entering them; its ``backbone`` embedding is the tuned
     backbone's pooled output (the whole backbone on the images, separate code) and its ``neck`` one gives the

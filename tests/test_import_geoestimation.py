@@ -155,6 +155,7 @@ def bundle(imported):
     return load_bundle(imported)
 
 
+@pytest.mark.slow
 def test_hierarchy_equals_theirs(bundle, cells_dir):
     """The bundle's hierarchy (S2 containment of the cell ids) is the matrix their code builds from the
     cells' mean coordinates, for all 12,893 published fine cells."""
@@ -162,6 +163,7 @@ def test_hierarchy_equals_theirs(bundle, cells_dir):
     assert [p.name for p in bundle.parts] == SHORTNAMES and [len(p) for p in bundle.parts] == [3298, 7202, 12893]
 
 
+@pytest.mark.slow
 def test_imported_bundle_evaluates_as_their_inference(imported, bundle, released, photos, cells_dir, tmp_path,
                                                       capsys):
     """Catches any difference from their test-time pipeline (key mapping, BN, heads, resize, five crops,
@@ -212,6 +214,7 @@ def test_imported_bundle_evaluates_as_their_inference(imported, bundle, released
     assert pd.read_csv(tmp_path / "from-shards" / "predictions.csv").equals(pred)
 
 
+@pytest.mark.slow
 def test_predict_uses_their_recipe(imported, released, photos, cells_dir, tmp_path, capsys):
     """`geomtl predict` on an imported bundle takes their five crops and the maximum over crops: its top cells'
     probabilities and f* coordinates equal their inference's. Catches predict falling back to one centre crop."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import geomtl_core
 
+import pytest
+
 PACKAGE = Path(geomtl_core.__file__).parent
 LAYERS = {"errors": 0, "config": 0, "distributed": 0, "files": 0, "geo": 1, "data": 2, "models": 3, "inference": 4,
           "training": 5, "cli": 6, "compendium": 6}
@@ -157,6 +159,7 @@ def test_the_cycle_check_can_fail():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
+@pytest.mark.slow
 def test_compendium_rooms_import_downward_only():
     """Each compendium module imports only rooms below it (or beside it at rank 0)."""
     room = PACKAGE / "compendium"

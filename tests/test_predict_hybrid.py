@@ -108,6 +108,7 @@ def _predict(folder: Path, files: list[Path], **kw) -> list[dict]:
     return list(Predictor(load_bundle(folder), batch_size=5, **kw).run(files))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["with", "neck", "tuned"])
 def test_a_bundle_with_a_gallery_predicts_with_the_hybrid_of_its_settings(bundles, photos, which):
     """Every photo's answer is method "hybrid" at :func:`hybrid_locate`'s point, worked out here from the model's

@@ -44,6 +44,7 @@ def _same(a: dict, b: dict, rows: slice | None = None, atol: float = 1e-5) -> No
         np.testing.assert_allclose(a[k], want, rtol=1e-5, atol=atol, err_msg=k)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_with_the_whole_batch(two_processes):
     """Forward output, averaged gradients and moving statistics match one process on 2N images."""
     x, y = batch()
@@ -53,6 +54,7 @@ def test_two_processes_equal_one_with_the_whole_batch(two_processes):
         _same(two_processes["sync", r], single, rows=slice(r * N, (r + 1) * N))
 
 
+@pytest.mark.slow
 def test_plain_batchnorm_differs(two_processes):
     """The control: per-process statistics give other outputs, gradients and moving statistics."""
     x, y = batch()

@@ -232,6 +232,7 @@ def test_every_backbone_gives_finite_features_after_build(backbone):
     assert torch.isfinite(f).all() and all(torch.isfinite(v).all() for v in out.values())
 
 
+@pytest.mark.slow
 def test_keep_freed_memory_takes_effect_once_per_process():
     """glibc accepts the allocator settings (mallopt returns 1 for each) and they are applied once."""
     import subprocess
@@ -244,6 +245,7 @@ def test_keep_freed_memory_takes_effect_once_per_process():
     assert out == ([str(glibc)] * 2)
 
 
+@pytest.mark.slow
 def test_a_run_shorter_than_its_checkpoint_interval_writes_no_checkpoint(tmp_path):
     """``train.checkpoint_every_s``: 0 checkpoints every epoch (resumable), a long interval none at all, and the
     bundle is the same either way. Catches checkpoints written regardless of the interval (the default book's

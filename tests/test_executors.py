@@ -63,19 +63,19 @@ def _project(tmp: Path) -> Path:
     return tmp
 
 
-SUBGRID = [("frozen", 1.0, "st"), ("frozen", 1.0, "s3"), ("tuned", 1.0, "st")]
+SUBGRID = [("frozen", 1.0, "st"), ("frozen", 1.0, "s3"), ("tuned", 1.0, "st"), ("cnn_w25", 1.0, "s3")]
 
 
-def _grid(root: Path, executor: Executor, monkeypatch, subgrid: bool = False) -> dict:
-    """The smoke grid (or, ``subgrid``, a cross-validated frozen pair and a tuned arm with its epoch candidates,
-    the recipe before them) trained from nothing in the project ``root``, one torch thread per process."""
+def _grid(root: Path, executor: Executor, monkeypatch) -> dict:
+    """The smoke scale's subgrid (a cross-validated frozen pair, a tuned arm with its epoch candidates and a small
+    CNN's multi-task arm decoded once a run, the recipe before them: one run of every kind the grid trains)
+    trained from nothing in the project ``root``, one torch thread per process."""
     from geomtl_core.compendium import grid
     from geomtl_core.compendium.design import Cell
 
     import torch
 
-    if subgrid:
-        monkeypatch.setattr(grid, "cells", lambda scale: [Cell(*c) for c in SUBGRID])
+    monkeypatch.setattr(grid, "cells", lambda scale: [Cell(*c) for c in SUBGRID])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -102,8 +102,8 @@ def serial_grid(tmp_path_factory):
 @pytest.mark.parametrize("executor", [Executor(workers=2, threads=1), Executor(address="local:2", threads=1)],
                          ids=["processes", "dask"])
 def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch, serial_grid, executor):
-    """The whole smoke grid trained in this process and by 2 local worker processes (or a local Dask cluster of
-    2), each from nothing in its own project: the same cells, run keys, folds and test metrics, and nothing
+    """The smoke subgrid trained in this process and by 2 local worker processes (or a local Dask cluster of 2),
+    each from nothing in its own project: the same cells, run keys, folds and test metrics, and nothing
     half-written (no staging folder left). One thread per process in both, so that the arithmetic is the same.
     On Dask this caught layers seeded from Python's shared ``random``, which the worker's own threads draw from."""
     parallel = _grid(tmp_path / "p", executor, monkeypatch)
@@ -114,7 +114,7 @@ def test_smoke_grid_on_two_workers_equals_the_serial_grid(tmp_path, monkeypatch,
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_the_grid_complete_and_identical(tmp_path, monkeypatch, serial_grid):
-    """While 2 local workers train part of the smoke grid, the worker holding the lock of a run whose first epoch
+    """While 2 local workers train the smoke subgrid, the worker holding the lock of a run whose first epoch
     is checkpointed is killed (SIGKILL, as the OOM killer would): the pool is rebuilt, the run is retried and
     resumes from its staging folder, and the grid completes with the serial grid's numbers and no staging folder
     left. Catches a pool that dies with its worker (the grid never completes) and a run published half-trained
@@ -151,7 +151,7 @@ or left staged."""
     watcher = threading.Thread(target=kill_one_mid_run, daemon=True)
     watcher.start()
     try:
-        parallel = _grid(root, Executor(workers=2, threads=1), monkeypatch, subgrid=True)
+        parallel = _grid(root, Executor(workers=2, threads=1), monkeypatch)
     finally:
         stop.set()
         watcher.join()

@@ -49,8 +49,9 @@ SCALES: dict[str, dict] = {
                 "tau_min": 10, "tau_max": [1000, 300, 100], "epochs": 6, "batch": 512, "lr": 2e-3,
                 "scratch_epochs": 3, "scratch_size": 32, "fractions": [0.1, 0.3, 1.0], "workers": 2, "seeds": [0],
                 "recipe": "regularised_2ep", "checkpoint_every_s": 300.0,
+                # no tuned blocks here (book/method.md, "Budget"): the smoke and full scales train them
                 "grid": {"models": {"frozen": {0.1: ["st", "s3"], 0.3: ["st", "s3"], 1.0: ["st", "s3", "s16"]},
-                                    "tuned": {1.0: ["st", "s3"]}, "cnn_w25": {1.0: ["st", "s3"]}},
+                                    "cnn_w25": {1.0: ["st", "s3"]}},
                          "scene_all": [], "controls": [["frozen", 0.1]],
                          "control_labels": ["shuffled_s3", "geographic_s3"], "koppen": [],
                          "region_on_all": [], "tune_blocks": 2},

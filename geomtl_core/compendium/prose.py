@@ -263,9 +263,17 @@ def readme_answer(verdict: pd.DataFrame, records: list[dict]) -> str:
                   f"against the smallest; exploratory) read {r['diff']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] "
                   f"points: {r['verdict']}."]
     explo = verdict[verdict["role"] != "confirmatory"]
+    col = {c: explo[c] if c in explo else pd.Series("", index=explo.index)
+           for c in ("comparison", "family", "aux_label", "model")}
+    kinds = [name for name, present in (
+        ("the data-share control", (col["comparison"] == "data_share_vs_smallest_share").any()),
+        ("other shares", ((col["family"] == "secondary") & (col["aux_label"] == "s3")).any()),
+        ("S16", (col["aux_label"] == "s16").any()), ("controls", (col["family"] == "controls").any()),
+        ("the tuned model", (col["model"] == "tuned").any())) if present]
+    which = f" ({', '.join(kinds)})" if kinds else ""
     lines += ["", f"Interval: a t over the fold means ({conf['interval'].iloc[0]}), Holm over the "
-              f"{plural(len(conf), 'row')}; {plural(len(explo), 'more row')} (other shares, S16, controls, the "
-              "tuned model) are exploratory: chapter 05 of the book, `results/default/verdict.csv`."]
+              f"{plural(len(conf), 'row')}; {plural(len(explo), 'more row')}{which} are exploratory: "
+              "chapter 05 of the book, `results/default/verdict.csv`."]
     if records:
         total = sum(float(r.get("wall_time_s", 0)) for r in records)
         machines = sorted({r["machine"] for r in records if r.get("machine")})

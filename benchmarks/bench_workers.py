@@ -1,5 +1,6 @@
 """Should the book's runs go to one process or to several on this machine? The wall time of the same kind of runs
-(the frozen single-task cell at 100% on the export's split, as the book trains it, each run with its own seed)
+(the single-task cell at 100% of one model on the export's split, as the book trains it: ``--model frozen`` or
+``cnn_w25``, the small CNN on decoded images; each run with its own seed)
 executed by ``runner``'s executor in this process (``--workers 1``, torch using every core) and in ``--workers N``
 processes (the cores shared out), side by side in one invocation, with the CPU and the load.
 
@@ -7,7 +8,7 @@ Both phases run in one throwaway project that links the scale's proxy export; a 
 feature cache (as the book's first run of a share does), and each phase trains runs of its own seeds, so nothing
 is reused from the other. The runner's ``--workers`` default should be the faster of the two.
 
-Run: .venv/bin/python benchmarks/bench_workers.py [--workers 2] [--runs 4] [--scale default]
+Run: .venv/bin/python benchmarks/bench_workers.py [--workers 2] [--runs 4] [--scale default] [--model cnn_w25]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--runs", type=int, default=4, help="runs per phase (folds of the cell, then repeated)")
     ap.add_argument("--scale", default="default")
+    ap.add_argument("--model", default="frozen", help="the model of the single-task cell at 100%% (grid's name)")
     args = ap.parse_args()
 
     from geomtl_core.compendium import grid as G
@@ -46,7 +48,7 @@ def main() -> None:
         (project / "data" / export.name).symlink_to(export)
         (project / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
         ensure_folds(args.scale, project)
-        base = G.cell_units(Cell("frozen", 1.0, "st"), args.scale, project)
+        base = G.cell_units(Cell(args.model, 1.0, "st"), args.scale, project)
 
         split = next(u for u in base if u.fold is None)  # one training set: every phase reads the same cache
 
@@ -69,7 +71,7 @@ def main() -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     print(f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end; scale {args.scale}, "
-          f"{args.runs} frozen runs per phase")
+          f"{args.runs} {args.model} runs per phase")
     print(f"{'workers':<10}{'wall s':>10}{'s per run':>12}{'vs 1 worker':>14}")
     for n, t in times.items():
         print(f"{n:<10}{t:>10.1f}{t / args.runs:>12.1f}{t / times[1]:>14.2f}")

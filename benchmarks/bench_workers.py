@@ -48,7 +48,8 @@ def main() -> None:
         (project / "data" / export.name).symlink_to(export)
         (project / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
         ensure_folds(args.scale, project)
-        base = G.cell_units(Cell(args.model, 1.0, "st"), args.scale, project)
+        # peek: the scale's recipe as declared, without training its validation choice first
+        base = G.cell_units(Cell(args.model, 1.0, "st"), args.scale, project, peek=True)
 
         split = next(u for u in base if u.fold is None)  # one training set: every phase reads the same cache
 

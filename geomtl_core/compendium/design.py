@@ -108,7 +108,9 @@ def model_overrides(model: str, scale: str) -> dict:
                 # its images decoded once a run and augmented by the batch, at the scale's own input size for
                 # models from scratch (``scratch_size``, else ``size``): the export's crops, resized
                 "data": {"decode_once": True, "image_size": p.get("scratch_size") or p["size"]},
-                "train": {"epochs": p["scratch_epochs"]}}
+                # ``scratch_validate``: False skips the validation pass after every epoch (history.csv keeps the
+                # training losses; validation is still scored once, after training, for the run's methods)
+                "train": {"epochs": p["scratch_epochs"], "validate": p.get("scratch_validate", True)}}
     raise KeyError(f"unknown grid model {model!r}")
 
 

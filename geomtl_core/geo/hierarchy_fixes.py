@@ -36,8 +36,11 @@ def fit_temperature(p: np.ndarray, target: np.ndarray) -> float:
     ok = target >= 0
     if not ok.any():
         return 1.0
-    p, target = p[ok], target[ok]
-    nll = [-np.log(np.clip(temper(p, t)[np.arange(len(p)), target], 1e-300, None)).mean() for t in TEMPERATURES]
+    z = np.log(np.clip(p[ok], 1e-300, None))
+    z -= z.max(axis=1, keepdims=True)  # the row's maximum of z / t is 0 at every t > 0: shifted once
+    zt = z[np.arange(len(z)), target[ok]]
+    # NLL of the tempered target, -z_target / t + log sum exp(z / t): one exp per temperature, nothing normalised
+    nll = [np.mean(np.log(np.exp(z / t).sum(axis=1)) - zt / t) for t in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(nll))])
 
 

@@ -6,6 +6,8 @@ from geomtl_core.compendium import grid, paper_claims, plan
 from geomtl_core.compendium import provision as P
 from geomtl_core.compendium.runner import main
 
+import pytest
+
 
 def _project(path: Path) -> Path:
     """A fresh project root: ``_config.yml`` and ``notebooks/``, no data, runs or results."""
@@ -55,3 +57,14 @@ def test_estimated_sizes_are_the_exports_and_a_plan_on_the_export_writes_no_fold
     table = plan.plan("smoke", root)
     assert _listing(root) == before and not (P.data_dir("smoke", root) / "folds").exists()
     assert table.attrs["sizes"]["source"] == "export" and len(table) > 0 and not table["cached"].any()
+
+
+def test_the_plan_on_two_processes_uses_their_measured_wall_ratio():
+    """On 2 local processes the plan scales what can run in parallel by the measured wall ratio of 2 processes on
+    this CPU (``measured.json``, about 0.78), not by one half; the recipe's runs, which come first, are not shared
+    out; an unmeasured count falls back to workers of the same speed. Catches a dry run that halves the time on 2
+    cores (it once said 0.5x where the benchmark measured 0.76-0.79x)."""
+    assert plan.WALL_RATIO[2] > 0.5
+    assert plan.parallel_s(1000.0, 100.0, 1) == 1000.0
+    assert plan.parallel_s(1000.0, 100.0, 2) == pytest.approx(100.0 + 900.0 * plan.WALL_RATIO[2])
+    assert plan.parallel_s(1000.0, 100.0, 7) == pytest.approx(100.0 + 900.0 / 7)

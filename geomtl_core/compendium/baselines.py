@@ -10,9 +10,10 @@ from pathlib import Path
 from geomtl_core.compendium import provision as P
 from geomtl_core.compendium import run_key as K
 from geomtl_core.compendium.design import AUX
-from geomtl_core.compendium.grid import run_named
+from geomtl_core.compendium.grid import named_units, run_named
 from geomtl_core.compendium.project import find_root
 from geomtl_core.compendium.results import results_dir
+from geomtl_core.compendium.runs import train_units
 from geomtl_core.models.bundle import write_json_atomic
 
 import numpy as np
@@ -33,7 +34,10 @@ def baselines(scale: str, root: Path | None = None) -> dict[str, dict]:
     path = results_dir(scale, root) / "baselines" / "baselines.json"
     if path.exists() and json.loads(path.read_text()).get("key") == key:
         return json.loads(path.read_text())["baselines"]
-    run_named("st_hier", scale, AUX["st"], root)  # its frozen backbone's features are the kNN space
+    # its frozen backbone's features are the kNN space; its runs (folds, A/A seeds) train on the runner's executor
+    # first (``--workers``: local processes), then are read back
+    train_units(named_units("st_hier", scale, AUX["st"], root), root)
+    run_named("st_hier", scale, AUX["st"], root)
     train, test = load_meta(cfg, "train"), load_meta(cfg, "test")
     parts = make_partitionings(cfg, train)
     tl, tn, lat, lon = (x.to_numpy() for x in (train.lat, train.lon, test.lat, test.lon))

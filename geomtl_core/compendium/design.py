@@ -203,9 +203,16 @@ def aa_cell(scale: str) -> Cell | None:
 
 
 def experiment_seeds(scale: str, name: str) -> list[int]:
-    """The seeds an experiment trains with: the scale's, or the A/A cell's own (``cv.aa.seeds``)."""
+    """The seeds an experiment trains with: the scale's, the A/A cell's own (``cv.aa.seeds``), or those the
+    design gives a cross-validated cell's model (``cv.model_seeds``: a noisier row's seeds on every fold)."""
     p, aa = scale_params(scale), aa_cell(scale)
-    return list(p["cv"]["aa"]["seeds"]) if aa and name == aa.name else list(p.get("seeds", [0]))
+    if aa and name == aa.name:
+        return list(p["cv"]["aa"]["seeds"])
+    cell = next((c for c in cv_cells(scale) if c.name == name), None)
+    by_model = (p.get("cv") or {}).get("model_seeds", {})
+    if cell is not None and cell.model in by_model:
+        return list(by_model[cell.model])
+    return list(p.get("seeds", [0]))
 
 
 METHODS_FAMILY = ("methods", "the hybrid against f* and against plain kNN within each retrieval cell's runs, kNN "
@@ -279,8 +286,9 @@ def comparisons(scale: str) -> list[tuple[str, Cell, Cell]]:
 
 PILOT = {"frozen": {"within": 0.95, "between": 0.50}, "learning": {"within": 9.85, "between": 5.63},
          # the small CNN's variance pilot on pixel-disjoint-v1 (2026-12-06, `python -m geomtl_core.compendium.pilot
-         # --size 32 --epochs 3 --folds 0 1 2 --seeds 0 1`): 32 px, 3 epochs, decoded once a run, at 750 km
-         "cnn": {"within": 5.11, "between": 0.0},
+         # --size 32 --epochs 3 --seeds 0 1`, folds 0 1 2 then 3 4 5, pooled: `pilot.pooled`): 32 px, 3 epochs,
+         # decoded once a run, at 750 km; the first batch alone read 5.11 within and 0.0 between
+         "cnn": {"within": 12.85, "between": 0.0},
          "source": "the default scale's first cross-validated measurement (3 seeds x 6 folds, commit a73b492, the "
                    "overlapping benchmark before pixel-disjoint-v1): per-run multi-task minus single-task differences "
                    "at 200 km, the endpoint then (points^2), seed to seed within a fold and between folds; frozen: "

@@ -37,6 +37,8 @@ COST_IMAGES: int = int(_COSTS["reference_train_images"])
 COST_PX: int = int(_COSTS["reference_size_px"])
 COST_SIZE_PX: dict[str, int] = {k: int(v) for k, v in _COSTS.get("size_px", {}).items()}
 """The input size a kind's cost was measured at where it is not :data:`COST_PX` (``measured.json``)."""
+WALL_RATIO: dict[int, float] = {int(n): float(r) for n, r in MEASURED["workers"]["wall_ratio"].items()}
+"""Measured wall time of the same runs on N local processes against one (``measured.json``, this 2-core CPU)."""
 RETRIEVAL_S: float = float(MEASURED["retrieval"]["planned_s"])
 """Seconds a retrieval run (``train.retrieval``) adds for the hybrid's and kNN's choice on validation and their
 test (``measured.json``); the scale's own finished retrieval runs replace it (their median)."""
@@ -116,6 +118,15 @@ def plan(scale: str, root: Path | None = None) -> pd.DataFrame:
     return table
 
 
+def parallel_s(total: float, first: float, workers: int) -> float:
+    """Seconds of a plan (``total``, of which ``first`` runs before the rest can share out) on ``workers`` local
+    processes: the rest times the measured wall ratio of that many processes on the measured CPU
+    (:data:`WALL_RATIO`), else divided among workers of the same speed."""
+    if workers <= 1:
+        return total
+    return first + (total - first) * WALL_RATIO.get(workers, 1.0 / workers)
+
+
 def summary(table: pd.DataFrame, workers: int = 1) -> str:
     """The plan in a few lines: runs per stage and kind, cached and to train, the estimated time serially and on
     ``workers`` workers (independent runs share out; the recipe and arm choices come first), and where the export's
@@ -130,8 +141,9 @@ def summary(table: pd.DataFrame, workers: int = 1) -> str:
     total = todo["est_s"].sum()
     first = todo[todo["stage"].isin(["recipe"])]["est_s"].sum()
     lines.append(f"estimated training time: {total / 3600:.2f} h in one process on the CPU the costs were measured "
-                 f"on" + (f"; about {(first + (total - first) / workers) / 3600:.2f} h on {workers} workers of the "
-                          "same speed" if workers > 1 else ""))
+                 f"on" + (f"; about {parallel_s(total, first, workers) / 3600:.2f} h on {workers} "
+                          + ("processes of that CPU (their measured wall ratio)" if workers in WALL_RATIO else
+                             "workers of the same speed") if workers > 1 else ""))
     if sizes := table.attrs.get("sizes"):
         lines.append(f"sizes: {sizes['train_images']:,} training images, {sizes['k']} folds, "
                      + ("read from the proxy export" if sizes["source"] == "export" else

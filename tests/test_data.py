@@ -95,6 +95,19 @@ def test_shards_round_trip_byte_identical(dataset_dir):
     assert index_shards(root / "shards").ids.tolist() == ids  # from the cache
 
 
+def test_a_half_written_index_cache_is_scanned_again_and_rewritten_whole(tmp_path):
+    """An index cache cut short (its writer killed mid-write, as a killed run's evaluation once left it) is read as
+    no cache: the shards are scanned again and the cache rewritten whole, with no temporary file left beside it.
+    Catches a reader that fails on a truncated npz (``BadZipFile``), which made the resumed run crash in CI."""
+    write_shards([(f"i{k}", _jpeg(k)) for k in range(5)], tmp_path, per_shard=10)
+    cache = tmp_path / ".geomtl_index.npz"
+    assert index_shards(tmp_path).ids.tolist() == [f"i{k}" for k in range(5)] and cache.exists()
+    cache.write_bytes(cache.read_bytes()[:40])
+    assert index_shards(tmp_path).ids.tolist() == [f"i{k}" for k in range(5)]
+    assert np.load(cache)["ids"].tolist() == [f"i{k}" for k in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".geomtl_index.npz"]
+
+
 def test_unparseable_shard_names_the_file(tmp_path):
     """A shard that is not msgpack at all is an error naming the file."""
     bad = tmp_path / "shard_00000.msg"

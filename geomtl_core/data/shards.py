@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from geomtl_core.errors import InputError
+from geomtl_core.files import atomic_path
 
 import msgpack
 import numpy as np
@@ -137,7 +139,7 @@ def index_shards(root: str | Path, cache: bool = True) -> ShardIndex:
             z = np.load(cache_path, allow_pickle=False)
             if z["names"].tolist() == [f.name for f in files] and np.array_equal(z["stamp"], stamp):
                 return ShardIndex(files, z["file_idx"], z["offsets"], z["ids"])
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # unreadable: scanned again
             pass
     file_idx, offsets, ids = [], [], []
     for fi, f in enumerate(files):
@@ -150,9 +152,10 @@ def index_shards(root: str | Path, cache: bool = True) -> ShardIndex:
             ids.append(str(rec["id"]))
     index = ShardIndex(files, np.array(file_idx, np.int32), np.array(offsets, np.int64), np.array(ids, dtype=str))
     if cache:
-        try:
-            np.savez(cache_path, names=np.array([f.name for f in files]), stamp=stamp, file_idx=index.file_idx,
-                     offsets=index.offsets, ids=index.ids)
+        try:  # written whole or not at all: a process killed mid-write leaves no half index for the next one
+            with atomic_path(cache_path) as tmp:
+                np.savez(tmp, names=np.array([f.name for f in files]), stamp=stamp, file_idx=index.file_idx,
+                         offsets=index.offsets, ids=index.ids)
         except OSError:
             log.info("could not write index cache %s (read-only folder?)", cache_path)
     return index

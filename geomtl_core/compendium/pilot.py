@@ -68,9 +68,8 @@ def run_pilot(scale: str, model: str, size: int, epochs: int, folds: list[int], 
             for s in seeds:
                 u = plan[aux, j, s]
                 res = run_once(u.name, scale, u.overrides, root)
-                name = u.name
                 walls.append(res["wall_time_s"])
-                pred = read_predictions(root / "runs" / scale / name / "predictions_test.csv")
+                pred = read_predictions(root / "runs" / scale / u.name / "predictions_test.csv")
                 row.append(100 * float((pred.errors_km <= PRIMARY_KM).mean()))
             rows.append(row)
         acc[aux] = rows
